@@ -1,0 +1,69 @@
+"""Fully connected models: an MLP and a linear (softmax regression) classifier.
+
+The linear model is the paper's analysis case (Sec. 3.4: one GD step reaches the optimum from
+every init only with at least D distilled points) and a fast sanity check for the inner loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from torch import nn
+
+from .base import ImageClassifier
+from .registry import register_model
+
+__all__ = ["MLP", "LinearClassifier"]
+
+
+@register_model("mlp")
+class MLP(ImageClassifier):
+    """MLP: flatten → [Linear → ReLU] per hidden size → Linear.
+
+    Args:
+        in_shape: Per-example input shape ``(C, H, W)``; any size.
+        num_classes: Number of output logits.
+        hidden: Sizes of the hidden layers.
+    """
+
+    arch: ClassVar[str] = "mlp"
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        hidden: Sequence[int] = (256, 256),
+    ) -> None:
+        super().__init__(in_shape, num_classes)
+        self.hidden = tuple(int(n) for n in hidden)
+        if any(n < 1 for n in self.hidden):
+            raise ValueError(f"mlp hidden sizes must be positive, got {tuple(hidden)}")
+        sizes = (math.prod(self.in_shape), *self.hidden)
+        layers: list[nn.Module] = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], self.num_classes))
+        # `forward` flattens the features ([N, C*H*W]) before the classifier.
+        self.classifier = nn.Sequential(*layers)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, hidden={self.hidden}"
+
+
+@register_model("linear")
+class LinearClassifier(ImageClassifier):
+    """Linear: flatten → Linear (with bias), i.e. multinomial logistic regression.
+
+    Args:
+        in_shape: Per-example input shape ``(C, H, W)``; any size.
+        num_classes: Number of output logits.
+    """
+
+    arch: ClassVar[str] = "linear"
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__(in_shape, num_classes)
+        self.classifier = nn.Linear(math.prod(self.in_shape), self.num_classes)

@@ -1,0 +1,290 @@
+"""Tests for datadistill.models: every registered model gets the same checks (timm style)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from datadistill.models import (
+    INIT_SCHEMES,
+    ImageClassifier,
+    build_model,
+    init_params,
+    list_models,
+    register_model,
+)
+from datadistill.models import registry as registry_module
+
+NUM_CLASSES = 10
+SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
+# Models whose architecture cannot take 8x8 inputs (tested separately in test_too_small_input).
+NEEDS_MORE_THAN_8X8 = {"lenet"}
+
+CASES = [
+    pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}")
+    for name in list_models()
+    for shape in SHAPES
+    if not (shape[1] == 8 and name in NEEDS_MORE_THAN_8X8)
+]
+
+
+def _batch(shape: tuple[int, int, int], n: int = 4, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))  # [n, C, H, W]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registry_lists_every_model() -> None:
+    assert list_models() == ["alexcifarnet", "convnet", "lenet", "linear", "mlp"]
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_forward_shape(name: str, shape: tuple[int, int, int]) -> None:
+    model = build_model(name, shape, NUM_CLASSES)
+    assert isinstance(model, ImageClassifier)
+    assert model.in_shape == shape
+    assert model.num_classes == NUM_CLASSES
+    out = model(_batch(shape))
+    assert out.shape == (4, NUM_CLASSES)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_no_buffers(name: str) -> None:
+    # Running statistics would be mutated in place across unrolled steps and vmapped inits.
+    model = build_model(name, (3, 32, 32), NUM_CLASSES)
+    assert list(model.named_buffers()) == []
+    assert not any(isinstance(m, nn.modules.batchnorm._NormBase) for m in model.modules())
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_backward_gives_finite_grads_for_every_param(
+    name: str, shape: tuple[int, int, int]
+) -> None:
+    model = build_model(name, shape, NUM_CLASSES)
+    model.load_state_dict(init_params(model, "xavier", _gen(0)))
+    labels = torch.arange(4) % NUM_CLASSES
+    nn.functional.cross_entropy(model(_batch(shape)), labels).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, f"{pname} gets no gradient"
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_functional_call_matches_loaded_module(name: str, shape: tuple[int, int, int]) -> None:
+    model = build_model(name, shape, NUM_CLASSES)
+    params = init_params(model, "xavier", _gen(1))
+    x = _batch(shape)
+    out_functional = functional_call(model, params, (x,))
+    model.load_state_dict(params)  # strict: the dict names every entry of the state dict
+    torch.testing.assert_close(out_functional, model(x))
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_vmap_over_stacked_params_matches_loop(name: str, shape: tuple[int, int, int]) -> None:
+    model = build_model(name, shape, NUM_CLASSES)
+    draws = [init_params(model, "default", _gen(seed)) for seed in range(3)]
+    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}  # [3, *param_shape]
+    x = _batch(shape)
+    out = vmap(lambda p: functional_call(model, p, (x,)))(stacked)  # [3, N, num_classes]
+    assert out.shape == (3, 4, NUM_CLASSES)
+    for i, params in enumerate(draws):
+        torch.testing.assert_close(out[i], functional_call(model, params, (x,)))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_mismatched_channels_gives_readable_error(name: str) -> None:
+    model = build_model(name, (1, 28, 28), NUM_CLASSES)
+    x = _batch((3, 28, 28))
+    expected = rf"{name} was built for inputs of shape \(1, 28, 28\) but got \(3, 28, 28\).*"
+    expected += "channels=1"
+    with pytest.raises(ValueError, match=expected):
+        model(x)
+    params = init_params(model, "xavier", _gen(0))
+    with pytest.raises(ValueError, match=expected):
+        functional_call(model, params, (x,))
+    stacked = {k: torch.stack([v, v]) for k, v in params.items()}
+    with pytest.raises(ValueError, match=expected):
+        vmap(lambda p: functional_call(model, p, (x,)))(stacked)
+    # Inside vmap over the data, x.shape is the per-sample shape: the check still applies.
+    with pytest.raises(ValueError, match=expected):
+        vmap(model)(x.unsqueeze(1))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_mismatched_size_and_rank_give_readable_errors(name: str) -> None:
+    model = build_model(name, (3, 32, 32), NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(3, 32, 32\).*resize=32"):
+        model(_batch((3, 28, 28)))
+    with pytest.raises(ValueError, match=r"batch of images \[N, C, H, W\].*unsqueeze"):
+        model(torch.zeros(3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "min_hw"), [("lenet", (1, 8, 8), 12), ("convnet", (1, 4, 4), 8)]
+)
+def test_too_small_input(name: str, shape: tuple[int, int, int], min_hw: int) -> None:
+    with pytest.raises(ValueError, match=rf"{name} needs inputs of at least {min_hw}x{min_hw}.*"):
+        build_model(name, shape, NUM_CLASSES)
+    # The smallest accepted size really works.
+    model = build_model(name, (1, min_hw, min_hw), NUM_CLASSES)
+    assert model(_batch((1, min_hw, min_hw))).shape == (4, NUM_CLASSES)
+
+
+def test_alexcifarnet_accepts_small_inputs() -> None:
+    # Its pools are padded (as in the reference code), so there is no minimum size.
+    model = build_model("alexcifarnet", (3, 2, 2), NUM_CLASSES)
+    assert model(_batch((3, 2, 2))).shape == (4, NUM_CLASSES)
+
+
+def test_reference_feature_sizes() -> None:
+    assert build_model("lenet", (1, 28, 28), 10).classifier[0].in_features == 16 * 5 * 5
+    assert build_model("alexcifarnet", (3, 32, 32), 10).classifier[0].in_features == 4096
+    assert build_model("convnet", (3, 32, 32), 10).classifier.in_features == 128 * 4 * 4
+    convnet = build_model("convnet", (1, 28, 28), 10, width=16, depth=2)
+    assert convnet.classifier.in_features == 16 * 7 * 7
+    assert build_model("mlp", (1, 28, 28), 10, hidden=(32,)).classifier[0].out_features == 32
+
+
+def test_unknown_model_name_suggests_close_match() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'lenett'.*'lenet'.*alexcifarnet, convnet"):
+        build_model("lenett", (1, 28, 28), 10)
+    with pytest.raises(ValueError, match=r"Registered models: alexcifarnet"):
+        build_model("resnet152", (1, 28, 28), 10)
+    assert isinstance(build_model("LeNet", (1, 28, 28), 10), nn.Module)
+
+
+def test_register_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "_MODELS", dict(registry_module._MODELS))
+
+    @register_model("tiny")
+    def tiny(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        """A tiny model."""
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), num_classes))
+
+    assert "tiny" in list_models()
+    assert registry_module.get_model_spec("tiny").summary == "A tiny model."
+    assert build_model("tiny", (1, 2, 2), 3)(torch.zeros(5, 1, 2, 2)).shape == (5, 3)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("tiny")(tiny)
+
+
+# ----------------------------------------------------------------------------------- init_params
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+@pytest.mark.parametrize("name", list_models())
+def test_init_params_is_fresh_and_matches_model(name: str, scheme: str) -> None:
+    model = build_model(name, (1, 28, 28), NUM_CLASSES)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    params = init_params(model, scheme, _gen(0))
+    assert list(params) == [k for k, _ in model.named_parameters()]
+    for k, p in model.named_parameters():
+        assert params[k].shape == p.shape and params[k].dtype == p.dtype, k
+        assert params[k].device == p.device and params[k].data_ptr() != p.data_ptr(), k
+        assert not isinstance(params[k], nn.Parameter)
+    for k, v in model.state_dict().items():  # the module is untouched
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+def test_init_params_seeded(scheme: str) -> None:
+    model = build_model("lenet", (1, 28, 28), NUM_CLASSES)
+    a, b = init_params(model, scheme, _gen(7)), init_params(model, scheme, _gen(7))
+    c = init_params(model, scheme, _gen(8))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
+    assert not torch.equal(a["classifier.4.weight"], c["classifier.4.weight"])
+
+
+def test_init_params_float64() -> None:
+    model = build_model("linear", (1, 8, 8), 3).double()
+    params = init_params(model, "xavier", _gen(0))
+    assert all(p.dtype == torch.float64 for p in params.values())
+
+
+# A big layer, so sample statistics are tight: weight [512, 1024].
+_FAN_IN, _FAN_OUT = 1024, 512
+
+
+def _big_layer_params(scheme: str, gain: float = 1.0) -> dict[str, torch.Tensor]:
+    model = build_model("mlp", (1, 32, 32), NUM_CLASSES, hidden=(_FAN_OUT,))
+    return init_params(model, scheme, _gen(0), gain=gain)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected_std"),
+    [
+        ("xavier", math.sqrt(2.0 / (_FAN_IN + _FAN_OUT))),
+        ("kaiming", math.sqrt(2.0 / _FAN_IN)),
+        ("default", math.sqrt(1.0 / _FAN_IN) / math.sqrt(3.0)),  # U(±1/sqrt(fan_in))
+    ],
+)
+def test_init_weight_std(scheme: str, expected_std: float) -> None:
+    w = _big_layer_params(scheme)["classifier.0.weight"]
+    assert w.mean().abs() < 0.05 * expected_std
+    assert w.std().item() == pytest.approx(expected_std, rel=0.01)
+
+
+def test_xavier_gain_scales_weights() -> None:
+    w1 = _big_layer_params("xavier")["classifier.0.weight"]
+    w2 = _big_layer_params("xavier", gain=2.0)["classifier.0.weight"]
+    torch.testing.assert_close(w2, 2.0 * w1)
+
+
+def test_orthogonal_rows() -> None:
+    w = _big_layer_params("orthogonal")["classifier.0.weight"]  # [512, 1024]
+    torch.testing.assert_close(w @ w.T, torch.eye(_FAN_OUT), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("scheme", ["xavier", "kaiming", "orthogonal"])
+def test_biases_are_zero(scheme: str) -> None:
+    params = init_params(build_model("lenet", (1, 28, 28), 10), scheme, _gen(0))
+    for k, v in params.items():
+        if k.endswith("bias"):
+            assert torch.count_nonzero(v) == 0, k
+
+
+def test_default_bias_range() -> None:
+    b = _big_layer_params("default")["classifier.0.bias"]
+    bound = 1.0 / math.sqrt(_FAN_IN)
+    assert b.abs().max() <= bound and torch.count_nonzero(b) == b.numel()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_default_scheme_matches_pytorch_construction(name: str) -> None:
+    # Oracle: with the global RNG in the same state, "default" draws exactly what the layers'
+    # own reset_parameters drew when the model was built.
+    torch.manual_seed(123)
+    model = build_model(name, (1, 12, 12), NUM_CLASSES)
+    torch.manual_seed(123)
+    params = init_params(model, "default")
+    for k, p in model.named_parameters():
+        assert torch.equal(params[k], p.detach()), k
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+def test_norm_layers_start_at_identity(scheme: str) -> None:
+    params = init_params(build_model("convnet", (1, 8, 8), 10, width=8), scheme, _gen(0))
+    assert torch.equal(params["features.1.weight"], torch.ones(8))
+    assert torch.equal(params["features.1.bias"], torch.zeros(8))
+
+
+def test_unknown_scheme() -> None:
+    model = build_model("linear", (1, 8, 8), 3)
+    with pytest.raises(ValueError, match=r"unknown init scheme 'xavir'.*xavier, kaiming"):
+        init_params(model, "xavir")
+
+
+def test_unclassifiable_parameter() -> None:
+    model = nn.Module()
+    model.scale = nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match="cannot initialise parameter 'scale'"):
+        init_params(model)
