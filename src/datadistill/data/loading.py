@@ -1,0 +1,277 @@
+"""Load a registered data set as normalised tensors, optionally resized and channel-converted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from datadistill.data.files import _ensure_split_files, _missing_for_split, resolve_data_dir
+from datadistill.data.registry import get_dataset_spec, list_datasets
+
+# ITU-R BT.601 luma weights, the ones PIL's "L" mode and torchvision's rgb_to_grayscale use.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _channel_view(values: Sequence[float], like: Tensor) -> Tensor:
+    """Per-channel constants shaped [C, 1, 1] to broadcast over [..., C, H, W]."""
+    return torch.tensor(tuple(values), dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
+def _check_stats(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> None:
+    channels = images.shape[-3] if images.dim() >= 3 else None
+    if channels is None or len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"images of shape {tuple(images.shape)} need [..., C, H, W] with one mean and std per "
+            f"channel; got mean={tuple(mean)} std={tuple(std)}"
+        )
+
+
+def normalize_pixels(images01: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Standardise pixels per channel: ``x' = (x - mean_c) / std_c``.
+
+    Args:
+        images01: ``[..., C, H, W]`` float pixels in [0, 1].
+        mean: One value per channel, on the [0, 1] scale.
+        std: One value per channel, on the [0, 1] scale.
+
+    Returns:
+        A new tensor of the same shape.
+
+    Example:
+        >>> normalize_pixels(torch.full((1, 1, 2, 2), 0.5), (0.5,), (0.25,)).unique()
+        tensor([0.])
+    """
+    _check_stats(images01, mean, std)
+    return (images01 - _channel_view(mean, images01)) / _channel_view(std, images01)
+
+
+def _denormalize_pixels(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Inverse of :func:`normalize_pixels`: ``x = x' * std_c + mean_c``."""
+    _check_stats(images, mean, std)
+    return images * _channel_view(std, images) + _channel_view(mean, images)
+
+
+@dataclass
+class ImageDataset:
+    """A whole split in memory, normalised, with what is needed to undo the normalisation."""
+
+    images: Tensor  # [N, C, H, W] float32, normalised with `mean` and `std`
+    labels: Tensor  # [N] int64 in [0, num_classes)
+    name: str  # registry name, e.g. "mnist"
+    num_classes: int  # number of classes
+    class_names: tuple[str, ...]  # human-readable name per label
+    mean: tuple[float, ...]  # per-channel mean used to normalise (after channel conversion)
+    std: tuple[float, ...]  # per-channel std used to normalise (after channel conversion)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image, after any resize and channel conversion."""
+        c, h, w = self.images.shape[1:]
+        return (c, h, w)
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Map normalised images back to pixel space (about [0, 1]; clamp before saving a PNG).
+
+        Args:
+            images: ``[..., C, H, W]``, normalised like this data set (e.g. distilled images).
+
+        Returns:
+            ``images * std + mean`` per channel, same shape.
+        """
+        return _denormalize_pixels(images, self.mean, self.std)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def _to_unit_float(images: Tensor, name: str) -> Tensor:
+    """uint8 [0, 255] or float [0, 1] -> float32 [0, 1]."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    if images.is_floating_point():
+        return images.to(torch.float32)
+    raise ValueError(f"dataset {name!r}: reader gave {images.dtype} images; need uint8 or float")
+
+
+def _parse_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if resize is None:
+        return None
+    if isinstance(resize, int) and not isinstance(resize, bool):
+        size = (resize, resize)
+    elif (
+        isinstance(resize, Sequence)
+        and len(resize) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in resize)
+    ):
+        size = (resize[0], resize[1])
+    else:
+        raise ValueError(f"resize must be an int or (height, width) of ints, got {resize!r}")
+    if min(size) < 1:
+        raise ValueError(f"resize must be positive, got {resize!r}")
+    return size
+
+
+def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``[N, C, H, W]`` pixels, antialiased so downsampling does not alias.
+
+    Bilinear weights are non-negative and sum to one, so [0, 1] pixels stay in [0, 1].
+    """
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _convert_channels(
+    images: Tensor, mean: tuple[float, ...], std: tuple[float, ...], channels: int
+) -> tuple[Tensor, tuple[float, ...], tuple[float, ...]]:
+    """Change the channel count of ``[N, C, H, W]`` [0, 1] pixels and their statistics with them.
+
+    1 -> 3 repeats the gray plane (mean and std repeat). 3 -> 1 takes the luma
+    ``y = 0.299 r + 0.587 g + 0.114 b``; its mean is exactly the weighted mean, and its std is
+    taken as the weighted std, which is exact for perfectly correlated channels and a slight
+    over-estimate otherwise (natural images' channels are strongly correlated).
+    """
+    have = images.shape[1]
+    if have == channels:
+        return images, mean, std
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous(), mean * 3, std * 3
+    if have == 3 and channels == 1:
+        weights = _channel_view(_LUMA, images)  # [3, 1, 1]
+        gray = (images * weights).sum(dim=1, keepdim=True)  # [N, 1, H, W]
+        luma_mean = sum(w * m for w, m in zip(_LUMA, mean, strict=True))
+        luma_std = sum(w * s for w, s in zip(_LUMA, std, strict=True))
+        return gray, (luma_mean,), (luma_std,)
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | Path | None = None,
+    resize: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load one split of a registered data set into memory, normalised.
+
+    Files are checked against their known checksums on first use (the result is cached next to
+    them), and downloaded from the canonical source if missing and `download` is set. Images go
+    through: pixels in [0, 1] -> channel conversion -> bilinear resize -> per-channel
+    normalisation with the data set's train statistics (adjusted for the channel conversion).
+
+    Args:
+        name: A registered data set (see :func:`list_datasets`), e.g. ``"mnist"``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: Folder holding one sub-folder per data set; default ``$DATADISTILL_DATA``, else
+            the user cache dir (see :func:`resolve_data_dir`).
+        resize: Output size, an int for square images or ``(height, width)``; None keeps the
+            native size. E.g. 28 to feed USPS to an MNIST network.
+        channels: 1 or 3 to convert (1 -> 3 repeats the plane, 3 -> 1 takes luma); None keeps
+            the native count.
+        download: Fetch missing files over the network (with a timeout) if True.
+
+    Returns:
+        An :class:`ImageDataset` with images ``[N, C, H, W]`` float32 and labels ``[N]`` int64.
+
+    Raises:
+        ValueError: Unknown name, split or option, or a file failing its checksum.
+        FileNotFoundError: Files missing and not downloadable; the message lists them and where
+            to get them.
+
+    Example:
+        >>> usps = load_dataset("usps", "test", resize=28)  # doctest: +SKIP
+        >>> usps.images.shape
+        torch.Size([2007, 1, 28, 28])
+    """
+    spec = get_dataset_spec(name)
+    if split not in spec.splits:
+        raise ValueError(f"unknown split {split!r} for {name!r}; choose from {spec.splits}")
+    size = _parse_size(resize)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+
+    folder = resolve_data_dir(data_dir) / spec.subdir
+    _ensure_split_files(spec, folder, split, download=download)
+    images, labels = spec.reader(folder, split)
+
+    n = labels.shape[0]
+    if tuple(images.shape) != (n, *spec.image_shape) or labels.dim() != 1:
+        raise ValueError(
+            f"dataset {name!r}: reader returned images {tuple(images.shape)} and labels "
+            f"{tuple(labels.shape)}; expected [N, {', '.join(map(str, spec.image_shape))}] and [N]"
+        )
+    labels = labels.to(torch.int64)
+    if n and (labels.min() < 0 or labels.max() >= spec.num_classes):
+        raise ValueError(f"dataset {name!r}: labels outside 0..{spec.num_classes - 1}")
+
+    pixels = _to_unit_float(images, name)  # [N, C, H, W] in [0, 1]
+    mean, std = tuple(spec.mean), tuple(spec.std)
+    target = channels or pixels.shape[1]
+    # Both steps are linear per pixel, so they commute; do the cheap order (fewer channels first).
+    if target < pixels.shape[1]:
+        pixels, mean, std = _convert_channels(pixels, mean, std, target)
+    if size is not None:
+        pixels = _resize(pixels, size)
+    pixels, mean, std = _convert_channels(pixels, mean, std, target)
+
+    if pixels.data_ptr() == images.data_ptr():
+        pixels = pixels.clone()  # never normalise the reader's tensor in place
+    # In place: `pixels` is ours, and a second full-size copy (188 MB for MNIST) costs ~0.3 s.
+    pixels.sub_(_channel_view(mean, pixels)).div_(_channel_view(std, pixels))
+
+    return ImageDataset(
+        images=pixels,
+        labels=labels,
+        name=spec.name,
+        num_classes=spec.num_classes,
+        class_names=spec.class_names,
+        mean=mean,
+        std=std,
+    )
+
+
+def dataset_status(data_dir: str | Path | None = None) -> list[dict]:
+    """One row per registered data set: is it on disk, and what is missing (for ``datadistill
+    datasets``).
+
+    Presence is checked by file name only (no hashing, so this is instant); checksums are verified
+    when a data set is loaded. A data set counts as present when every split can be loaded without
+    the network: its files, or accepted alternatives, or its archive (unpacked on first load).
+
+    Args:
+        data_dir: As in :func:`load_dataset`.
+
+    Returns:
+        Dicts with keys ``name``, ``shape`` ``(C, H, W)``, ``classes``, ``folder`` (a path, or
+        ``"(bundled; no files needed)"`` for data sets with no files), ``present`` (bool),
+        ``missing`` (file names) and ``homepage``.
+    """
+    root = resolve_data_dir(data_dir)
+    rows = []
+    for name in list_datasets():
+        spec = get_dataset_spec(name)
+        folder = root / spec.subdir
+        missing: list[str] = []
+        for split in spec.splits:
+            for fspec in _missing_for_split(spec, folder, split):
+                if fspec.name not in missing:
+                    missing.append(fspec.name)
+        rows.append(
+            {
+                "name": spec.name,
+                "shape": spec.image_shape,
+                "classes": spec.num_classes,
+                "folder": str(folder) if spec.files else "(bundled; no files needed)",
+                "present": not missing,
+                "missing": missing,
+                "homepage": spec.homepage,
+            }
+        )
+    return rows
