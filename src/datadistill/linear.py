@@ -1,0 +1,665 @@
+"""The linear case of dataset distillation, made runnable (Wang et al. 2018, §3.3).
+
+Linear regression with quadratic loss on real data ``X`` ``[N, D]``, targets ``Y`` ``[N, O]``:
+
+    L(θ) = ‖Xθ − Y‖² / (2N),      θ ∈ R^{D×O},      θ* = C⁻¹ XᵀY / N,      C = XᵀX / N.
+
+One GD step from θ0 on ``M`` distilled points ``x̃`` ``[M, D]``, targets ``ỹ`` ``[M, O]``, step size η̃:
+
+    θ1 = θ0 − η̃/M · x̃ᵀ(x̃θ0 − ỹ) = (I − A) θ0 + b,      A = η̃/M · x̃ᵀx̃,   b = η̃/M · x̃ᵀỹ.
+
+θ1 = θ* for *every* θ0 needs A = I, so rank x̃ = D and M ≥ D. With M < D, θ0's component in the null
+space of x̃ (dimension ≥ D − M) survives the step. Because L(θ) − L(θ*) = ½ tr((θ − θ*)ᵀ C (θ − θ*)),
+for θ0 with i.i.d. N(0, σ²) entries the expected excess loss splits exactly into
+
+    E[L(θ1)] − L(θ*) = ½ σ² O · tr((I − A) C (I − A)) + ½ tr((b − θ*)ᵀ C (b − θ*)),
+
+and, writing I − A in a basis [U V] with V spanning null(x̃), its trace term is
+tr(R C_UU R) + tr(Vᵀ C V) ≥ tr(Vᵀ C V), whose minimum over (D − M)-dimensional V is, by Ky Fan,
+the sum of the D − M smallest eigenvalues of C:
+
+    E[L(θ1)] − L(θ*) ≥ ½ σ² O · Σ_{i=1}^{D−M} λ_i↑(C)         (= ½ σ² O (D − M) when C = I).
+
+Nothing distilled with M < D can beat this; :func:`closed_form` attains it up to the bias term
+(and reaches θ* exactly when M ≥ D). :func:`distill_linear` learns (x̃, ỹ, η̃) with the same
+meta-gradient machinery as image distillation, and :func:`sweep` compares the two over M / D.
+See ``docs/linear.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from datadistill.unroll import MetaGrads, Objective, Params, Steps, sgd_step
+
+__all__ = [
+    "LinearDistilled",
+    "LinearEval",
+    "LinearProblem",
+    "SweepRow",
+    "add_cli",
+    "closed_form",
+    "distill_linear",
+    "evaluate_linear",
+    "expected_excess",
+    "format_table",
+    "lower_bound",
+    "mnist_problem",
+    "one_step",
+    "plot_sweep",
+    "regression_loss",
+    "regression_unroll",
+    "run_cli",
+    "sweep",
+    "synthetic_problem",
+]
+
+DEFAULT_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(frozen=True)
+class LinearProblem:
+    """A least-squares problem on real data, with its exact optimum.
+
+    Attributes:
+        name: ``"synthetic"`` or ``"mnist"``, for tables and plots.
+        x: ``[N, D]`` real inputs.
+        y: ``[N, O]`` real regression targets.
+        second_moment: ``[D, D]`` C = XᵀX / N (the Hessian of L).
+        theta_star: ``[D, O]`` θ* = C⁻¹ XᵀY / N, the minimiser of L.
+        optimal_loss: L(θ*), the floor every excess loss is measured from.
+    """
+
+    name: str
+    x: Tensor
+    y: Tensor
+    second_moment: Tensor
+    theta_star: Tensor
+    optimal_loss: float
+
+    @property
+    def dim(self) -> int:
+        """D, the input dimension."""
+        return self.x.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        """O, the number of regression outputs."""
+        return self.y.shape[1]
+
+    def loss(self, theta: Tensor) -> Tensor:
+        """L(θ) for θ ``[D, O]`` or a batch ``[K, D, O]`` (returns a scalar or ``[K]``).
+
+        Computed as L(θ*) + ½ tr((θ − θ*)ᵀ C (θ − θ*)), exact for least squares and much cheaper
+        than a pass over X for many θ at once; ``tests/test_linear.py`` checks it against ‖Xθ − Y‖².
+        """
+        delta = theta - self.theta_star  # [..., D, O]
+        quad = (delta * (self.second_moment @ delta)).sum(dim=(-2, -1))
+        return self.optimal_loss + 0.5 * quad
+
+
+def _make_problem(name: str, x: Tensor, y: Tensor) -> LinearProblem:
+    n = x.shape[0]
+    second_moment = x.T @ x / n  # [D, D]
+    if torch.linalg.matrix_rank(second_moment) < x.shape[1]:
+        raise ValueError(
+            f"{name}: XᵀX is singular (rank < D = {x.shape[1]}), so θ* is not unique; "
+            "use more points or a smaller --dim"
+        )
+    theta_star = torch.linalg.solve(second_moment, x.T @ y / n)  # [D, O]
+    optimal_loss = float(((x @ theta_star - y) ** 2).sum() / (2 * n))
+    return LinearProblem(name, x, y, second_moment, theta_star, optimal_loss)
+
+
+def synthetic_problem(
+    dim: int,
+    *,
+    out_dim: int = 4,
+    num_points: int | None = None,
+    noise: float = 0.5,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> LinearProblem:
+    """Gaussian inputs and noisy linear targets: y = x θ_true + noise · ε.
+
+    Inputs are x ~ N(0, I_D), so C ≈ I and the lower bound is close to ½ σ² O (D − M). The noise keeps
+    L(θ*) > 0, so that the excess loss relative to the optimum is well defined.
+
+    Args:
+        dim: D.
+        out_dim: O.
+        num_points: N (default 32 D).
+        noise: standard deviation of the target noise.
+        seed: seeds x, θ_true and the noise.
+        dtype: floating dtype of every tensor.
+
+    Returns:
+        The problem, with θ* the exact least-squares solution on these N points (not θ_true).
+    """
+    n = 32 * dim if num_points is None else num_points
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g, dtype=dtype)  # [N, D]
+    theta_true = torch.randn(dim, out_dim, generator=g, dtype=dtype) / math.sqrt(dim)  # [D, O]
+    y = x @ theta_true + noise * torch.randn(n, out_dim, generator=g, dtype=dtype)  # [N, O]
+    return _make_problem("synthetic", x, y)
+
+
+def mnist_problem(
+    dim: int,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> LinearProblem:
+    """MNIST training pixels projected to D dimensions, regressing one-hot labels (O = 10).
+
+    Pixels (normalised as the data registry does) are centred by their training mean and projected
+    with a fixed random orthonormal matrix P ``[784, D]`` (seeded), then scaled so that tr(C) = D,
+    like the synthetic problem. A random projection rather than PCA keeps C's realistic, uneven
+    spectrum: the bound then depends on its smallest eigenvalues, not on D − M alone.
+
+    Args:
+        dim: D (at most 784).
+        data_dir: where the MNIST files are; default ``$DATADISTILL_DATA`` or the cache.
+        seed: seeds the projection.
+        dtype: floating dtype of every tensor.
+    """
+    # Imported here so that the synthetic case needs nothing but torch.
+    from datadistill.data import load_dataset
+
+    data = load_dataset("mnist", "train", data_dir=data_dir)
+    pixels = data.images.reshape(len(data.images), -1).to(dtype)  # [N, 784]
+    if not 1 <= dim <= pixels.shape[1]:
+        raise ValueError(f"--dim must be in 1..{pixels.shape[1]} for mnist, got {dim}")
+    pixels = pixels - pixels.mean(dim=0)
+    g = torch.Generator().manual_seed(seed)
+    proj, _ = torch.linalg.qr(torch.randn(pixels.shape[1], dim, generator=g, dtype=dtype))
+    x = pixels @ proj  # [N, D]
+    x = x * math.sqrt(dim / float((x**2).sum(dim=1).mean()))  # tr(C) = D
+    y = F.one_hot(data.labels.long(), num_classes=10).to(dtype)  # [N, 10]
+    return _make_problem("mnist", x, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Regression inner loop and meta-gradient
+
+
+def regression_loss(model: nn.Module, params: Params, x: Tensor, y: Tensor) -> Tensor:
+    """ℓ(x, y; θ) = ‖f_θ(x) − y‖² / (2 M) for a batch x ``[M, D]``, real targets y ``[M, O]``."""
+    out = functional_call(model, params, (x,))  # [M, O]
+    return ((out - y) ** 2).sum() / (2 * x.shape[0])
+
+
+def regression_unroll(
+    model: nn.Module, params: Params, steps: Steps, *, create_graph: bool
+) -> list[Params]:
+    """``unroll.unroll`` with the quadratic loss: θ_{t+1} = θ_t − η_t ∇ℓ(x̃_s, ỹ_s; θ_t), s = t mod S.
+
+    ``unroll.unroll``'s inner loss is cross-entropy (float labels are soft-label logits there), so the
+    regression case replays the schedule here, with the same ``sgd_step`` and the same convention:
+    ``steps.labels`` ``[S, M, O]`` are real-valued targets, ``steps.images`` ``[S, M, D]`` the inputs.
+
+    Returns:
+        The trajectory ``[θ_0, …, θ_T]``; with ``create_graph`` every θ_t is differentiable in the
+        steps' tensors, otherwise each is a detached leaf (plain training).
+    """
+    if create_graph:
+        params = {n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()}
+    else:
+        params = {n: p.detach().requires_grad_() for n, p in params.items()}
+    trajectory = [params]
+    for t in range(steps.num_updates):
+        s = t % steps.num_steps
+        theta = trajectory[-1]
+        loss = regression_loss(model, theta, steps.images[s], steps.labels[s])
+        grads = torch.autograd.grad(loss, tuple(theta.values()), create_graph=create_graph)
+        nxt = sgd_step(theta, grads, steps.lrs[t])
+        if not create_graph:
+            nxt = {n: p.detach().requires_grad_() for n, p in nxt.items()}
+        trajectory.append(nxt)
+    return trajectory
+
+
+def _regression_meta_grad(
+    model: nn.Module, params0: Params, steps: Steps, objective: Objective
+) -> MetaGrads:
+    """``unroll.meta_grad(method="autograd")`` for the regression inner loss.
+
+    ``meta_grad`` hard-wires ``unroll.inner_loss`` (cross-entropy); rather than change the core's
+    behaviour for one analysis, this keeps the whole (short) unrolled graph and differentiates the
+    objective with respect to the inputs, the real-valued targets and the lrs, returning the same
+    ``MetaGrads`` container.
+    """
+    leaf = Steps(
+        images=steps.images.detach().requires_grad_(),
+        labels=steps.labels.detach().requires_grad_(),
+        lrs=steps.lrs.detach().requires_grad_(),
+    )
+    theta_T = regression_unroll(model, params0, leaf, create_graph=True)[-1]
+    loss = objective(model, theta_T)
+    d_images, d_lrs, d_labels = torch.autograd.grad(loss, (leaf.images, leaf.lrs, leaf.labels))
+    return MetaGrads(d_images, d_lrs, d_labels, loss.detach())
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis: one step in closed form, expected excess, bound, construction
+
+
+def one_step(theta0: Tensor, x: Tensor, y: Tensor, lr: float | Tensor) -> Tensor:
+    """θ1 = θ0 − η̃/M · x̃ᵀ(x̃θ0 − ỹ) for θ0 ``[D, O]`` or a batch ``[K, D, O]``."""
+    return theta0 - (lr / x.shape[0]) * (x.T @ (x @ theta0 - y))
+
+
+def expected_excess(
+    problem: LinearProblem, x: Tensor, y: Tensor, lr: float | Tensor, sigma: float
+) -> float:
+    """E_{θ0 ~ N(0, σ²)}[L(θ1)] − L(θ*) after one step on (x̃ ``[M, D]``, ỹ ``[M, O]``, η̃), exactly.
+
+        = ½ σ² O · tr((I − A) C (I − A)) + ½ tr((b − θ*)ᵀ C (b − θ*)),   A = η̃/M x̃ᵀx̃,  b = η̃/M x̃ᵀỹ.
+    """
+    c = problem.second_moment
+    m = x.shape[0]
+    residual = torch.eye(problem.dim, dtype=c.dtype) - (lr / m) * (x.T @ x)  # I − A, [D, D]
+    bias = (lr / m) * (x.T @ y) - problem.theta_star  # b − θ*, [D, O]
+    variance_term = 0.5 * sigma**2 * problem.out_dim * torch.trace(residual @ c @ residual)
+    bias_term = 0.5 * (bias * (c @ bias)).sum()
+    return float(variance_term + bias_term)
+
+
+def lower_bound(problem: LinearProblem, num_points: int, sigma: float) -> float:
+    """½ σ² O · Σ_{i=1}^{D−M} λ_i↑(C): no (x̃, ỹ, η̃) with M points has a lower expected excess.
+
+    Zero for M ≥ D. See the module docstring for the derivation.
+    """
+    k = max(problem.dim - num_points, 0)
+    eigenvalues = torch.linalg.eigvalsh(problem.second_moment)  # ascending
+    return float(0.5 * sigma**2 * problem.out_dim * eigenvalues[:k].sum())
+
+
+def closed_form(
+    problem: LinearProblem, num_points: int, *, lr: float = 1.0, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Distilled points that make one step of size η̃ as good as M points can be.
+
+    M ≥ D: x̃ = √(M/η̃) Q with Q ``[M, D]`` a random matrix with orthonormal columns (QᵀQ = I), and
+    ỹ = x̃ θ*. Then A = η̃/M x̃ᵀx̃ = I and b = η̃/M x̃ᵀx̃ θ* = θ*, so θ1 = θ* from every θ0.
+
+    M < D: x̃ = √(M/η̃) U_Mᵀ with U_M the eigenvectors of C for its M largest eigenvalues, ỹ = x̃ θ*.
+    A projects onto them, so the variance term meets :func:`lower_bound` with equality; only the bias
+    ½ Σ_{i≤D−M} λ_i↑ ‖u_iᵀθ*‖² of the discarded directions is added.
+
+    Returns:
+        (x̃ ``[M, D]``, ỹ ``[M, O]``), to be used with step size ``lr``.
+    """
+    d, dtype = problem.dim, problem.x.dtype
+    if num_points >= d:
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(num_points, d, generator=g, dtype=dtype))  # [M, D]
+    else:
+        _, vectors = torch.linalg.eigh(problem.second_moment)  # ascending eigenvalues
+        q = vectors[:, d - num_points :].T  # [M, D], orthonormal rows
+    x = math.sqrt(num_points / lr) * q
+    return x, x @ problem.theta_star
+
+
+# --------------------------------------------------------------------------------------------
+# Learning and evaluating distilled points
+
+
+@dataclass
+class LinearDistilled:
+    """M learned points and one step size.
+
+    Attributes:
+        x: ``[M, D]`` distilled inputs.
+        y: ``[M, O]`` distilled real-valued targets.
+        lr: η̃ (softplus of the learned raw lr).
+        losses: meta-loss (mean over the iteration's inits) per outer iteration.
+    """
+
+    x: Tensor
+    y: Tensor
+    lr: float
+    losses: list[float]
+
+
+@dataclass
+class LinearEval:
+    """Excess loss of one step from held-out inits.
+
+    Attributes:
+        excess_mean: mean over inits of L(θ1) − L(θ*).
+        excess_max: largest L(θ1) − L(θ*) over inits.
+        relative_mean: ``excess_mean`` / L(θ*).
+        relative_max: ``excess_max`` / L(θ*).
+        expected: E_{θ0}[L(θ1)] − L(θ*), exact (:func:`expected_excess`).
+        num_inits: number of held-out inits.
+    """
+
+    excess_mean: float
+    excess_max: float
+    relative_mean: float
+    relative_max: float
+    expected: float
+    num_inits: int
+
+
+def _init_sigma(problem: LinearProblem, sigma: float | None) -> float:
+    # LeCun-normal scale: θ0 entries ~ N(0, 1/D), so that x θ0 has unit scale when tr(C) = D.
+    return 1.0 / math.sqrt(problem.dim) if sigma is None else sigma
+
+
+def distill_linear(
+    problem: LinearProblem,
+    num_points: int,
+    *,
+    iterations: int = 400,
+    inits_per_iteration: int = 4,
+    sigma: float | None = None,
+    outer_lr: float = 0.05,
+    init_lr: float = 0.5,
+    seed: int = 0,
+) -> LinearDistilled:
+    """Learn M points, their targets and one step size by meta-gradient descent (Alg. 1, random init).
+
+    Each iteration samples fresh θ0 ~ N(0, σ²) (``inits_per_iteration`` of them), takes one GD step
+    on the distilled points, and descends the mean of the real-data loss L(θ1) with Adam
+    (betas 0.5, 0.999 as in the paper; lr cosine-decayed to 0 so the last iterations settle).
+
+    Args:
+        problem: the real data (the meta-loss is L on all of it).
+        num_points: M.
+        iterations: outer iterations.
+        inits_per_iteration: θ0 samples averaged per iteration.
+        sigma: init standard deviation σ (default 1/√D).
+        outer_lr: Adam's peak lr.
+        init_lr: η̃ at the start (parameterised as softplus(raw)).
+        seed: seeds the distilled data's init and the training inits (not the held-out ones).
+
+    Returns:
+        The learned points, targets and step size.
+    """
+    sigma = _init_sigma(problem, sigma)
+    d, o, dtype = problem.dim, problem.out_dim, problem.x.dtype
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(d, o, bias=False).to(dtype)  # called functionally; own weights unused
+    x = torch.randn(1, num_points, d, generator=g, dtype=dtype).requires_grad_()  # [1, M, D]
+    y = torch.zeros(1, num_points, o, dtype=dtype, requires_grad=True)  # [1, M, O]
+    raw_lr = torch.tensor([math.log(math.expm1(init_lr))], dtype=dtype, requires_grad=True)
+    opt = torch.optim.Adam([x, y, raw_lr], lr=outer_lr, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations)
+
+    def objective(model: nn.Module, params: Params) -> Tensor:
+        return regression_loss(model, params, problem.x, problem.y)
+
+    losses = []
+    for _ in range(iterations):
+        lrs = F.softplus(raw_lr)  # the one place the lr parameterisation lives
+        steps = Steps(images=x.detach(), labels=y.detach(), lrs=lrs.detach())
+        gx, gy, glr, loss = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(lrs), 0.0
+        for _ in range(inits_per_iteration):
+            # nn.Linear stores weight = θᵀ, [O, D].
+            params0 = {"weight": sigma * torch.randn(o, d, generator=g, dtype=dtype)}
+            mg = _regression_meta_grad(model, params0, steps, objective)
+            gx += mg.images
+            gy += mg.labels
+            glr += mg.lrs
+            loss += float(mg.loss)
+        # Chain rule through softplus for the raw lr; average over inits.
+        (raw_grad,) = torch.autograd.grad(lrs, raw_lr, grad_outputs=glr)
+        x.grad, y.grad = gx / inits_per_iteration, gy / inits_per_iteration
+        raw_lr.grad = raw_grad / inits_per_iteration
+        opt.step()
+        sched.step()
+        losses.append(loss / inits_per_iteration)
+    lr = float(F.softplus(raw_lr.detach()))
+    return LinearDistilled(x.detach()[0], y.detach()[0], lr, losses)
+
+
+def evaluate_linear(
+    problem: LinearProblem,
+    x: Tensor,
+    y: Tensor,
+    lr: float,
+    *,
+    num_inits: int = 1000,
+    sigma: float | None = None,
+    seed: int = 12345,
+) -> LinearEval:
+    """Excess loss L(θ1) − L(θ*) after one step on (x̃, ỹ, η̃) from fresh inits θ0 ~ N(0, σ²).
+
+    Args:
+        problem: the real data.
+        x: ``[M, D]`` distilled inputs.
+        y: ``[M, O]`` distilled targets.
+        lr: η̃.
+        num_inits: held-out inits K.
+        sigma: init standard deviation (default 1/√D, as in :func:`distill_linear`).
+        seed: seeds the held-out inits; keep it apart from the distillation seeds.
+    """
+    sigma = _init_sigma(problem, sigma)
+    g = torch.Generator().manual_seed(seed)
+    shape = (num_inits, problem.dim, problem.out_dim)
+    theta0 = sigma * torch.randn(*shape, generator=g, dtype=problem.x.dtype)  # [K, D, O]
+    excess = problem.loss(one_step(theta0, x, y, lr)) - problem.optimal_loss  # [K]
+    mean, worst = float(excess.mean()), float(excess.max())
+    return LinearEval(
+        excess_mean=mean,
+        excess_max=worst,
+        relative_mean=mean / problem.optimal_loss,
+        relative_max=worst / problem.optimal_loss,
+        expected=expected_excess(problem, x, y, lr, sigma),
+        num_inits=num_inits,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep over M / D
+
+
+@dataclass
+class SweepRow:
+    """One M of a sweep: the learned points against the bound and the closed form.
+
+    Attributes:
+        data: problem name.
+        dim: D.
+        num_points: M.
+        ratio: M / D.
+        learned_excess: mean excess loss of the learned points on held-out inits.
+        learned_relative: ``learned_excess`` / L(θ*).
+        learned_expected: exact expected excess of the learned points.
+        learned_lr: the learned η̃.
+        bound: :func:`lower_bound` (0 for M ≥ D).
+        closed_form_excess: exact expected excess of :func:`closed_form` (0 for M ≥ D).
+        optimal_loss: L(θ*).
+        seconds: wall time of the distillation.
+    """
+
+    data: str
+    dim: int
+    num_points: int
+    ratio: float
+    learned_excess: float
+    learned_relative: float
+    learned_expected: float
+    learned_lr: float
+    bound: float
+    closed_form_excess: float
+    optimal_loss: float
+    seconds: float
+
+
+def sweep(
+    problem: LinearProblem,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    *,
+    iterations: int = 400,
+    inits_per_iteration: int = 4,
+    num_eval_inits: int = 1000,
+    sigma: float | None = None,
+    seed: int = 0,
+) -> list[SweepRow]:
+    """Distil M = round(r · D) points for each ratio r and measure them against the bound.
+
+    Returns:
+        One row per ratio, in the given order.
+    """
+    sigma = _init_sigma(problem, sigma)
+    rows = []
+    for ratio in ratios:
+        m = max(1, round(ratio * problem.dim))
+        start = time.perf_counter()
+        learned = distill_linear(
+            problem,
+            m,
+            iterations=iterations,
+            inits_per_iteration=inits_per_iteration,
+            sigma=sigma,
+            seed=seed,
+        )
+        seconds = time.perf_counter() - start
+        ev = evaluate_linear(
+            problem, learned.x, learned.y, learned.lr, num_inits=num_eval_inits, sigma=sigma
+        )
+        cx, cy = closed_form(problem, m, seed=seed)
+        rows.append(
+            SweepRow(
+                data=problem.name,
+                dim=problem.dim,
+                num_points=m,
+                ratio=m / problem.dim,
+                learned_excess=ev.excess_mean,
+                learned_relative=ev.relative_mean,
+                learned_expected=ev.expected,
+                learned_lr=learned.lr,
+                bound=lower_bound(problem, m, sigma),
+                closed_form_excess=expected_excess(problem, cx, cy, 1.0, sigma),
+                optimal_loss=problem.optimal_loss,
+                seconds=seconds,
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[SweepRow]) -> str:
+    """A Markdown table of a sweep (excess losses are L(θ1) − L(θ*) on held-out inits)."""
+    lines = [
+        "| data | D | M | M/D | learned excess | learned / L* | lower bound | closed form | η̃ | s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.data} | {r.dim} | {r.num_points} | {r.ratio:.2f} | {r.learned_excess:.3e} "
+            f"| {r.learned_relative:.2e} | {r.bound:.3e} | {r.closed_form_excess:.3e} "
+            f"| {r.learned_lr:.3f} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_sweep(rows: Sequence[SweepRow], path: str | Path) -> None:
+    """Excess loss vs M / D, one panel per problem, with M = D and the analytic bound marked.
+
+    The y axis is symmetric-log so that exact zeros (the bound and the closed form for M ≥ D) and
+    the learned points' tiny excess for M ≥ D show on the same axes as the M < D values.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers or in CI
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.data for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        rs = sorted((r for r in rows if r.data == name), key=lambda r: r.ratio)
+        ratios = [r.ratio for r in rs]
+        floor = min([r.learned_excess for r in rs if r.learned_excess > 0] or [1e-12])
+        ax.plot(ratios, [r.learned_excess for r in rs], "o-", label="learned (held-out inits)")
+        ax.plot(ratios, [r.bound for r in rs], "k--", label="lower bound ½σ²OΣλ↑")
+        ax.plot(ratios, [r.closed_form_excess for r in rs], "s:", label="closed form", alpha=0.7)
+        ax.axvline(1.0, color="red", lw=1, label="M = D")
+        ax.set_yscale("symlog", linthresh=max(floor, 1e-12))
+        ax.set_xlabel("M / D")
+        ax.set_ylabel("excess loss L(θ1) − L(θ*)")
+        ax.set_title(f"{name}, D = {rs[0].dim}, one GD step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI hooks (wired as `datadistill linear` by cli.py)
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``linear`` command to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "linear",
+        help="the linear case (§3.3): excess loss vs number of distilled points M / D",
+        description=(
+            "Distil M points + one lr for linear regression with the meta-gradient machinery and "
+            "compare the excess loss on held-out inits with the analytic lower bound for M < D."
+        ),
+    )
+    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
+    p.add_argument("--dim", type=int, default=16, help="D, the input dimension (default: 16)")
+    p.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_RATIOS),
+        help="values of M / D (default: %(default)s)",
+    )
+    p.add_argument("--iterations", type=int, default=400, help="outer iterations per M")
+    p.add_argument("--inits", type=int, default=4, help="training inits per iteration")
+    p.add_argument("--eval-inits", type=int, default=1000, help="held-out inits")
+    p.add_argument("--sigma", type=float, default=None, help="init std (default: 1/sqrt(D))")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA or the cache")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write rows here")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG here")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the sweep that ``add_cli``'s options describe; print the table. Returns the exit code."""
+    if args.dim < 1:
+        raise ValueError(f"--dim must be positive, got {args.dim}")
+    if args.data == "mnist":
+        problem = mnist_problem(args.dim, data_dir=args.data_dir, seed=args.seed)
+    else:
+        problem = synthetic_problem(args.dim, seed=args.seed)
+    rows = sweep(
+        problem,
+        args.ratios,
+        iterations=args.iterations,
+        inits_per_iteration=args.inits,
+        num_eval_inits=args.eval_inits,
+        sigma=args.sigma,
+        seed=args.seed,
+    )
+    print(f"{problem.name}: D = {problem.dim}, O = {problem.out_dim}, L(θ*) = {problem.optimal_loss:.4f}")
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    if args.plot is not None:
+        plot_sweep(rows, args.plot)
+    return 0
