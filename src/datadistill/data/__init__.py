@@ -6,7 +6,7 @@ ships inside scikit-learn, so it needs no files).
 Example:
     >>> from datadistill.data import load_dataset
     >>> train = load_dataset("mnist", "train")  # doctest: +SKIP
-    >>> train.images.shape, train.mean
+    >>> train.images.shape, train.mean  # doctest: +SKIP
     (torch.Size([60000, 1, 28, 28]), (0.1307,))
 """
 

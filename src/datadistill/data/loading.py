@@ -187,7 +187,7 @@ def load_dataset(
 
     Example:
         >>> usps = load_dataset("usps", "test", resize=28)  # doctest: +SKIP
-        >>> usps.images.shape
+        >>> usps.images.shape  # doctest: +SKIP
         torch.Size([2007, 1, 28, 28])
     """
     spec = get_dataset_spec(name)

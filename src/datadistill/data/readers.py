@@ -168,7 +168,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         }
     )
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(

@@ -1,0 +1,393 @@
+"""Tests for datadistill.data: registry, readers, the loader's transforms, and real data.
+
+Real-data tests read $DATADISTILL_DATA (run as ``DATADISTILL_DATA=../shared/datasets pytest``) and
+skip with the reason when it is unset or lacks the files. CIFAR-10 and SVHN are not available
+offline, so their readers are tested on tiny files written in the exact on-disk formats.
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import datetime
+import gzip
+import hashlib
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from datadistill.data import (
+    DatasetSpec,
+    FileSpec,
+    ImageDataset,
+    dataset_status,
+    get_dataset_spec,
+    list_datasets,
+    load_dataset,
+    normalize_pixels,
+    readers,
+    register_dataset,
+)
+from datadistill.data.readers import _read_cifar_batch, _read_idx
+from datadistill.data.registry import _unregister_dataset
+
+BUILTIN = ["cifar10", "digits", "fashion-mnist", "mnist", "svhn", "usps"]
+
+
+# ----------------------------------------------------------------------------- helpers / fixtures
+
+
+@pytest.fixture
+def register():
+    """Register throw-away specs for one test and remove them afterwards."""
+    names = []
+
+    def _register(spec: DatasetSpec) -> DatasetSpec:
+        register_dataset(spec)
+        names.append(spec.name)
+        return spec
+
+    yield _register
+    for name in names:
+        _unregister_dataset(name)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pinned(spec_files, folder: Path) -> tuple[FileSpec, ...]:
+    """The same file list, with sha256 values of the fixture files actually on disk."""
+    return tuple(
+        dataclasses.replace(f, sha256=_sha256(folder / f.name), md5=None, url=None)
+        for f in spec_files
+    )
+
+
+def _idx_gz(array: np.ndarray) -> bytes:
+    """An uint8 array in gzipped IDX format (magic 0x0000 08 <ndim>, big-endian dims)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_builtin_datasets_are_registered():
+    assert set(BUILTIN) <= set(list_datasets())
+    assert list_datasets() == sorted(list_datasets())
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_spec_is_consistent(name):
+    spec = get_dataset_spec(name)
+    channels = spec.image_shape[0]
+    assert len(spec.mean) == len(spec.std) == channels
+    assert len(spec.class_names) == spec.num_classes == 10
+    assert all(0 < s < 1 for s in spec.std) and all(0 < m < 1 for m in spec.mean)
+    for f in (*spec.files, *spec.alternatives):
+        assert f.sha256 or f.md5, f"{name}/{f.name} has no checksum"
+        assert f.split in (None, *spec.splits)
+    for split in spec.splits:  # every split can be read from somewhere
+        assert spec.files_for(split) or not spec.files
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError) as info:
+        get_dataset_spec("fashion_mnist")
+    message = str(info.value)
+    assert "'fashion-mnist'" in message and "Did you mean" in message
+    assert all(name in message for name in BUILTIN)  # and lists what exists
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("cifar100")
+
+
+def test_register_refuses_duplicates_and_inconsistent_specs(register):
+    spec = get_dataset_spec("digits")
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(spec)
+    with pytest.raises(ValueError, match="one value per channel"):
+        register_dataset(dataclasses.replace(spec, name="bad-stats", mean=(0.1, 0.2)))
+    register(dataclasses.replace(spec, name="digits-copy"))
+    assert "digits-copy" in list_datasets()
+
+
+# ----------------------------------------------------------------------------- digits + transforms
+
+
+def test_digits_loads_without_files(tmp_path):
+    train = load_dataset("digits", "train", data_dir=tmp_path, download=False)
+    test = load_dataset("digits", "test", data_dir=tmp_path, download=False)
+    assert (len(train), len(test)) == (1437, 360)
+    assert train.images.shape == (1437, 1, 8, 8) and train.images.dtype == torch.float32
+    assert train.labels.dtype == torch.int64 and train.image_shape == (1, 8, 8)
+    assert torch.bincount(test.labels, minlength=10).min() >= 33  # first-80% split is balanced
+    pixels = train.denormalize(train.images).double()
+    assert pixels.mean().item() == pytest.approx(0.3054, abs=1e-3)
+    assert pixels.std().item() == pytest.approx(0.3755, abs=1e-3)
+    assert not any(tmp_path.iterdir())  # nothing written for a data set without files
+
+
+def test_resize_and_channels(tmp_path):
+    native = load_dataset("digits", "test", data_dir=tmp_path)
+    big = load_dataset("digits", "test", data_dir=tmp_path, resize=16)
+    wide = load_dataset("digits", "test", data_dir=tmp_path, resize=(12, 20), channels=3)
+    assert big.images.shape == (360, 1, 16, 16)
+    assert wide.images.shape == (360, 3, 12, 20) and wide.image_shape == (3, 12, 20)
+    assert wide.mean == native.mean * 3 and wide.std == native.std * 3
+    assert torch.equal(wide.images[:, 0], wide.images[:, 2])  # 1 -> 3 repeats the plane
+    # Normalisation happens after resizing: resized pixels stay in [0, 1] and keep their mean.
+    pixels = big.denormalize(big.images)
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
+    assert pixels.mean().item() == pytest.approx(
+        native.denormalize(native.images).mean().item(), abs=1e-2
+    )
+    assert torch.equal(big.labels, native.labels)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"split": "valid"}, "unknown split"),
+        ({"resize": 0}, "positive"),
+        ({"resize": (8, 8, 8)}, "resize"),
+        ({"resize": 2.5}, "resize"),
+        ({"channels": 2}, "channels"),
+    ],
+)
+def test_bad_options_raise_value_error(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset("digits", data_dir=tmp_path, **kwargs)
+
+
+def test_normalize_roundtrip():
+    x = torch.rand(4, 3, 5, 5)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.125)
+    y = normalize_pixels(x, mean, std)
+    assert torch.allclose(y[:, 1], (x[:, 1] - 0.2) / 0.25)
+    ds = ImageDataset(y, torch.zeros(4, dtype=torch.int64), "x", 10, tuple("0123456789"), mean, std)
+    assert torch.allclose(ds.denormalize(y), x, atol=1e-6)
+    assert len(ds) == 4 and ds.image_shape == (3, 5, 5)
+    with pytest.raises(ValueError, match="one mean and std per channel"):
+        normalize_pixels(x, (0.5,), (0.5,))
+
+
+# ----------------------------------------------------------------------------- IDX reader
+
+
+def test_idx_header_is_parsed(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(_idx_gz(array))
+    np.testing.assert_array_equal(_read_idx(path), array)
+
+
+def test_idx_wrong_magic_and_truncation(tmp_path):
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(gzip.compress(b"PK\x03\x04" + bytes(100)))
+    with pytest.raises(ValueError, match="not an IDX file"):
+        _read_idx(bad)
+    short = tmp_path / "short.gz"
+    short.write_bytes(gzip.compress(gzip.decompress(_idx_gz(np.zeros((3, 4, 4))))[:-5]))
+    with pytest.raises(ValueError, match="truncated"):
+        _read_idx(short)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10 format
+
+
+def _write_cifar(folder: Path, per_batch: int = 3) -> dict[str, np.ndarray]:
+    """Write data_batch_1..5 and test_batch as CIFAR-10 python pickles; return the raw rows."""
+    rng = np.random.default_rng(0)
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    rows = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        with open(batches / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, f, 2)
+        rows[name] = (data, labels)
+    return rows
+
+
+def test_cifar10_reader_on_format_fixture(tmp_path, register):
+    folder = tmp_path / "cifar10"
+    rows = _write_cifar(folder)
+    real = get_dataset_spec("cifar10")
+    register(dataclasses.replace(real, name="cifar10-fixture", files=_pinned(real.files, folder)))
+
+    train = load_dataset("cifar10-fixture", "train", data_dir=tmp_path, download=False)
+    test = load_dataset("cifar10-fixture", "test", data_dir=tmp_path, download=False)
+    assert train.images.shape == (15, 3, 32, 32) and test.images.shape == (3, 3, 32, 32)
+    data, labels = rows["test_batch"]
+    assert test.labels.tolist() == labels
+    # Row layout: 1024 red, 1024 green, 1024 blue values, each plane row-major.
+    pixels = test.denormalize(test.images)
+    c, h, w = 2, 5, 7
+    assert pixels[1, c, h, w].item() == pytest.approx(
+        data[1, c * 1024 + h * 32 + w] / 255, abs=1e-5
+    )
+    assert train.labels[:3].tolist() == rows["data_batch_1"][1]
+
+    gray = load_dataset("cifar10-fixture", "test", data_dir=tmp_path, channels=1)
+    luma = 0.299 * pixels[:, 0] + 0.587 * pixels[:, 1] + 0.114 * pixels[:, 2]
+    assert torch.allclose(gray.denormalize(gray.images)[:, 0], luma, atol=1e-5)
+    assert gray.mean[0] == pytest.approx(0.299 * 0.4914 + 0.587 * 0.4822 + 0.114 * 0.4465)
+
+
+def test_cifar10_non_canonical_batches_are_never_unpickled(tmp_path, monkeypatch):
+    _write_cifar(tmp_path / "cifar10")
+    unpickled = []
+    monkeypatch.setattr(readers, "_read_cifar_batch", lambda path: unpickled.append(path))
+    with pytest.raises(ValueError, match="checksum mismatch.*test_batch"):
+        load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert not unpickled
+
+
+def test_cifar_unpickler_refuses_anything_but_arrays(tmp_path):
+    path = tmp_path / "evil"
+    path.write_bytes(pickle.dumps({b"data": datetime.date(2020, 1, 1), b"labels": []}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load datetime.date"):
+        _read_cifar_batch(path)
+
+
+# ----------------------------------------------------------------------------- SVHN format
+
+
+def test_svhn_reader_on_format_fixture(tmp_path, register):
+    folder = tmp_path / "svhn"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    fixtures = {}
+    for split, n in (("train", 5), ("test", 4)):
+        x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)  # [H, W, C, N]
+        y = np.array([[10], [1], [9], [10], [3]][:n], dtype=np.uint8)  # 10 means digit 0
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+        fixtures[split] = (x, y)
+    real = get_dataset_spec("svhn")
+    register(dataclasses.replace(real, name="svhn-fixture", files=_pinned(real.files, folder)))
+
+    test = load_dataset("svhn-fixture", "test", data_dir=tmp_path, download=False)
+    x, _ = fixtures["test"]
+    assert test.images.shape == (4, 3, 32, 32)
+    assert test.labels.tolist() == [0, 1, 9, 0]
+    pixels = test.denormalize(test.images)
+    assert pixels[2, 1, 3, 30].item() == pytest.approx(x[3, 30, 1, 2] / 255, abs=1e-5)
+    assert len(load_dataset("svhn-fixture", "train", data_dir=tmp_path)) == 5
+
+
+# ----------------------------------------------------------------------------- USPS, LIBSVM copy
+
+
+def test_usps_libsvm_alternative(tmp_path, register):
+    folder = tmp_path / "usps"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    values = np.round(rng.uniform(-1, 1, size=(3, 256)), 4)
+    values[0, 5] = 0.0  # omitted below, as LIBSVM's sparse format allows
+    lines = []
+    for digit, row in zip([0, 9, 4], values, strict=True):
+        items = " ".join(f"{i + 1}:{v:.4f}" for i, v in enumerate(row) if v != 0.0)
+        lines.append(f"{digit + 1} {items}\n")  # LIBSVM labels are digit + 1
+    for name in ("usps.bz2", "usps.t.bz2"):
+        (folder / name).write_bytes(bz2.compress("".join(lines).encode()))
+    real = get_dataset_spec("usps")
+    spec = dataclasses.replace(
+        real, name="usps-libsvm", alternatives=_pinned(real.alternatives, folder)
+    )
+    register(spec)
+
+    ds = load_dataset("usps-libsvm", "train", data_dir=tmp_path, download=False)
+    assert ds.labels.tolist() == [0, 9, 4] and ds.images.shape == (3, 1, 16, 16)
+    pixels = ds.denormalize(ds.images)[:, 0].reshape(3, 256)
+    assert torch.allclose(pixels, torch.from_numpy((values + 1) / 2).float(), atol=1e-5)
+    assert pixels[0, 5].item() == pytest.approx(0.5)
+
+
+def test_dataset_status(tmp_path):
+    (tmp_path / "usps").mkdir()
+    (tmp_path / "usps" / "zip.train.gz").write_bytes(b"")  # presence only; not hashed here
+    rows = {row["name"]: row for row in dataset_status(tmp_path)}
+    assert set(BUILTIN) <= set(rows)
+    assert rows["digits"]["present"] and rows["digits"]["missing"] == []
+    assert not rows["usps"]["present"] and rows["usps"]["missing"] == ["zip.test.gz"]
+    assert rows["svhn"]["missing"] == ["train_32x32.mat", "test_32x32.mat"]
+    assert rows["mnist"]["folder"] == str(tmp_path.resolve() / "mnist")
+    assert rows["cifar10"]["shape"] == (3, 32, 32) and rows["cifar10"]["classes"] == 10
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+REAL = {
+    # name, split: (count, label histogram) from /work/shared/datasets/README.md
+    ("mnist", "train"): (60000, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]),
+    ("mnist", "test"): (10000, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+    ("fashion-mnist", "train"): (60000, [6000] * 10),
+    ("fashion-mnist", "test"): (10000, [1000] * 10),
+    ("usps", "train"): (7291, [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]),
+    ("usps", "test"): (2007, [359, 264, 198, 166, 200, 160, 170, 147, 166, 177]),
+}
+_LOADED: dict[tuple[str, str], ImageDataset] = {}
+
+
+def _real(name: str, split: str, **kwargs) -> ImageDataset:
+    """Load from $DATADISTILL_DATA (cached across tests), or skip with the reason."""
+    root = os.environ.get("DATADISTILL_DATA")
+    if not root:
+        pytest.skip("DATADISTILL_DATA is not set; real-data tests need the data sets")
+    spec = get_dataset_spec(name)
+    folder = Path(root).resolve() / spec.subdir
+    missing = [f.name for f in spec.files_for(split) if not (folder / f.name).is_file()]
+    if missing:
+        pytest.skip(f"{name} {split} files missing from {folder}: {', '.join(missing)}")
+    if kwargs:
+        return load_dataset(name, split, download=False, **kwargs)
+    if (name, split) not in _LOADED:
+        _LOADED[(name, split)] = load_dataset(name, split, download=False)
+    return _LOADED[(name, split)]
+
+
+@pytest.mark.parametrize("name, split", list(REAL))
+def test_real_counts_and_labels(name, split):
+    ds = _real(name, split)
+    count, histogram = REAL[(name, split)]
+    spec = get_dataset_spec(name)
+    assert ds.images.shape == (count, *spec.image_shape) and ds.images.dtype == torch.float32
+    assert ds.labels.shape == (count,) and ds.labels.dtype == torch.int64
+    assert torch.bincount(ds.labels, minlength=10).tolist() == histogram
+
+
+@pytest.mark.parametrize(
+    "name, mean, std",
+    [("mnist", 0.1307, 0.3081), ("fashion-mnist", 0.2860, 0.3530), ("usps", 0.2545, 0.3846)],
+)
+def test_real_pixel_statistics(name, mean, std):
+    ds = _real(name, "train")
+    assert ds.mean == (mean,) and ds.std == (std,)
+    # Pixel statistics from the normalised tensor (x = x' * std + mean), without a 2nd full copy.
+    norm_std, norm_mean = torch.std_mean(ds.images)
+    assert norm_mean.item() == pytest.approx(0.0, abs=3e-3)  # it is normalised ...
+    assert norm_mean.item() * std + mean == pytest.approx(mean, abs=1e-3)  # ... with its own stats
+    assert norm_std.item() * std == pytest.approx(std, abs=1e-3)
+    low, high = ds.denormalize(torch.stack([ds.images.min(), ds.images.max()]).view(2, 1, 1, 1))
+    assert (low.item(), high.item()) == pytest.approx((0.0, 1.0), abs=1e-6)
+
+
+def test_real_usps_as_mnist_input():
+    ds = _real("usps", "test", resize=28)
+    assert ds.images.shape == (2007, 1, 28, 28)
+    assert torch.equal(ds.labels, _real("usps", "test").labels)
+
+
+def test_real_mnist_three_channels():
+    ds = _real("mnist", "test", channels=3)
+    assert ds.images.shape == (10000, 3, 28, 28) and ds.mean == (0.1307,) * 3
+    assert torch.equal(ds.images[:, 1], _real("mnist", "test").images[:, 0])
