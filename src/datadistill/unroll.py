@@ -103,7 +103,9 @@ def unroll(model: nn.Module, params: Params, steps: Steps, *, create_graph: bool
     # The first update needs ∇_θ ℓ at θ_0, so θ_0 must be in the graph; a θ_0 that already requires grad
     # (e.g. to differentiate through the init) is kept as is.
     if create_graph:
-        params = {n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()}
+        params = {
+            n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()
+        }
     trajectory = [params if create_graph else _leaves(params)]
     for t in range(steps.num_updates):
         nxt = _step(model, trajectory[-1], steps, t, create_graph=create_graph)
@@ -142,7 +144,9 @@ def _learned_labels(steps: Steps) -> bool:
     return steps.labels.is_floating_point()
 
 
-def _meta_grad_autograd(model: nn.Module, params0: Params, steps: Steps, objective: Objective) -> MetaGrads:
+def _meta_grad_autograd(
+    model: nn.Module, params0: Params, steps: Steps, objective: Objective
+) -> MetaGrads:
     learn_labels = _learned_labels(steps)
     leaf = Steps(
         images=steps.images.detach().requires_grad_(),
@@ -156,7 +160,9 @@ def _meta_grad_autograd(model: nn.Module, params0: Params, steps: Steps, objecti
     return MetaGrads(grads[0], grads[1], grads[2] if learn_labels else None, loss.detach())
 
 
-def _meta_grad_reverse(model: nn.Module, params0: Params, steps: Steps, objective: Objective) -> MetaGrads:
+def _meta_grad_reverse(
+    model: nn.Module, params0: Params, steps: Steps, objective: Objective
+) -> MetaGrads:
     # The paper's backward pass (Wang et al. 2018; cf. Maclaurin et al. 2015), with recomputation.
     #
     # Notation: θ_{t+1} = θ_t − η_t g_t with g_t = ∇_θ ℓ(x̃_s, ỹ_s; θ_t), s = t mod S; L = objective(θ_T).

@@ -1,0 +1,232 @@
+"""Command line: parse, build a config, call the library. Nothing else lives here.
+
+datadistill distill [--config mnist_fixed] [--dataset mnist] [--steps 10] …   learn a distilled set
+datadistill evaluate RUN_DIR [--models N] [--json FILE]                       replay it on fresh networks
+datadistill show RUN_DIR                                                      summary + image grids
+datadistill datasets | models | presets                                       what is there
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import re
+import sys
+import types
+import typing
+from collections.abc import Sequence
+
+from datadistill import __version__
+from datadistill.config import DistillConfig, list_presets, load_config
+
+
+def _field_help(cls) -> dict[str, str]:
+    """The trailing comment of each dataclass field, used as its --help text (one source of truth)."""
+    source = inspect.getsource(cls)
+    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.M))
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
+    helps = _field_help(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        base = (
+            next((a for a in args if a is not type(None)), hint)
+            if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+            else hint
+        )
+        kw = dict(dest=f.name, default=None, help=f"{helps.get(f.name, '')} (default: {f.default})")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif typing.get_origin(base) is tuple:
+            parser.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), **kw)
+        else:
+            parser.add_argument(flag, type=base, metavar=f.name.upper(), **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datadistill",
+        description="Dataset distillation (Wang et al. 2018): learn a few synthetic images and step sizes "
+        "that train a network. With no command, distills the embedded digits set.",
+    )
+    parser.add_argument("--version", action="version", version=f"datadistill {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("distill", help="learn distilled images and step sizes")
+    p.add_argument(
+        "--config", help=f"YAML file or preset name ({', '.join(list_presets()) or 'none'})"
+    )
+    _add_dataclass_options(p, DistillConfig)
+
+    p = sub.add_parser("evaluate", help="train fresh networks on a distilled set; test accuracy")
+    p.add_argument(
+        "run", metavar="RUN_DIR", help="folder with distilled.safetensors + manifest.json"
+    )
+    p.add_argument(
+        "--models", type=int, help="networks to train (default: 1 fixed init, 200 random)"
+    )
+    p.add_argument("--json", help="also write the result as JSON to this file")
+    p.add_argument(
+        "--data-dir", help="real data folder (default: $DATADISTILL_DATA, else the cache)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+
+    p = sub.add_parser("show", help="summarise a distilled set and redraw its image grids")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR)")
+
+    p = sub.add_parser("datasets", help="list data sets and where their files are")
+    p.add_argument("--data-dir")
+    sub.add_parser("models", help="list networks")
+    sub.add_parser("presets", help="list the shipped YAML presets")
+    return parser
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from datadistill.distill import distill
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)}
+    if overrides["betas"] is not None:
+        overrides["betas"] = tuple(overrides["betas"])
+    cfg = load_config(DistillConfig, args.config, overrides)
+    data = distill(cfg)
+    acc = data.manifest["accuracy"]
+    print(
+        f"distilled {data.images.shape[0]} steps x {data.images.shape[1]} images, {data.epochs} epochs; "
+        f"test accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over "
+        f"{acc['n_models']} network(s) (before training {acc['accuracy_before_mean']:.2f}%)\n"
+        f"run folder: {data.manifest['run_dir']}"
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from datadistill.evaluate import evaluate
+
+    result = evaluate(
+        args.run,
+        models=args.models,
+        data_dir=args.data_dir,
+        device=args.device,
+        json_path=args.json,
+    )
+    print(result.table())
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from datadistill.artifacts import DistilledData
+    from datadistill.viz import save_step_grids
+
+    data = DistilledData.load(args.run)
+    m = data.manifest
+    mean = torch_tensor(m["mean"]).view(-1, 1, 1)
+    std = torch_tensor(m["std"]).view(-1, 1, 1)
+    paths = save_step_grids(
+        data.images * std + mean, data.labels, data.lrs, m["class_names"], args.out or args.run
+    )
+    acc = m.get("accuracy", {})
+    print(
+        json.dumps(
+            {
+                k: m.get(k)
+                for k in (
+                    "dataset",
+                    "model",
+                    "init",
+                    "steps",
+                    "epochs",
+                    "images_shape",
+                    "soft_labels",
+                    "objective",
+                )
+            },
+            indent=1,
+        )
+    )
+    if acc:
+        print(
+            f"accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over {acc['n_models']}"
+        )
+    lrs = data.lrs
+    print(f"lrs: min {lrs.min():.4g}, max {lrs.max():.4g}")
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0
+
+
+def torch_tensor(values):
+    import torch
+
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from datadistill.data import dataset_status
+
+    rows = dataset_status(args.data_dir)
+    print(f"{'name':<14} {'shape':<12} {'classes':>7}  {'present':<8} folder")
+    for r in rows:
+        shape = "x".join(map(str, r["shape"]))
+        present = "yes" if r["present"] else "no"
+        print(f"{r['name']:<14} {shape:<12} {r['classes']:>7}  {present:<8} {r['folder']}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from datadistill.models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    print("\n".join(list_presets()))
+    return 0
+
+
+COMMANDS = {
+    "distill": _cmd_distill,
+    "evaluate": _cmd_evaluate,
+    "show": _cmd_show,
+    "datasets": _cmd_datasets,
+    "models": _cmd_models,
+    "presets": _cmd_presets,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``datadistill`` console script. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+        argv = [
+            "distill",
+            *argv,
+        ]  # the default job: distill (the embedded digits set unless told otherwise)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        if os.environ.get("DATADISTILL_DEBUG"):
+            raise
+        print(f"datadistill {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

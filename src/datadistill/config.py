@@ -1,0 +1,189 @@
+"""Settings: one dataclass per command, filled from a YAML preset, then from command-line overrides.
+
+A preset is a YAML mapping whose keys are field names of the command's dataclass (``configs/*.yaml`` ship with
+the package and are found by name, e.g. ``--config mnist_fixed``). An unknown key is an error that names the key
+and the file. The resolved settings are written next to every run's outputs (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DistillConfig:
+    """Everything ``datadistill distill`` needs. Defaults follow the reference code (PAPER.md)."""
+
+    dataset: str = "digits"  # registered data set name (datadistill datasets)
+    model: str | None = (
+        None  # registered model; None picks the data set's default (lenet for 28x28 digits)
+    )
+    init: str = "fixed"  # fixed | random | pretrained-fixed | pretrained-random
+    init_scheme: str = (
+        "xavier"  # weight init of fixed/random: xavier (paper) | kaiming | orthogonal | default
+    )
+    pretrained: str | None = None  # folder of a `datadistill pretrain` pool (pretrained-* inits)
+    steps: int = 10  # distilled GD steps, each with its own batch of images
+    epochs: int = 3  # passes over the steps; one learned lr per update (steps × epochs)
+    images_per_class: int = 1  # images of each class in every step
+    learn_labels: bool = False  # learn soft labels (label logits) with the pixels
+    images_per_step: int | None = None  # with learned labels: images per step (may be < classes)
+    iterations: int = 1000  # outer iterations (meta-gradient steps)
+    inits_per_iteration: int | None = (
+        None  # θ_0 sampled per iteration; None: 1 for fixed, 4 for random
+    )
+    batch_size: int = 1024  # real images per meta-loss evaluation
+    lr: float = 0.01  # Adam lr on pixels and raw step sizes
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas
+    decay_every: int | None = (
+        None  # halve the Adam lr every N iterations; None: every 10% of iterations
+    )
+    decay_factor: float = 0.5  # StepLR factor
+    lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
+    meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
+    objective: str = "task"  # task | poison
+    source_class: int | None = None  # poison: class K whose images should be predicted as T
+    target_class: int | None = None  # poison: class T
+    resize: int | None = None  # resize images to NxN (e.g. 28 for USPS next to MNIST)
+    channels: int | None = None  # convert images to this many channels (3 for MNIST next to SVHN)
+    seed: int = 0  # seeds the fixed init, the synthetic pixels, real batches and sampled inits
+    eval_models: int | None = None  # networks for the final evaluation; None: 1 fixed, 20 random
+    eval_every: int = 200  # evaluate (on a few inits) every N iterations for the curve
+    checkpoint_every: int = 100  # write a resumable checkpoint every N iterations
+    data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
+    out: str | None = None  # run folder; None: runs/<dataset>-<model>-<init>-<time>
+    resume: bool = False  # continue the run in --out from its last checkpoint
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    tensorboard: bool = False  # also write TensorBoard logs to <out>/tensorboard
+
+    def validate(self) -> DistillConfig:
+        """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        for name in (
+            "steps",
+            "epochs",
+            "images_per_class",
+            "iterations",
+            "batch_size",
+            "checkpoint_every",
+            "eval_every",
+        ):
+            _positive_int(name, getattr(self, name))
+        for name in (
+            "inits_per_iteration",
+            "eval_models",
+            "decay_every",
+            "images_per_step",
+            "resize",
+            "channels",
+        ):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        for name in ("lr", "lr_init"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{_flag(name)} must be a positive number, got {value!r}")
+        if not 0 < self.decay_factor <= 1:
+            raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.meta_grad not in ("autograd", "reverse"):
+            raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
+        if self.images_per_step is not None and not self.learn_labels:
+            raise ValueError(
+                "--images-per-step needs --learn-labels (with fixed labels every step holds "
+                "--images-per-class images of each class)"
+            )
+        if not 0 <= self.seed < 1_000_000_000:
+            raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
+        return self
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets that ship with the package."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def find_preset(name_or_path: str | Path) -> Path:
+    """A preset by file path, or by name among the shipped presets."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = PRESET_DIR / f"{path.stem}.yaml"
+    if shipped.is_file() and path.suffix in ("", ".yaml") and len(path.parts) == 1:
+        return shipped
+    close = difflib.get_close_matches(path.stem, list_presets(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise FileNotFoundError(
+        f"config {name_or_path!s} not found: give a YAML file or one of the presets "
+        f"{', '.join(list_presets())}{hint}"
+    )
+
+
+def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any] | None = None):
+    """Build ``cls`` (a config dataclass) from a YAML preset, then ``overrides`` (None values are skipped).
+
+    Raises:
+        ValueError: a key of the preset is not a setting of ``cls`` (the message names the key and file).
+    """
+    values: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if preset is not None:
+        path = find_preset(preset)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config must be a mapping of setting: value")
+        for key, value in loaded.items():
+            norm = str(key).replace("-", "_")
+            if norm not in names:
+                close = difflib.get_close_matches(norm, sorted(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{path}: unknown setting {key!r}{hint}")
+            values[norm] = tuple(value) if isinstance(value, list) else value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    cfg = cls(**values)
+    return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """The config as plain YAML/JSON-able values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg, path: Path) -> None:
+    from datadistill.artifacts import _replace_atomically
+
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    _replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of ``datadistill evaluate``."""
+
+    run: str = ""  # run folder with distilled.safetensors + manifest.json
+    models: int | None = None  # networks to train (None: 1 for fixed inits, 200 for random)
+    data_dir: str | None = None
+    device: str = "cpu"
+    json: str | None = None  # also write the report here
+    batch_size: int = 2000  # test-set batch for accuracy
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,111 @@
+"""Figures: grids of distilled images (one row per step, with its learned lrs) and training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+ROWS_PER_FIGURE = 10
+
+
+def _as_image(x: Tensor):
+    x = x.detach().float().clamp(0, 1).cpu()
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def _label_text(label: Tensor, class_names: Sequence[str]) -> str:
+    if (
+        label.is_floating_point()
+    ):  # learned soft labels: show the top-2 classes and their probabilities
+        probs = label.softmax(-1)
+        top = probs.topk(min(2, probs.numel()))
+        return "\n".join(
+            f"{class_names[i]} {p:.2f}"
+            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        )
+    return str(class_names[int(label)])
+
+
+def save_step_grids(
+    images: Tensor,
+    labels: Tensor,
+    lrs: Tensor,
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    prefix: str = "steps",
+) -> list[Path]:
+    """Draw every distilled step as a row of images titled with that step's lrs (one per epoch).
+
+    Args:
+        images: ``[S, n, C, H, W]`` de-normalised to [0, 1].
+        labels: ``[S, n]`` classes or ``[S, n, K]`` label logits.
+        lrs: ``[S * E]`` learned step sizes; update t uses step t mod S.
+        class_names: names of the K classes.
+        out_dir: folder for ``<prefix>.png`` (or ``<prefix>_000-009.png``… when S > 10).
+
+    Returns:
+        The PNG paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    num_steps, per_step = images.shape[:2]
+    lrs_by_step = lrs.detach().cpu().reshape(-1, num_steps).T  # [S, E]
+    paths = []
+    for first in range(0, num_steps, ROWS_PER_FIGURE):
+        rows = range(first, min(first + ROWS_PER_FIGURE, num_steps))
+        cols = min(per_step, 20)
+        fig, axes = plt.subplots(
+            len(rows), cols, figsize=(1.1 * cols, 1.45 * len(rows)), squeeze=False
+        )
+        cmap = "gray" if images.shape[2] == 1 else None
+        for r, s in enumerate(rows):
+            for c in range(cols):
+                ax = axes[r][c]
+                ax.imshow(_as_image(images[s, c]), cmap=cmap, vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_xlabel(_label_text(labels[s, c], class_names), fontsize=7)
+            lr_text = ", ".join(f"{v:.3g}" for v in lrs_by_step[s].tolist())
+            axes[r][0].set_title(f"step {s}: lr {lr_text}", fontsize=8, loc="left")
+        fig.tight_layout()
+        name = prefix if num_steps <= ROWS_PER_FIGURE else f"{prefix}_{rows[0]:03d}-{rows[-1]:03d}"
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
+    """Meta-loss and evaluation accuracy against outer iteration.
+
+    Args:
+        history: records with ``iteration`` and ``loss``, some also with ``accuracy`` (and ``accuracy_std``).
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    its = [h["iteration"] for h in history if "loss" in h]
+    ax_loss.plot(its, [h["loss"] for h in history if "loss" in h], lw=0.8)
+    ax_loss.set_xlabel("iteration")
+    ax_loss.set_ylabel("meta-loss (real batch)")
+    ax_loss.set_yscale("log")
+    evals = [h for h in history if "accuracy" in h]
+    if evals:
+        x = [h["iteration"] for h in evals]
+        y = torch.tensor([h["accuracy"] for h in evals])
+        s = torch.tensor([h.get("accuracy_std", 0.0) for h in evals])
+        ax_acc.plot(x, y, marker="o")
+        ax_acc.fill_between(x, (y - s).tolist(), (y + s).tolist(), alpha=0.2)
+    ax_acc.set_xlabel("iteration")
+    ax_acc.set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
