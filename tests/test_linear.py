@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from datadistill.linear import _regression_meta_grad as regression_meta_grad
 from datadistill.linear import (
+    _make_problem,
+    _spectral_rows,
     add_cli,
     closed_form,
     distill_linear,
@@ -24,6 +25,7 @@ from datadistill.linear import (
     run_cli,
     synthetic_problem,
 )
+from datadistill.linear import _regression_meta_grad as regression_meta_grad
 from datadistill.unroll import Steps
 
 D = 16
@@ -130,10 +132,11 @@ def test_closed_form_reaches_the_optimum_from_any_init(problem, factor):
 
 
 @pytest.mark.parametrize("m", [4, 8, 12])
-def test_bound_is_attained_by_the_spectral_construction(problem, m):
-    # For M < D the closed form keeps C's top-M eigenvectors: its variance term equals the bound,
-    # and only the bias of the D − M discarded directions comes on top. So the bound is tight.
-    x, y = closed_form(problem, m, lr=1.0)
+def test_spectral_construction_meets_the_bound_up_to_its_bias(problem, m):
+    # C's top-M eigenvectors: the variance term equals the bound, and only the bias of the D − M
+    # discarded directions comes on top, so the bound cannot be raised for this C's spectrum.
+    x = math.sqrt(m) * _spectral_rows(problem, m)
+    y = x @ problem.theta_star
     eigenvalues, vectors = torch.linalg.eigh(problem.second_moment)  # ascending
     low = vectors[:, : D - m]  # [D, D − M]
     bias = 0.5 * (eigenvalues[: D - m, None] * (low.T @ problem.theta_star) ** 2).sum()
@@ -143,6 +146,28 @@ def test_bound_is_attained_by_the_spectral_construction(problem, m):
         bound + float(bias), rel=1e-9
     )
     assert lower_bound(problem, D, SIGMA) == 0.0
+    # closed_form picks the better construction, never a worse one.
+    cx, cy = closed_form(problem, m, sigma=SIGMA)
+    assert expected_excess(problem, cx, cy, 1.0, SIGMA) <= expected_excess(
+        problem, x, y, 1.0, SIGMA
+    )
+
+
+@pytest.mark.parametrize("m", [4, 8, 12])
+def test_bound_is_attained_exactly_for_isotropic_data(m):
+    # With C = I exactly, rows spanning θ*'s columns give E[excess] = ½ σ² O (D − M): the bound is
+    # tight, so a test that M < D "cannot" do better is a statement about the optimum, not slack.
+    g = torch.Generator().manual_seed(8)
+    n = 64
+    q, _ = torch.linalg.qr(torch.randn(n, D, generator=g, dtype=torch.float64))
+    x_real = math.sqrt(n) * q  # [N, D], XᵀX / N = I
+    y_real = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    iso = _make_problem("isotropic", x_real, y_real)
+    torch.testing.assert_close(iso.second_moment, torch.eye(D, dtype=torch.float64))
+    bound = lower_bound(iso, m, SIGMA)
+    assert bound == pytest.approx(0.5 * SIGMA**2 * 4 * (D - m), rel=1e-12)
+    x, y = closed_form(iso, m, lr=0.7, sigma=SIGMA)
+    assert expected_excess(iso, x, y, 0.7, SIGMA) == pytest.approx(bound, rel=1e-9)
 
 
 def test_no_random_points_beat_the_bound(problem):
@@ -174,7 +199,7 @@ def test_learned_half_d_cannot_beat_the_bound(problem):
     assert ev.relative_mean > 1.0  # the excess is larger than the optimal loss itself
     # …and the optimiser did its job: within 10% of the spectral construction, so the gap to the
     # optimum is the bound's doing, not a poorly trained distilled set.
-    cx, cy = closed_form(problem, m)
+    cx, cy = closed_form(problem, m, sigma=SIGMA)
     assert ev.expected < 1.1 * expected_excess(problem, cx, cy, 1.0, SIGMA)
 
 

@@ -14,14 +14,16 @@ for θ0 with i.i.d. N(0, σ²) entries the expected excess loss splits exactly i
 
     E[L(θ1)] − L(θ*) = ½ σ² O · tr((I − A) C (I − A)) + ½ tr((b − θ*)ᵀ C (b − θ*)),
 
-and, writing I − A in a basis [U V] with V spanning null(x̃), its trace term is
-tr(R C_UU R) + tr(Vᵀ C V) ≥ tr(Vᵀ C V), whose minimum over (D − M)-dimensional V is, by Ky Fan,
-the sum of the D − M smallest eigenvalues of C:
+where A vanishes on null(x̃) and maps into the row space of x̃. In an orthonormal basis [U V] with
+V ``[D, k]`` spanning null(x̃), k ≥ D − M, this makes I − A = [[R, 0], [0, I_k]], so the first trace is
+tr(R C_UU R) + tr(Vᵀ C V) ≥ tr(Vᵀ C V), and by Ky Fan's principle the smallest tr(Vᵀ C V) over
+k-dimensional subspaces is the sum of C's k smallest eigenvalues. Dropping the bias term (≥ 0):
 
     E[L(θ1)] − L(θ*) ≥ ½ σ² O · Σ_{i=1}^{D−M} λ_i↑(C)         (= ½ σ² O (D − M) when C = I).
 
-Nothing distilled with M < D can beat this; :func:`closed_form` attains it up to the bias term
-(and reaches θ* exactly when M ≥ D). :func:`distill_linear` learns (x̃, ỹ, η̃) with the same
+Nothing distilled with M < D can beat this. For C = I (and M ≥ O) it is attained exactly, by rows
+spanning θ*'s columns; :func:`closed_form` builds that and a spectral construction, and reaches θ*
+exactly when M ≥ D. :func:`distill_linear` learns (x̃, ỹ, η̃) with the same
 meta-gradient machinery as image distillation, and :func:`sweep` compares the two over M / D.
 See ``docs/linear.md``.
 """
@@ -44,6 +46,7 @@ from torch.func import functional_call
 from datadistill.unroll import MetaGrads, Objective, Params, Steps, sgd_step
 
 __all__ = [
+    "DEFAULT_RATIOS",
     "LinearDistilled",
     "LinearEval",
     "LinearProblem",
@@ -303,30 +306,73 @@ def lower_bound(problem: LinearProblem, num_points: int, sigma: float) -> float:
     return float(0.5 * sigma**2 * problem.out_dim * eigenvalues[:k].sum())
 
 
+def _spectral_rows(problem: LinearProblem, num_points: int) -> Tensor:
+    """``[M, D]`` orthonormal rows: C's eigenvectors for its M largest eigenvalues."""
+    _, vectors = torch.linalg.eigh(problem.second_moment)  # ascending eigenvalues
+    return vectors[:, problem.dim - num_points :].T
+
+
+def _aligned_rows(problem: LinearProblem, num_points: int) -> Tensor:
+    """``[M, D]`` orthonormal rows spanning θ*'s columns, then C's top directions orthogonal to them.
+
+    Needs M ≥ rank θ* (= O here); the rows span col(θ*) so that b = θ* is reachable (no bias).
+    """
+    d = problem.dim
+    basis, _ = torch.linalg.qr(problem.theta_star)  # [D, O], orthonormal basis of col(θ*)
+    perp = torch.eye(d, dtype=basis.dtype) - basis @ basis.T
+    _, vectors = torch.linalg.eigh(perp @ problem.second_moment @ perp)  # ascending
+    rest = vectors[:, d - (num_points - basis.shape[1]) :]  # top of C within col(θ*)⊥
+    return torch.cat([basis, rest], dim=1).T
+
+
 def closed_form(
-    problem: LinearProblem, num_points: int, *, lr: float = 1.0, seed: int = 0
+    problem: LinearProblem,
+    num_points: int,
+    *,
+    lr: float = 1.0,
+    sigma: float | None = None,
+    seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Distilled points that make one step of size η̃ as good as M points can be.
+    """Distilled points built from (C, θ*) for a step of size η̃: exact for M ≥ D, near-best for M < D.
 
-    M ≥ D: x̃ = √(M/η̃) Q with Q ``[M, D]`` a random matrix with orthonormal columns (QᵀQ = I), and
-    ỹ = x̃ θ*. Then A = η̃/M x̃ᵀx̃ = I and b = η̃/M x̃ᵀx̃ θ* = θ*, so θ1 = θ* from every θ0.
+    Every construction is x̃ = √(M/η̃) Q with Q ``[M, D]`` and ỹ = x̃ θ*, so that A = η̃/M x̃ᵀx̃ = QᵀQ
+    and b = QᵀQ θ*.
 
-    M < D: x̃ = √(M/η̃) U_Mᵀ with U_M the eigenvectors of C for its M largest eigenvalues, ỹ = x̃ θ*.
-    A projects onto them, so the variance term meets :func:`lower_bound` with equality; only the bias
-    ½ Σ_{i≤D−M} λ_i↑ ‖u_iᵀθ*‖² of the discarded directions is added.
+    M ≥ D: Q is a random matrix with orthonormal columns (QᵀQ = I), so A = I, b = θ* and θ1 = θ*
+    from every θ0.
+
+    M < D: Q has orthonormal rows, A projects onto their span, and of two choices the one with the
+    lower expected excess (at init scale σ) is returned:
+
+    - spectral: C's top-M eigenvectors. The variance term meets :func:`lower_bound` with equality;
+      the bias ½ Σ_{i ≤ D−M} λ_i↑ ‖u_iᵀθ*‖² of the discarded directions comes on top.
+    - aligned (M ≥ O): θ*'s column space, then C's top directions orthogonal to it. No bias (b = θ*);
+      the variance term is the bound's when C = I, so there the bound is attained exactly.
+
+    Args:
+        problem: the real data.
+        num_points: M.
+        lr: the step size η̃ the points are built for.
+        sigma: init standard deviation σ used to choose between the M < D constructions
+            (default 1/√D).
+        seed: seeds Q for M ≥ D.
 
     Returns:
-        (x̃ ``[M, D]``, ỹ ``[M, O]``), to be used with step size ``lr``.
+        (x̃ ``[M, D]``, ỹ ``[M, O]``).
     """
     d, dtype = problem.dim, problem.x.dtype
     if num_points >= d:
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(torch.randn(num_points, d, generator=g, dtype=dtype))  # [M, D]
+        candidates = [q]
     else:
-        _, vectors = torch.linalg.eigh(problem.second_moment)  # ascending eigenvalues
-        q = vectors[:, d - num_points :].T  # [M, D], orthonormal rows
-    x = math.sqrt(num_points / lr) * q
-    return x, x @ problem.theta_star
+        candidates = [_spectral_rows(problem, num_points)]
+        if num_points >= problem.out_dim:
+            candidates.append(_aligned_rows(problem, num_points))
+    sigma = _init_sigma(problem, sigma)
+    scale = math.sqrt(num_points / lr)
+    points = [(scale * q, scale * q @ problem.theta_star) for q in candidates]
+    return min(points, key=lambda xy: expected_excess(problem, *xy, lr, sigma))
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,7 +595,7 @@ def sweep(
         ev = evaluate_linear(
             problem, learned.x, learned.y, learned.lr, num_inits=num_eval_inits, sigma=sigma
         )
-        cx, cy = closed_form(problem, m, seed=seed)
+        cx, cy = closed_form(problem, m, sigma=sigma, seed=seed)
         rows.append(
             SweepRow(
                 data=problem.name,
