@@ -35,6 +35,12 @@ class DistillConfig:
     steps: int = 10  # distilled GD steps, each with its own batch of images
     epochs: int = 3  # passes over the steps; one learned lr per update (steps × epochs)
     images_per_class: int = 1  # images of each class in every step
+    learn: str = (
+        "all"  # all: pixels and step sizes; lrs: keep the starting images, learn only step sizes
+    )
+    init_images: str = (
+        "noise"  # starting pixels: noise (N(0,1), the paper) | real (random real images per class)
+    )
     learn_labels: bool = False  # learn soft labels (label logits) with the pixels
     images_per_step: int | None = None  # with learned labels: images per step (may be < classes)
     iterations: int = 1000  # outer iterations (meta-gradient steps)
@@ -97,6 +103,10 @@ class DistillConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.meta_grad not in ("autograd", "reverse"):
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
+        if self.learn not in ("all", "lrs"):
+            raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
+        if self.init_images not in ("noise", "real"):
+            raise ValueError(f"--init-images must be 'noise' or 'real', got {self.init_images!r}")
         if self.images_per_step is not None and not self.learn_labels:
             raise ValueError(
                 "--images-per-step needs --learn-labels (with fixed labels every step holds "

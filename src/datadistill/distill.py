@@ -12,10 +12,12 @@ image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from datadistill.artifacts import (
 )
 from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
+from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps, make_setting
 from datadistill.objectives import make_objective
 from datadistill.unroll import Steps, meta_grad
@@ -69,6 +72,20 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+def derived_seed(*parts: int | str) -> int:
+    """A 63-bit seed from integers (run seed, iteration, init index, …), independent of process layout.
+
+    Every random draw of an iteration is seeded this way instead of from one running generator, so a run
+    resumes bit-for-bit from any checkpoint and N processes × k inits reproduce 1 process × N·k inits.
+    """
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _generator(*parts: int | str) -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed(*parts))
+
+
 @dataclass
 class _State:
     """Everything that changes during distillation (what a checkpoint holds)."""
@@ -77,7 +94,6 @@ class _State:
     labels: Tensor  # [S, n] int64, or [S, n, K] float logits (a leaf when learned)
     raw_lrs: Tensor  # [S·E], leaf; lrs = softplus(raw_lrs)
     optimizer: torch.optim.Adam
-    generator: torch.Generator  # real batches and sampled inits
     iteration: int
     history: list[dict[str, Any]]
 
@@ -92,27 +108,42 @@ def _resolve_out(cfg: DistillConfig, model_name: str) -> Path:
     return Path("runs") / f"{cfg.dataset}-{model_name}-{cfg.init}-{stamp}"
 
 
-def _initial_state(cfg: DistillConfig, shape, num_classes: int, device: torch.device) -> _State:
-    gen = torch.Generator().manual_seed(cfg.seed)
+def _initial_images(cfg: DistillConfig, train, classes: Tensor) -> Tensor:
+    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images of each class."""
+    gen = _generator(cfg.seed, "images")
+    if cfg.init_images == "noise":
+        return torch.randn(cfg.steps, len(classes), *train.image_shape, generator=gen)
+    picks = []
+    for c in classes.tolist():
+        pool = (train.labels == c).nonzero().squeeze(1)
+        picks.append(pool[torch.randint(len(pool), (cfg.steps,), generator=gen)])
+    return train.images[torch.stack(picks, dim=1)]  # [S, n, C, H, W]
+
+
+def _initial_state(
+    cfg: DistillConfig, train, device: torch.device, images: Tensor | None
+) -> _State:
+    num_classes = train.num_classes
     per_step = cfg.images_per_step or cfg.images_per_class * num_classes
-    classes = torch.arange(per_step) // (cfg.images_per_class if cfg.images_per_step is None else 1)
-    classes = classes % num_classes
+    repeat = cfg.images_per_class if cfg.images_per_step is None else 1
+    classes = (torch.arange(per_step) // repeat) % num_classes  # [n]
+    if images is None:
+        images = _initial_images(cfg, train, classes)
+    elif images.shape != (cfg.steps, per_step, *train.image_shape):
+        raise ValueError(
+            f"initial images have shape {tuple(images.shape)}, expected "
+            f"{(cfg.steps, per_step, *train.image_shape)} (steps, images per step, C, H, W)"
+        )
     labels = classes.repeat(cfg.steps, 1)  # [S, n]
     if cfg.learn_labels:
-        labels = (F.one_hot(labels, num_classes).float() * LABEL_LOGIT_SCALE).requires_grad_()
-    images = torch.randn(cfg.steps, per_step, *shape, generator=gen).requires_grad_()
-    raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init)).requires_grad_()
-    images, raw = (
-        images.to(device).detach().requires_grad_(),
-        raw.to(device).detach().requires_grad_(),
-    )
-    if cfg.learn_labels:
-        labels = labels.to(device).detach().requires_grad_()
-    else:
-        labels = labels.to(device)
-    params = [images, raw] + ([labels] if cfg.learn_labels else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
-    return _State(images, labels, raw, opt, gen, 0, [])
+        labels = F.one_hot(labels, num_classes).float() * LABEL_LOGIT_SCALE  # [S, n, K]
+    raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
+    images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
+    raw = raw.to(device).requires_grad_()
+    labels = labels.to(device).requires_grad_(cfg.learn_labels)
+    learned = [t for t in (images, raw, labels) if t.requires_grad]
+    opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
+    return _State(images, labels, raw, opt, 0, [])
 
 
 def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
@@ -120,7 +151,6 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "images": state.images,
         "raw_lrs": state.raw_lrs,
         "labels": state.labels,
-        "generator": state.generator.get_state(),
     }
     opt = state.optimizer.state_dict()
     for index, slots in opt["state"].items():
@@ -150,7 +180,7 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
             tensors, meta = load_tensors(path, with_metadata=True)
         except ValueError as err:
             errors.append(str(err))
-            tqdm.write(f"warning: {err}; trying the previous checkpoint")
+            tqdm.write(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
             continue
         _check_compatible(json.loads(meta["config"]), cfg, path)
         with torch.no_grad():
@@ -158,7 +188,6 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
             state.raw_lrs.copy_(tensors["raw_lrs"])
             if state.labels.is_floating_point():
                 state.labels.copy_(tensors["labels"])
-        state.generator.set_state(tensors["generator"])
         opt_state: dict[int, dict[str, Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -188,13 +217,21 @@ def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> 
 
 
 def distill(
-    cfg: DistillConfig | None = None, *, progress: bool = True, **overrides: Any
+    cfg: DistillConfig | None = None,
+    *,
+    images: Tensor | None = None,
+    progress: bool = True,
+    **overrides: Any,
 ) -> DistilledData:
     """Distil a data set: learn ``steps`` batches of images and ``steps × epochs`` step sizes (Alg. 1).
+
+    Under ``torchrun`` every rank calls this; inits are split across ranks and meta-gradients all-reduced.
 
     Args:
         cfg: the settings (see ``DistillConfig``); keyword ``overrides`` replace individual fields, e.g.
             ``distill(dataset="mnist", steps=1, iterations=500)``.
+        images: optional starting pixels ``[steps, per_step, C, H, W]`` in normalised space (e.g. k-means
+            centroids); with ``learn="lrs"`` they stay fixed and only the step sizes are learned.
         progress: show a progress bar.
 
     Returns:
@@ -205,7 +242,8 @@ def distill(
         DistillationDiverged: the meta-loss became NaN/inf (the message names the last good checkpoint).
     """
     cfg = DistillConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
-    device = torch.device(cfg.device)
+    world = init_world(cfg.device)
+    device = torch.device(local_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     load = dict(data_dir=cfg.data_dir, resize=cfg.resize, channels=cfg.channels)
@@ -225,53 +263,63 @@ def distill(
         num_classes=train.num_classes,
     )
     model, inits = setting.model, setting.inits
-    model_name = cfg.model or type(model).arch
-    out = _resolve_out(cfg, model_name)
+    _check_classes(cfg, train.num_classes)
+    out = _resolve_out(cfg, cfg.model or type(model).arch)
     if not cfg.resume and ((out / CHECKPOINT).exists() or (out / DISTILLED_FILE).exists()):
         raise FileExistsError(
             f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    world.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
 
-    state = _initial_state(cfg, train.image_shape, train.num_classes, device)
+    state = _initial_state(cfg, train, device, images)
     if cfg.resume:
         resumed_from = _load_checkpoint(out, state, cfg)
-        tqdm.write(f"resuming {resumed_from} at iteration {state.iteration}")
-    save_config(cfg, out / "config.yaml")
+        if world.is_main:
+            tqdm.write(f"resuming {resumed_from} at iteration {state.iteration}", file=sys.stderr)
+    if world.is_main:
+        save_config(cfg, out / "config.yaml")
 
-    k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)
+    k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
     decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
-    eval_n = 1 if inits.is_fixed else 4
-    writer = _tensorboard(out) if cfg.tensorboard else None
+    writer = _tensorboard(out) if cfg.tensorboard and world.is_main else None
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
     started = time.perf_counter()
 
-    bar = tqdm(total=cfg.iterations, initial=state.iteration, desc="distill", disable=not progress)
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=state.iteration,
+        desc="distill",
+        disable=not (progress and world.is_main),
+    )
     while state.iteration < cfg.iterations:
         it = state.iteration
         for group in state.optimizer.param_groups:
             group["lr"] = cfg.lr * cfg.decay_factor ** (it // decay_every)
-        idx = torch.randperm(len(train_x), generator=state.generator)[: cfg.batch_size].to(device)
+        batch = torch.randperm(len(train_x), generator=_generator(cfg.seed, it, "batch"))
+        batch = batch[: cfg.batch_size].to(device)
         objective = make_objective(
             cfg.objective,
-            train_x[idx],
-            train_y[idx],
+            train_x[batch],
+            train_y[batch],
             source_class=cfg.source_class,
             target_class=cfg.target_class,
         )
-        lrs = F.softplus(state.raw_lrs)
-        steps = Steps(state.images, state.labels, lrs)
-        total = None
-        for _ in range(k):
-            params0 = {n: p.to(device) for n, p in inits.sample(state.generator).items()}
+        steps = state.steps()
+        # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
+        sums = None
+        for j in range(world.rank * k, (world.rank + 1) * k):
+            params0 = inits.sample(_generator(cfg.seed, it, "init", j))
+            params0 = {n: p.to(device) for n, p in params0.items()}
             g = meta_grad(model, params0, steps, objective, method=cfg.meta_grad)
-            parts = (g.loss, g.images, g.lrs) + ((g.labels,) if g.labels is not None else ())
-            total = (
-                parts if total is None else tuple(a + b for a, b in zip(total, parts, strict=True))
-            )
-        loss, d_images, d_lrs, *d_labels = (t / k for t in total)
+            parts = [g.loss, g.images, g.lrs] + ([g.labels] if g.labels is not None else [])
+            sums = parts if sums is None else [a + b for a, b in zip(sums, parts, strict=True)]
+        loss, d_images, d_lrs, *d_labels = (
+            t / (k * world.size) for t in world.all_reduce_sum(sums)
+        )
         if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
             where = (
                 f"last good checkpoint: {last_good}"
@@ -283,10 +331,10 @@ def distill(
                 f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
             )
         state.optimizer.zero_grad(set_to_none=True)
-        state.images.grad = d_images
-        state.raw_lrs.grad = d_lrs * torch.sigmoid(
-            state.raw_lrs.detach()
-        )  # d softplus(r)/dr = sigmoid(r)
+        if state.images.requires_grad:
+            state.images.grad = d_images
+        # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
+        state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
         if d_labels:
             state.labels.grad = d_labels[0]
         state.optimizer.step()
@@ -294,7 +342,8 @@ def distill(
 
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
-            after, _ = evaluate_steps(model, state.steps(), inits, test_x, test_y, eval_n)
+            n_curve = 1 if inits.is_fixed else 4
+            after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
         state.history.append(record)
@@ -302,30 +351,52 @@ def distill(
             writer.add_scalar("meta_loss", record["loss"], state.iteration)
             if "accuracy" in record:
                 writer.add_scalar("test_accuracy", record["accuracy"], state.iteration)
-        lr_now = lrs.detach()
-        bar.set_postfix(
-            loss=f"{record['loss']:.3f}",
-            lr=f"{lr_now.min():.3g}-{lr_now.max():.3g}",
-            **({"acc": f"{record['accuracy']:.1f}"} if "accuracy" in record else {}),
-        )
+        lrs = steps.lrs.detach()
+        postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lrs.min():.3g}-{lrs.max():.3g}"}
+        if "accuracy" in record:
+            postfix["acc"] = f"{record['accuracy']:.1f}"
+        bar.set_postfix(postfix)
         bar.update(1)
         if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
-            last_good = _save_checkpoint(out, state, cfg)
+            if world.is_main:
+                last_good = _save_checkpoint(out, state, cfg)
+            world.barrier()
     bar.close()
     seconds = time.perf_counter() - started
     if writer is not None:
         writer.close()
-    return _finish(cfg, out, state, setting, train, test_x, test_y, seconds, progress)
+    return _finish(cfg, world, out, state, setting, train, test_x, test_y, seconds, progress)
 
 
-def _finish(cfg, out, state, setting, train, test_x, test_y, seconds, progress) -> DistilledData:
+def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
+    for name in ("source_class", "target_class"):
+        value = getattr(cfg, name)
+        if value is not None and not 0 <= value < num_classes:
+            raise ValueError(
+                f"--{name.replace('_', '-')} {value} is not a class of {cfg.dataset} (0…{num_classes - 1})"
+            )
+
+
+def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, progress=False):
+    """``evaluate_steps`` with the n networks dealt out over the ranks, results gathered in order."""
+    n = min(n, inits.max_evaluation_models() or n)
+    share = range(world.rank, n, world.size)
+    after, before = [], []
+    for i in share:
+        a, b = evaluate_steps(model, steps, inits, test_x, test_y, 1, start=i, progress=False)
+        after += a
+        before += b
+    return world.gather_floats(after), world.gather_floats(before)
+
+
+def _finish(
+    cfg, world, out, state, setting, train, test_x, test_y, seconds, progress
+) -> DistilledData:
     model, inits = setting.model, setting.inits
     n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
     if inits.max_evaluation_models() is not None:
         n_eval = min(n_eval, inits.max_evaluation_models())
-    after, before = evaluate_steps(
-        model, state.steps(), inits, test_x, test_y, n_eval, progress=progress
-    )
+    after, before = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_eval)
     result = EvalResult.from_accuracies(after, before, init=inits.kind)
     manifest = {
         "dataset": cfg.dataset,
@@ -347,6 +418,8 @@ def _finish(cfg, out, state, setting, train, test_x, test_y, seconds, progress) 
         "seed": cfg.seed,
         "iterations": cfg.iterations,
         "meta_grad": cfg.meta_grad,
+        "learn": cfg.learn,
+        "processes": world.size,
         "accuracy": {
             k: v
             for k, v in result.to_dict().items()
@@ -361,12 +434,16 @@ def _finish(cfg, out, state, setting, train, test_x, test_y, seconds, progress) 
         F.softplus(state.raw_lrs).detach().cpu(),
         manifest,
     )
-    data.save(out)
-    write_json(out / "metrics.json", state.history)
-    from datadistill.viz import plot_curves, save_step_grids
+    if world.is_main:
+        data.save(out)
+        write_json(out / "metrics.json", state.history)
+        from datadistill.viz import plot_curves, save_step_grids
 
-    save_step_grids(train.denormalize(data.images), data.labels, data.lrs, train.class_names, out)
-    plot_curves(state.history, out / "curve.png")
+        save_step_grids(
+            train.denormalize(data.images), data.labels, data.lrs, train.class_names, out
+        )
+        plot_curves(state.history, out / "curve.png")
+    world.barrier()
     return data
 
 

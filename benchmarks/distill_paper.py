@@ -1,0 +1,110 @@
+"""Accuracy benchmark: the paper's Table 1 distillation settings, run from the shipped presets.
+
+Each preset is distilled, then evaluated with the paper's replay protocol on the full test set (fixed init:
+its one network; random init: --models held-out inits). Prints a table and writes JSON after every preset, so
+a run cut short keeps what it finished.
+
+    DATADISTILL_DATA=../shared/datasets python benchmarks/distill_paper.py \
+        --presets mnist_fixed_10 mnist_fixed mnist_random --json runs/bench/paper.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+import datadistill
+from datadistill.config import DistillConfig, load_config
+
+PAPER = {  # Wang et al. 2018 Table 1 (MNIST, LeNet; CIFAR-10, AlexCifarNet)
+    "mnist_fixed_10": 93.8,
+    "mnist_fixed": 96.6,
+    "mnist_random": 79.5,
+    "cifar10_fixed": 54.0,
+    "cifar10_random": 36.8,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["mnist_fixed_10", "mnist_fixed", "mnist_random"])
+    parser.add_argument("--iterations", type=int, help="override the presets' iterations")
+    parser.add_argument("--models", type=int, default=200, help="held-out inits for random-init presets")
+    parser.add_argument("--meta-grad", default="autograd", choices=["autograd", "reverse"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--out", default="runs/bench", help="folder for the runs")
+    parser.add_argument("--json", default="runs/bench/paper.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra DistillConfig overrides, e.g. lr=0.05 inits_per_iteration=8")
+    args = parser.parse_args()
+
+    results = []
+    json_path = Path(args.json)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    for preset in args.presets:
+        overrides = {
+            "iterations": args.iterations, "device": args.device, "data_dir": args.data_dir,
+            "meta_grad": args.meta_grad, "out": str(Path(args.out) / preset), "eval_models": 1,
+        }
+        for item in args.set:
+            key, value = item.split("=", 1)
+            field_type = type(getattr(DistillConfig(), key))
+            overrides[key] = field_type(value) if field_type in (int, float, str) else json.loads(value)
+        cfg = load_config(DistillConfig, preset, overrides)
+        start = time.perf_counter()
+        data = datadistill.distill(cfg, progress=False)
+        distill_seconds = time.perf_counter() - start
+        models = 1 if cfg.init.endswith("fixed") else args.models
+        start = time.perf_counter()
+        result = datadistill.evaluate(data, models=models, data_dir=args.data_dir, device=args.device,
+                                      progress=False)
+        row = {
+            "preset": preset,
+            "dataset": cfg.dataset,
+            "init": cfg.init,
+            "images": int(data.images.shape[0] * data.images.shape[1]),
+            "steps": cfg.steps,
+            "epochs": cfg.epochs,
+            "iterations": cfg.iterations,
+            "accuracy_mean": result.accuracy_mean,
+            "accuracy_std": result.accuracy_std,
+            "accuracy_min": min(result.accuracies),
+            "n_models": result.n_models,
+            "accuracy_before_mean": result.accuracy_before_mean,
+            "paper": PAPER.get(preset),
+            "distill_seconds": round(distill_seconds, 1),
+            "seconds_per_iteration": round(distill_seconds / cfg.iterations, 4),
+            "evaluate_seconds": round(time.perf_counter() - start, 1),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "config": {k: v for k, v in vars(cfg).items() if k not in ("out", "data_dir")},
+        }
+        results.append(row)
+        print(f"{preset:<18} {row['accuracy_mean']:6.2f} ± {row['accuracy_std']:5.2f} "
+              f"(min {row['accuracy_min']:.1f}, {row['n_models']} nets)  paper {row['paper']}  "
+              f"{row['distill_seconds']:.0f}s, {row['seconds_per_iteration']:.3f}s/it", flush=True)
+        machine = {
+            "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        json_path.write_text(json.dumps({"machine": machine, "results": results}, indent=2, default=str))
+
+    print("\n| preset | images | init | ours (%) | paper (%) | s/it | distill time |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['preset']} | {r['images']} | {r['init']} | {r['accuracy_mean']:.1f} ± "
+              f"{r['accuracy_std']:.1f} | {r['paper']} | {r['seconds_per_iteration']:.3f} | "
+              f"{r['distill_seconds'] / 60:.1f} min |")
+
+
+if __name__ == "__main__":
+    main()
