@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")
-    plot_sweep(rows, args.plot)
+    plot_sweep(rows, args.plot, problems)
     print(f"wrote {args.json} and {args.plot}")
     return 0
 

@@ -546,6 +546,7 @@ class SweepRow:
         bound: :func:`lower_bound` (0 for M ≥ D).
         closed_form_excess: exact expected excess of :func:`closed_form` (0 for M ≥ D).
         optimal_loss: L(θ*).
+        sigma: init standard deviation σ of the training and held-out inits.
         seconds: wall time of the distillation.
     """
 
@@ -560,6 +561,7 @@ class SweepRow:
     bound: float
     closed_form_excess: float
     optimal_loss: float
+    sigma: float
     seconds: float
 
 
@@ -609,6 +611,7 @@ def sweep(
                 bound=lower_bound(problem, m, sigma),
                 closed_form_excess=expected_excess(problem, cx, cy, 1.0, sigma),
                 optimal_loss=problem.optimal_loss,
+                sigma=sigma,
                 seconds=seconds,
             )
         )
@@ -630,32 +633,60 @@ def format_table(rows: Sequence[SweepRow]) -> str:
     return "\n".join(lines)
 
 
-def plot_sweep(rows: Sequence[SweepRow], path: str | Path) -> None:
-    """Excess loss vs M / D, one panel per problem, with M = D and the analytic bound marked.
+def plot_sweep(
+    rows: Sequence[SweepRow], path: str | Path, problems: Sequence[LinearProblem] = ()
+) -> None:
+    """Relative excess loss vs M / D, one panel per problem, with M = D and the bound marked.
 
-    The y axis is symmetric-log so that exact zeros (the bound and the closed form for M ≥ D) and
-    the learned points' tiny excess for M ≥ D show on the same axes as the M < D values.
+    Top row: linear y axis. Bottom row: logarithmic, where values below 1e-24 (the exact zeros of
+    the bound and the closed form for M ≥ D, up to rounding) are drawn on that floor.
+
+    Args:
+        rows: a sweep's rows, possibly for several problems (one panel per ``data`` name).
+        path: PNG file to write.
+        problems: the swept problems; where given, the bound is drawn for every M in 1 … D − 1
+            rather than only at the swept ratios.
     """
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on servers or in CI
     import matplotlib.pyplot as plt
 
+    floor = 1e-24
+    by_name = {p.name: p for p in problems}
     names = list(dict.fromkeys(r.data for r in rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    # Top row linear (the wall at M = D and learned vs bound for M < D), bottom row log (how close
+    # to exact the M ≥ D points get).
+    fig, axes = plt.subplots(2, len(names), figsize=(5.5 * len(names), 7), squeeze=False)
+    for col, name in enumerate(names):
         rs = sorted((r for r in rows if r.data == name), key=lambda r: r.ratio)
+        d, best = rs[0].dim, rs[0].optimal_loss
         ratios = [r.ratio for r in rs]
-        floor = min([r.learned_excess for r in rs if r.learned_excess > 0] or [1e-12])
-        ax.plot(ratios, [r.learned_excess for r in rs], "o-", label="learned (held-out inits)")
-        ax.plot(ratios, [r.bound for r in rs], "k--", label="lower bound ½σ²OΣλ↑")
-        ax.plot(ratios, [r.closed_form_excess for r in rs], "s:", label="closed form", alpha=0.7)
-        ax.axvline(1.0, color="red", lw=1, label="M = D")
-        ax.set_yscale("symlog", linthresh=max(floor, 1e-12))
-        ax.set_xlabel("M / D")
-        ax.set_ylabel("excess loss L(θ1) − L(θ*)")
-        ax.set_title(f"{name}, D = {rs[0].dim}, one GD step")
-        ax.legend(fontsize=8)
+        if name in by_name:
+            bound_ratios = [m / d for m in range(1, d + 1)]
+            bound = [lower_bound(by_name[name], m, rs[0].sigma) for m in range(1, d + 1)]
+        else:
+            bound_ratios = [r.ratio for r in rs if r.ratio < 1]
+            bound = [r.bound for r in rs if r.ratio < 1]
+        for ax, log in ((axes[0, col], False), (axes[1, col], True)):
+
+            def rel(values: Sequence[float], log: bool = log, best: float = best) -> list[float]:
+                return [max(v / best, floor) if log else v / best for v in values]
+
+            learned = rel([r.learned_excess for r in rs])
+            ax.plot(ratios, learned, "o-", label="learned, held-out inits")
+            closed = rel([r.closed_form_excess for r in rs])
+            ax.plot(ratios, closed, "s:", alpha=0.7, label="closed form")
+            ax.plot(bound_ratios, rel(bound), "k--", label="lower bound ½σ²O·Σλ↑(C)")
+            ax.axvline(1.0, color="red", lw=1, label="M = D")
+            ax.set_ylabel("(L(θ1) − L(θ*)) / L(θ*)" + (", log" if log else ""))
+            if log:
+                ax.set_yscale("log")
+                ax.set_ylim(floor / 5, None)
+                ax.set_xlabel("M / D  (distilled points / input dimension)")
+            else:
+                ax.set_title(f"{name}, D = {d}: one GD step from unseen θ0")
+                ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -729,5 +760,5 @@ def run_cli(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     if args.plot is not None:
-        plot_sweep(rows, args.plot)
+        plot_sweep(rows, args.plot, [problem])
     return 0
