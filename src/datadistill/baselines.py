@@ -1,0 +1,757 @@
+"""Baselines for distilled data: what the same budget of real images achieves (Wang et al. 2018, §4.1, Table 1).
+
+For a budget of ``steps`` (S) GD steps × ``images_per_class`` (K) images of each class per step, replayed for
+``epochs`` (E) epochs, the image baselines are
+
+- ``random-real``: S·K random real training images of each class;
+- ``optimized-real``: the best of many random sets, scored on a validation split of the *training* data;
+- ``kmeans``: per-class k-means++ centroids (S·K per class) of the training images;
+- ``average-real``: the mean image of each class, at every position of every step;
+
+each trained with the paper's replay protocol (``evaluate_steps``: the S steps in order, E epochs, from
+evaluation inits) with (a) one fixed lr tuned on the validation split, and (b) per-update lrs learned by
+distillation while the images stay fixed (``distill(learn="lrs")``). Besides, ``knn-random`` and ``knn-kmeans``
+are 1-nearest-neighbour classifiers on the random-real and k-means images, and ``full-data`` is the network
+trained normally (minibatch Adam) on the whole training set.
+
+The training split is cut once into a *fit* part (where the baseline images come from, and the meta-loss data
+of learned lrs) and a *validation* part (lr tuning, scoring optimised sets). The test set is only ever used for
+the reported accuracies.
+
+Example:
+    >>> from datadistill.baselines import BaselinesConfig, run_baselines
+    >>> report = run_baselines(BaselinesConfig(dataset="digits", model="mlp"))  # doctest: +SKIP
+    >>> print(report.table())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from datadistill.artifacts import write_json
+from datadistill.data import ImageDataset, load_dataset
+from datadistill.evaluate import Setting, accuracy, evaluate_steps, make_setting
+from datadistill.inits import InitDistribution
+from datadistill.unroll import Params, Steps, inner_loss, unroll
+
+IMAGE_BASELINES = ("random-real", "optimized-real", "kmeans", "average-real")
+KNN_BASELINES = ("knn-random", "knn-kmeans")
+BASELINES = (*IMAGE_BASELINES, *KNN_BASELINES, "full-data")
+TUNED = "tuned lr"  # BaselineRow.lrs of an image baseline replayed with one tuned step size
+LEARNED = "learned lrs"  # … replayed with per-update lrs learned by distillation (images fixed)
+# Distinct seed streams, so that e.g. the validation split never moves when the number of candidates changes.
+_SPLIT, _RANDOM, _CANDIDATES, _TUNE, _FULL = range(5)
+
+
+@dataclass
+class BaselinesConfig:
+    """Settings of ``datadistill baselines``: the budget, the protocol and how hard to tune."""
+
+    dataset: str = "digits"  # registered data set name
+    model: str | None = (
+        None  # registered model; None: the data set's default (evaluate.DEFAULT_MODEL_FOR)
+    )
+    init: str = "fixed"  # fixed | random (p(θ_0) the baselines are trained from)
+    init_scheme: str = "xavier"  # weight init of fixed/random inits
+    steps: int = 10  # S: GD steps, each on its own batch of images
+    epochs: int = 3  # E: passes over the S steps (S·E GD updates)
+    images_per_class: int = 1  # K: images of each class in every step
+    models: int | None = (
+        None  # evaluation networks; None: 1 for fixed init, 20 held-out inits for random
+    )
+    only: tuple[str, ...] = BASELINES  # which baselines to run
+    learn_lrs: bool = True  # also learn per-update lrs for each image baseline (images fixed)
+    val_size: int = 5000  # validation images carved from the training split (at most 1/5 of it)
+    lr_grid: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 0, 10))  # fixed lrs to try
+    tune_models: int = 3  # inits per lr (and per optimised-real candidate) on the validation split
+    candidates: int = 20  # random sets scored for optimized-real
+    lrs_iterations: int = 200  # outer iterations of learned lrs
+    lrs_inits_per_iteration: int | None = None  # None: 1 for fixed, 4 for random (as distill)
+    lrs_lr: float = 0.03  # Adam lr on the raw step sizes
+    full_epochs: int = 2  # full-data: passes over the training split
+    full_batch_size: int = 128  # full-data: minibatch size
+    full_lr: float = 1e-3  # full-data: Adam lr, cosine-decayed to 0
+    seed: int = 0  # seeds the fixed init, the splits, the image choices and k-means
+    data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
+    device: str = "cpu"  # cpu | cuda
+    json: str | None = None  # also write the report here
+
+    def validate(self) -> BaselinesConfig:
+        """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        for name in (
+            "steps",
+            "epochs",
+            "images_per_class",
+            "val_size",
+            "tune_models",
+            "candidates",
+            "lrs_iterations",
+            "full_epochs",
+            "full_batch_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
+                )
+        if self.models is not None and self.models < 1:
+            raise ValueError(f"--models must be a positive integer, got {self.models!r}")
+        if self.init not in ("fixed", "random"):
+            raise ValueError(f"--init must be 'fixed' or 'random' for baselines, got {self.init!r}")
+        unknown = [b for b in self.only if b not in BASELINES]
+        if unknown or not self.only:
+            raise ValueError(
+                f"--only {','.join(self.only)!r}: unknown baseline(s) {unknown}; "
+                f"choose from {', '.join(BASELINES)}"
+            )
+        if not self.lr_grid or not all(v > 0 for v in self.lr_grid):
+            raise ValueError(f"lr_grid must be positive step sizes, got {self.lr_grid!r}")
+        return self
+
+
+@dataclass
+class BaselineRow:
+    """One baseline's test accuracy (%) over ``n_models`` networks."""
+
+    baseline: str  # one of BASELINES
+    lrs: str  # TUNED, LEARNED, "1-NN" or "Adam, full training set"
+    accuracy_mean: float
+    accuracy_std: float
+    n_models: int
+    lr: float | None = None  # the tuned fixed lr (TUNED rows)
+    lr_range: tuple[float, float] | None = None  # min/max of the learned lrs (LEARNED rows)
+    val_accuracy: float | None = None  # mean validation accuracy of the chosen lr / set
+    accuracies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BaselineReport:
+    """All rows of one ``run_baselines`` call and the settings that produced them."""
+
+    rows: list[BaselineRow]
+    config: dict[str, Any]
+    protocol: str  # how the image baselines were trained and tested, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "protocol": self.protocol,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def table(self) -> str:
+        """The rows as a Markdown table (accuracy as mean ± std over networks)."""
+        lines = [
+            "| baseline | step sizes | test accuracy (%) | networks | lr |",
+            "|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            if r.lr is not None:
+                lr = f"{r.lr:.3g}"
+            elif r.lr_range is not None:
+                lr = f"{r.lr_range[0]:.3g}–{r.lr_range[1]:.3g}"
+            else:
+                lr = ""
+            lines.append(
+                f"| {r.baseline} | {r.lrs} | {r.accuracy_mean:.2f} ± {r.accuracy_std:.2f} | "
+                f"{r.n_models} | {lr} |"
+            )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Splits and image sets
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _gen(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + stream)
+
+
+def split_train(num_train: int, val_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Cut the training split into disjoint *fit* and *validation* index sets.
+
+    Args:
+        num_train: images in the training split.
+        val_size: validation images wanted; capped at a fifth of the split so the fit part stays large.
+        seed: seeds the permutation.
+
+    Returns:
+        ``(fit [N − V], val [V])`` int64 indices into the training split, disjoint, together all of it.
+    """
+    v = max(1, min(val_size, num_train // 5))
+    perm = torch.randperm(num_train, generator=_gen(seed, _SPLIT))
+    return perm[v:].sort().values, perm[:v].sort().values
+
+
+def arrange(per_class: Tensor, steps: int, images_per_class: int) -> tuple[Tensor, Tensor]:
+    """Lay out per-class images as a replay schedule in class order.
+
+    Args:
+        per_class: ``[K_cls, S·K, C, H, W]``: for each class, its S·K images.
+        steps: S.
+        images_per_class: K.
+
+    Returns:
+        images ``[S, K_cls·K, C, H, W]`` and labels ``[S, K_cls·K]``; column c of every step holds class
+        ``c // K`` (classes 0…K_cls−1, each repeated K times consecutively, as ``distill`` lays them out).
+    """
+    num_classes, total, *shape = per_class.shape
+    assert total == steps * images_per_class, (total, steps, images_per_class)
+    x = per_class.reshape(num_classes, steps, images_per_class, *shape)  # [K_cls, S, K, C, H, W]
+    x = x.transpose(0, 1).reshape(steps, num_classes * images_per_class, *shape)  # [S, n, C, H, W]
+    labels = (
+        torch.arange(num_classes).repeat_interleave(images_per_class).repeat(steps, 1)
+    )  # [S, n]
+    return x.contiguous(), labels
+
+
+def _class_indices(labels: Tensor, num_classes: int, need: int) -> list[Tensor]:
+    pools = [(labels == c).nonzero().squeeze(1) for c in range(num_classes)]
+    for c, pool in enumerate(pools):
+        if len(pool) < need:
+            raise ValueError(
+                f"class {c} has only {len(pool)} training images but the budget needs {need} "
+                "(steps × images per class): lower --steps or --images-per-class"
+            )
+    return pools
+
+
+def random_real(
+    images: Tensor, labels: Tensor, num_classes: int, steps: int, images_per_class: int, generator
+) -> Tensor:
+    """``[K_cls, S·K, C, H, W]``: S·K distinct random real images of each class (drawn from ``images``)."""
+    need = steps * images_per_class
+    pools = _class_indices(labels, num_classes, need)
+    picks = [pool[torch.randperm(len(pool), generator=generator)[:need]] for pool in pools]
+    return images[torch.stack(picks)]  # [K_cls, S·K, C, H, W]
+
+
+def kmeans_centroids(
+    images: Tensor, labels: Tensor, num_classes: int, steps: int, images_per_class: int, seed: int
+) -> Tensor:
+    """``[K_cls, S·K, C, H, W]``: k-means++ centroids of each class's images (scikit-learn, S·K per class).
+
+    Centroids within a class are ordered by cluster size, largest first, so step 0 holds the most typical
+    images (the assignment to steps is otherwise arbitrary).
+    """
+    from sklearn.cluster import KMeans  # sklearn is slow to import; only this baseline needs it
+
+    need = steps * images_per_class
+    pools = _class_indices(labels, num_classes, need)
+    out = []
+    for pool in pools:
+        x = images[pool].reshape(len(pool), -1).double().numpy()  # [N_c, D]
+        km = KMeans(n_clusters=need, init="k-means++", n_init=3, random_state=seed).fit(x)
+        sizes = np.bincount(km.labels_, minlength=need)
+        order = np.argsort(-sizes, kind="stable")
+        centroids = torch.from_numpy(km.cluster_centers_[order]).float()
+        out.append(centroids.reshape(need, *images.shape[1:]))
+    return torch.stack(out)
+
+
+def average_real(
+    images: Tensor, labels: Tensor, num_classes: int, steps: int, images_per_class: int
+) -> Tensor:
+    """``[K_cls, S·K, C, H, W]``: each class's mean image, repeated at every position."""
+    pools = _class_indices(labels, num_classes, 1)
+    means = torch.stack([images[pool].mean(dim=0) for pool in pools])  # [K_cls, C, H, W]
+    return means[:, None].expand(-1, steps * images_per_class, *means.shape[1:]).clone()
+
+
+def nearest_neighbour_accuracy(
+    ref_images: Tensor, ref_labels: Tensor, images: Tensor, labels: Tensor, batch_size: int = 2000
+) -> float:
+    """Accuracy (%) of a 1-NN classifier (Euclidean, in normalised pixel space).
+
+    Args:
+        ref_images: ``[M, C, H, W]`` the classifier's images; ``ref_labels``: ``[M]``.
+        images: ``[N, C, H, W]`` images to classify; ``labels``: ``[N]``.
+    """
+    ref = ref_images.reshape(len(ref_images), -1)  # [M, D]
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].reshape(-1, ref.shape[1])  # [B, D]
+        nearest = torch.cdist(x, ref).argmin(dim=1)  # [B]
+        correct += int((ref_labels[nearest] == labels[i : i + batch_size]).sum())
+    return 100.0 * correct / max(len(images), 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training: replay with a tuned lr, replay with learned lrs, full data
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _tuning_inits(inits: InitDistribution, n: int, seed: int) -> list[Params]:
+    """θ_0 for tuning. Random kinds draw from the *distillation* stream, never the held-out evaluation inits."""
+    if inits.is_fixed:
+        return [inits.sample(torch.Generator())]
+    return [inits.sample(_gen(seed, _TUNE * 1000 + i)) for i in range(n)]
+
+
+def replay_accuracy(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    lr: float,
+    epochs: int,
+    inits: Sequence[Params],
+    val_images: Tensor,
+    val_labels: Tensor,
+) -> float:
+    """Mean accuracy (%) on ``val_images`` after replaying ``images [S, n, C, H, W]`` with one fixed lr.
+
+    A diverged network (non-finite weights) counts as chance-or-worse through its accuracy, not as an error:
+    large lrs in the grid are expected to diverge.
+    """
+    device = val_images.device
+    steps = Steps(images, labels, torch.full((images.shape[0] * epochs,), lr, device=device))
+    accs = []
+    for params in inits:
+        params = {k: v.to(device) for k, v in params.items()}
+        final = unroll(model, params, steps, create_graph=False)[-1]
+        finite = all(bool(torch.isfinite(p).all()) for p in final.values())
+        accs.append(accuracy(model, final, val_images, val_labels) if finite else 0.0)
+    return statistics.fmean(accs)
+
+
+def tune_lr(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    epochs: int,
+    inits: Sequence[Params],
+    val_images: Tensor,
+    val_labels: Tensor,
+    grid: Iterable[float],
+) -> tuple[float, float]:
+    """The fixed lr of ``grid`` with the best mean validation accuracy when replaying ``images``.
+
+    Only ever given validation data (carved from the training split), never the test set.
+
+    Returns:
+        ``(lr, validation accuracy %)``; ties go to the smaller lr (the grid is scanned in increasing order).
+    """
+    best_lr, best_acc = math.nan, -1.0
+    for lr in sorted(grid):
+        acc = replay_accuracy(model, images, labels, lr, epochs, inits, val_images, val_labels)
+        if acc > best_acc:
+            best_lr, best_acc = lr, acc
+    return best_lr, best_acc
+
+
+def learn_lrs(cfg: BaselinesConfig, images: Tensor, lr_init: float) -> Tensor:
+    """Per-update lrs ``[S·E]`` learned by distillation with ``images [S, n, C, H, W]`` kept fixed.
+
+    ``distill(learn="lrs")`` draws its meta-loss batches from the whole training split (``distill`` takes no
+    subset), validation part included, and never from the test set. Starts from the tuned fixed lr, so the
+    learned schedule begins where the tuned baseline is.
+    """
+    from datadistill.distill import distill
+
+    with tempfile.TemporaryDirectory(prefix="datadistill-baseline-lrs-") as tmp:
+        data = distill(
+            dataset=cfg.dataset,
+            model=cfg.model,
+            init=cfg.init,
+            init_scheme=cfg.init_scheme,
+            steps=cfg.steps,
+            epochs=cfg.epochs,
+            images_per_class=cfg.images_per_class,
+            learn="lrs",
+            lr_init=lr_init,
+            lr=cfg.lrs_lr,
+            decay_every=max(1, cfg.lrs_iterations // 2),
+            iterations=cfg.lrs_iterations,
+            inits_per_iteration=cfg.lrs_inits_per_iteration,
+            eval_models=1,  # its own evaluation is discarded; ours below uses the full protocol
+            eval_every=cfg.lrs_iterations,
+            checkpoint_every=cfg.lrs_iterations,
+            seed=cfg.seed,
+            data_dir=cfg.data_dir,
+            device=cfg.device,
+            out=tmp,
+            images=images.cpu(),
+            progress=False,
+        )
+    return data.lrs
+
+
+def train_full(
+    model: nn.Module,
+    params: Params,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+) -> Params:
+    """Train normally on a full training set: minibatch Adam, lr cosine-decayed to 0 per step.
+
+    Args:
+        model: the network (called functionally).
+        params: θ_0 (not modified).
+        images: ``[N, C, H, W]``; labels: ``[N]``.
+        epochs, batch_size, lr: the recipe (benchmarks/train_full.py reaches 99.1% on MNIST with 12 epochs).
+        generator: shuffling.
+
+    Returns:
+        the trained parameters, detached.
+    """
+    theta = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    opt = torch.optim.Adam(list(theta.values()), lr=lr)
+    per_epoch = math.ceil(len(images) / batch_size)
+    total = epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total))
+    )
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        for i in range(0, len(images), batch_size):
+            batch = order[i : i + batch_size]
+            loss = inner_loss(model, theta, images[batch], labels[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return {k: v.detach() for k, v in theta.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Putting it together
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What every baseline of one run shares."""
+
+    cfg: BaselinesConfig
+    setting: Setting
+    train: ImageDataset
+    fit: Tensor  # [N_fit] indices into the training split: where baseline images come from
+    val: Tensor  # [N_val] indices into the training split: lr tuning and set selection only
+    test_x: Tensor
+    test_y: Tensor
+    n_models: int
+    device: torch.device
+
+    @property
+    def model(self) -> nn.Module:
+        return self.setting.model
+
+    def fit_data(self) -> tuple[Tensor, Tensor]:
+        return self.train.images[self.fit], self.train.labels[self.fit]
+
+    def val_data(self) -> tuple[Tensor, Tensor]:
+        return self.train.images[self.val].to(self.device), self.train.labels[self.val].to(
+            self.device
+        )
+
+
+def _image_rows(
+    ctx: _Context, name: str, per_class: Tensor, tuned: tuple[float, float] | None = None
+) -> list[BaselineRow]:
+    """Evaluate one image baseline with a tuned fixed lr and (optionally) learned lrs."""
+    cfg = ctx.cfg
+    images, labels = arrange(per_class, cfg.steps, cfg.images_per_class)
+    images, labels = images.to(ctx.device), labels.to(ctx.device)
+    val_x, val_y = ctx.val_data()
+    started = time.perf_counter()
+    if tuned is None:
+        tune_inits = _tuning_inits(ctx.setting.inits, cfg.tune_models, cfg.seed)
+        tuned = tune_lr(
+            ctx.model, images, labels, cfg.epochs, tune_inits, val_x, val_y, cfg.lr_grid
+        )
+    lr, val_acc = tuned
+    rows = []
+    lrs = torch.full((cfg.steps * cfg.epochs,), lr, device=ctx.device)
+    after, _ = evaluate_steps(
+        ctx.model,
+        Steps(images, labels, lrs),
+        ctx.setting.inits,
+        ctx.test_x,
+        ctx.test_y,
+        ctx.n_models,
+    )
+    rows.append(_row(name, TUNED, after, started, lr=lr, val_accuracy=val_acc))
+    if cfg.learn_lrs:
+        started = time.perf_counter()
+        learned = learn_lrs(cfg, images, lr).to(ctx.device)
+        after, _ = evaluate_steps(
+            ctx.model,
+            Steps(images, labels, learned),
+            ctx.setting.inits,
+            ctx.test_x,
+            ctx.test_y,
+            ctx.n_models,
+        )
+        span = (float(learned.min()), float(learned.max()))
+        rows.append(_row(name, LEARNED, after, started, lr_range=span))
+    return rows
+
+
+def _row(name: str, lrs: str, after: list[float], started: float, **kwargs) -> BaselineRow:
+    return BaselineRow(
+        baseline=name,
+        lrs=lrs,
+        accuracy_mean=statistics.fmean(after),
+        accuracy_std=statistics.pstdev(after) if len(after) > 1 else 0.0,
+        n_models=len(after),
+        accuracies=list(after),
+        seconds=round(time.perf_counter() - started, 1),
+        **kwargs,
+    )
+
+
+def _optimized_real(ctx: _Context) -> tuple[Tensor, tuple[float, float]]:
+    """The best of ``cfg.candidates`` random real sets by validation accuracy, and its tuned lr.
+
+    Candidates are scored with the lr tuned for the first candidate (tuning every candidate would multiply
+    the cost by the grid size); the winner's lr is then tuned again on its own.
+    """
+    cfg = ctx.cfg
+    x, y = ctx.fit_data()
+    val_x, val_y = ctx.val_data()
+    tune_inits = _tuning_inits(ctx.setting.inits, cfg.tune_models, cfg.seed)
+    gen = _gen(cfg.seed, _CANDIDATES)
+    k = ctx.train.num_classes
+    best, best_acc, lr = None, -1.0, None
+    for _ in range(cfg.candidates):
+        per_class = random_real(x, y, k, cfg.steps, cfg.images_per_class, gen)
+        images, labels = arrange(per_class, cfg.steps, cfg.images_per_class)
+        images, labels = images.to(ctx.device), labels.to(ctx.device)
+        if lr is None:
+            lr, _ = tune_lr(
+                ctx.model, images, labels, cfg.epochs, tune_inits, val_x, val_y, cfg.lr_grid
+            )
+        acc = replay_accuracy(ctx.model, images, labels, lr, cfg.epochs, tune_inits, val_x, val_y)
+        if acc > best_acc:
+            best, best_acc = (per_class, images, labels), acc
+    per_class, images, labels = best
+    tuned = tune_lr(ctx.model, images, labels, cfg.epochs, tune_inits, val_x, val_y, cfg.lr_grid)
+    return per_class, tuned
+
+
+def _full_data_row(ctx: _Context) -> BaselineRow:
+    cfg = ctx.cfg
+    started = time.perf_counter()
+    train_x = ctx.train.images.to(ctx.device)  # the whole training split, as "full data" means
+    train_y = ctx.train.labels.to(ctx.device)
+    # One network: full training varies little across inits and costs orders of magnitude more than replay.
+    params = next(ctx.setting.inits.evaluation_inits(1))
+    params = {k: v.to(ctx.device) for k, v in params.items()}
+    trained = train_full(
+        ctx.model,
+        params,
+        train_x,
+        train_y,
+        epochs=cfg.full_epochs,
+        batch_size=cfg.full_batch_size,
+        lr=cfg.full_lr,
+        generator=_gen(cfg.seed, _FULL),
+    )
+    acc = accuracy(ctx.model, trained, ctx.test_x, ctx.test_y)
+    return _row("full-data", f"Adam, {cfg.full_epochs} epochs", [acc], started)
+
+
+def _knn_row(ctx: _Context, name: str, per_class: Tensor) -> BaselineRow:
+    started = time.perf_counter()
+    ref = per_class.reshape(-1, *per_class.shape[2:]).to(ctx.device)  # [K_cls·S·K, C, H, W]
+    ref_y = torch.arange(per_class.shape[0]).repeat_interleave(per_class.shape[1]).to(ctx.device)
+    acc = nearest_neighbour_accuracy(ref, ref_y, ctx.test_x, ctx.test_y)
+    return _row(name, "1-NN", [acc], started)
+
+
+def run_baselines(
+    cfg: BaselinesConfig | None = None, *, progress: bool = True, **overrides: Any
+) -> BaselineReport:
+    """Measure the baselines of ``cfg.only`` for one budget and init kind.
+
+    Args:
+        cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
+        progress: print one line per finished row to stderr.
+
+    Returns:
+        a ``BaselineReport`` (also written to ``cfg.json`` when set).
+    """
+    cfg = BaselinesConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
+    device = torch.device(cfg.device)
+    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
+    test = load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir)
+    setting = make_setting(
+        dataset=cfg.dataset,
+        model=cfg.model,
+        init=cfg.init,
+        init_scheme=cfg.init_scheme,
+        seed=cfg.seed,
+        data_dir=cfg.data_dir,
+        image_shape=train.image_shape,
+        num_classes=train.num_classes,
+    )
+    setting.model.to(device)
+    fit, val = split_train(len(train.labels), cfg.val_size, cfg.seed)
+    n_models = 1 if setting.inits.is_fixed else (cfg.models or 20)
+    ctx = _Context(
+        cfg,
+        setting,
+        train,
+        fit,
+        val,
+        test.images.to(device),
+        test.labels.to(device),
+        n_models,
+        device,
+    )
+    x, y = ctx.fit_data()
+    k = train.num_classes
+
+    rows: list[BaselineRow] = []
+
+    def add(new: list[BaselineRow]) -> None:
+        rows.extend(new)
+        if progress:
+            for r in new:
+                print(
+                    f"[baselines] {r.baseline} ({r.lrs}): {r.accuracy_mean:.2f} ± {r.accuracy_std:.2f} "
+                    f"over {r.n_models} ({r.seconds:.0f} s)",
+                    file=sys.stderr,
+                )
+
+    wanted = set(cfg.only)
+    rand = kmeans = None
+    if wanted & {"random-real", "knn-random"}:
+        rand = random_real(x, y, k, cfg.steps, cfg.images_per_class, _gen(cfg.seed, _RANDOM))
+    if wanted & {"kmeans", "knn-kmeans"}:
+        kmeans = kmeans_centroids(x, y, k, cfg.steps, cfg.images_per_class, cfg.seed)
+    if "random-real" in wanted:
+        add(_image_rows(ctx, "random-real", rand))
+    if "optimized-real" in wanted:
+        per_class, tuned = _optimized_real(ctx)
+        add(_image_rows(ctx, "optimized-real", per_class, tuned))
+    if "kmeans" in wanted:
+        add(_image_rows(ctx, "kmeans", kmeans))
+    if "average-real" in wanted:
+        add(
+            _image_rows(ctx, "average-real", average_real(x, y, k, cfg.steps, cfg.images_per_class))
+        )
+    if "knn-random" in wanted:
+        add([_knn_row(ctx, "knn-random", rand)])
+    if "knn-kmeans" in wanted:
+        add([_knn_row(ctx, "knn-kmeans", kmeans)])
+    if "full-data" in wanted:
+        add([_full_data_row(ctx)])
+
+    protocol = (
+        f"replay: {cfg.steps} steps x {cfg.images_per_class} image(s) per class, {cfg.epochs} epochs, "
+        f"from {n_models} {'fixed' if setting.inits.is_fixed else 'held-out random'} init(s); "
+        f"lr tuned on {len(val)} validation images carved from the training split; "
+        f"accuracy on the {len(test.labels)} test images"
+    )
+    report = BaselineReport(
+        rows, {**vars(cfg), "model": cfg.model or type(setting.model).arch}, protocol
+    )
+    if cfg.json:
+        write_json(Path(cfg.json), report.to_dict())
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line (wired into `datadistill` by cli.py)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``baselines`` command to the ``datadistill`` sub-command parsers; return its parser."""
+    p = subparsers.add_parser(
+        "baselines",
+        help="real-image baselines (random, optimised, k-means, average, 1-NN, full data) for a budget",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--dataset", default="digits", help="data set name (default: digits)")
+    p.add_argument("--model", default=None, help="network (default: the data set's default)")
+    p.add_argument("--init", default="fixed", choices=("fixed", "random"), help="default: fixed")
+    p.add_argument("--steps", type=int, default=10, help="GD steps S (default: 10)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs E over the steps (default: 3)")
+    p.add_argument("--images-per-class", type=int, default=1, help="K per step (default: 1)")
+    p.add_argument(
+        "--models",
+        type=int,
+        default=None,
+        help="networks (default: 1 fixed init, 20 held-out random)",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(BASELINES),
+        help=f"comma-separated subset of {','.join(BASELINES)} (default: all)",
+    )
+    p.add_argument(
+        "--learn-lrs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also learn per-update lrs for each image baseline, images fixed (default: on)",
+    )
+    p.add_argument(
+        "--lrs-iterations", type=int, default=200, help="outer iterations of learned lrs"
+    )
+    p.add_argument(
+        "--candidates", type=int, default=20, help="random sets scored for optimized-real"
+    )
+    p.add_argument("--full-epochs", type=int, default=2, help="full-data: epochs of Adam")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the report as JSON to this file")
+    p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA, else the cache")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BaselinesConfig:
+    """The ``BaselinesConfig`` of parsed ``baselines`` arguments."""
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    return BaselinesConfig(
+        dataset=args.dataset,
+        model=args.model,
+        init=args.init,
+        steps=args.steps,
+        epochs=args.epochs,
+        images_per_class=args.images_per_class,
+        models=args.models,
+        only=only,
+        learn_lrs=args.learn_lrs,
+        lrs_iterations=args.lrs_iterations,
+        candidates=args.candidates,
+        full_epochs=args.full_epochs,
+        seed=args.seed,
+        json=args.json,
+        data_dir=args.data_dir,
+        device=args.device,
+    ).validate()
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``datadistill baselines``: print the Markdown table (and write JSON with ``--json``)."""
+    report = run_baselines(config_from_args(args))
+    print(
+        f"{report.config['dataset']}, {report.config['model']}, {report.config['init']} init — {report.protocol}"
+    )
+    print(report.table())
+    return 0
