@@ -1,0 +1,228 @@
+"""Baselines: image sets in class order, per-class k-means, tuning blind to the test set, learned lrs, 1-NN;
+and the field's protocol of evaluate.py (train on the images as an ordinary training set)."""
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from datadistill import DistilledData
+from datadistill import baselines as bl
+from datadistill.data import load_dataset
+from datadistill.evaluate import (
+    DATASET_PROTOCOL,
+    accuracy,
+    evaluate_as_dataset,
+    make_setting,
+    train_as_dataset,
+)
+
+# Small budgets on the embedded digits set (1437 train / 360 test, 8x8): 2 steps x 2 images per class.
+SMALL = dict(dataset="digits", model="mlp", steps=2, epochs=2, images_per_class=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+def test_arrange_lays_out_steps_in_class_order():
+    # Image (class c, index i) is a constant tensor 100·c + i, so its place in the schedule is readable.
+    per_class = (
+        100 * torch.arange(3)[:, None] + torch.arange(4)[None, :]
+    ).float()  # [3 classes, 4]
+    per_class = per_class[:, :, None, None, None].expand(3, 4, 1, 2, 2)
+    images, labels = bl.arrange(per_class, steps=2, images_per_class=2)
+    assert images.shape == (2, 6, 1, 2, 2) and labels.shape == (2, 6)
+    assert labels.tolist() == [[0, 0, 1, 1, 2, 2]] * 2  # class of column c is c // K
+    # Step s, column c holds image s·K + (c mod K) of class c // K: every image used exactly once.
+    assert images[:, :, 0, 0, 0].tolist() == [
+        [0, 1, 100, 101, 200, 201],
+        [2, 3, 102, 103, 202, 203],
+    ]
+
+
+@pytest.mark.parametrize("name", ["random-real", "kmeans", "average-real"])
+def test_image_baselines_have_the_budget_shape_and_right_classes(digits, name):
+    train, _ = digits
+    fit, _ = bl.split_train(len(train), 300, seed=0)
+    x, y = train.images[fit], train.labels[fit]
+    if name == "random-real":
+        per_class = bl.random_real(x, y, 10, 3, 2, torch.Generator().manual_seed(0))
+    elif name == "kmeans":
+        per_class = bl.kmeans_centroids(x, y, 10, 3, 2, seed=0)
+    else:
+        per_class = bl.average_real(x, y, 10, 3, 2)
+    assert per_class.shape == (10, 6, 1, 8, 8)
+    assert torch.isfinite(per_class).all()
+    images, labels = bl.arrange(per_class, 3, 2)
+    assert images.shape == (3, 20, 1, 8, 8)
+    assert torch.equal(labels, torch.arange(10).repeat_interleave(2).repeat(3, 1))
+    if name == "random-real":
+        # Real images of the labelled class, distinct, from the fit part only.
+        flat = x.reshape(len(x), -1)
+        for c in range(10):
+            for img in per_class[c]:
+                match = (flat == img.reshape(1, -1)).all(dim=1).nonzero().squeeze(1)
+                assert len(match) >= 1 and bool((y[match] == c).all())
+        assert len(torch.unique(per_class.reshape(60, -1), dim=0)) == 60
+
+
+def test_kmeans_centroids_are_per_class(digits):
+    train, _ = digits
+    x, y = train.images, train.labels
+    # One cluster per class is exactly the class mean, i.e. the average-real image.
+    one = bl.kmeans_centroids(x, y, 10, 1, 1, seed=0)
+    assert torch.allclose(one, bl.average_real(x, y, 10, 1, 1), atol=1e-5)
+    # Two tight clusters per class, interleaved across classes: class 0 at pixel values 0 (6 images) and 10
+    # (4), class 1 at 1 (3) and 11 (7). Clustering each class alone finds exactly its own two centres,
+    # larger cluster first.
+    values = torch.tensor([0.0] * 6 + [10.0] * 4 + [1.0] * 3 + [11.0] * 7)
+    noise = 0.01 * torch.randn(20, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    x = values[:, None, None, None] + noise - noise.mean(dim=(1, 2, 3), keepdim=True)
+    y = torch.tensor([0] * 10 + [1] * 10)
+    centres = bl.kmeans_centroids(x, y, 2, 2, 1, seed=0)  # [2 classes, 2, 1, 2, 2]
+    assert centres.shape == (2, 2, 1, 2, 2)
+    assert torch.allclose(
+        centres.mean(dim=(2, 3, 4)), torch.tensor([[0.0, 10.0], [11.0, 1.0]]), atol=1e-4
+    )
+
+
+def test_one_nn_on_kmeans_beats_chance_and_random(digits):
+    train, test = digits
+    per_class = bl.kmeans_centroids(train.images, train.labels, 10, 5, 1, seed=0)  # 50 centroids
+    ref, ref_y = per_class.reshape(50, 1, 8, 8), torch.arange(10).repeat_interleave(5)
+    acc = bl.nearest_neighbour_accuracy(ref, ref_y, test.images, test.labels)
+    assert acc > 80.0  # chance is 10%
+    # The classifier really is 1-NN: each reference image is classified as its own label.
+    assert bl.nearest_neighbour_accuracy(ref, ref_y, ref, ref_y) == 100.0
+
+
+def test_split_is_disjoint_and_tuning_never_sees_the_test_set(monkeypatch):
+    fit, val = bl.split_train(1437, 300, seed=0)
+    assert len(val) == 287  # capped at a fifth of the split
+    assert len(set(fit.tolist()) & set(val.tolist())) == 0
+    assert sorted(fit.tolist() + val.tolist()) == list(range(1437))
+
+    cfg = bl.BaselinesConfig(
+        **SMALL, only=("random-real", "optimized-real"), learn_lrs=False, candidates=3
+    )
+    honest = bl.run_baselines(cfg, progress=False)
+
+    # Replace the test set by noise with shuffled labels: the tuned lrs, the chosen optimised set and their
+    # validation accuracies must not move (only the reported test accuracies may).
+    real_load = bl.load_dataset
+
+    def scrambled(name, split, **kwargs):
+        data = real_load(name, split, **kwargs)
+        if split != "test":
+            return data
+        g = torch.Generator().manual_seed(1)
+        return dataclasses.replace(
+            data,
+            images=torch.randn(data.images.shape, generator=g),
+            labels=data.labels[torch.randperm(len(data.labels), generator=g)],
+        )
+
+    monkeypatch.setattr(bl, "load_dataset", scrambled)
+    blind = bl.run_baselines(cfg, progress=False)
+    for a, b in zip(honest.rows, blind.rows, strict=True):
+        assert (a.baseline, a.lr, a.val_accuracy) == (b.baseline, b.lr, b.val_accuracy)
+    assert (
+        honest.rows[0].accuracy_mean > 40.0 > blind.rows[0].accuracy_mean
+    )  # the test set did change
+
+
+def test_tuned_lr_is_the_best_of_the_grid_on_validation(digits):
+    train, _ = digits
+    fit, val = bl.split_train(len(train), 300, seed=0)
+    setting = make_setting(
+        dataset="digits", model="mlp", init="fixed", image_shape=(1, 8, 8), num_classes=10
+    )
+    per_class = bl.random_real(train.images[fit], train.labels[fit], 10, 2, 2, torch.Generator())
+    images, labels = bl.arrange(per_class, 2, 2)
+    inits = [setting.inits.sample(torch.Generator())]
+    val_x, val_y = train.images[val], train.labels[val]
+    grid = (1e-3, 0.03, 0.3, 30.0)  # 30 diverges: it must be scored, not crash
+    lr, acc = bl.tune_lr(setting.model, images, labels, 2, inits, val_x, val_y, grid)
+    scores = [
+        bl.replay_accuracy(setting.model, images, labels, g, 2, inits, val_x, val_y) for g in grid
+    ]
+    assert acc == max(scores) and lr == grid[scores.index(max(scores))]
+    assert lr in (0.03, 0.3) and acc > 40.0
+
+
+def test_learned_lrs_on_fixed_images_are_no_worse_than_the_tuned_lr():
+    report = bl.run_baselines(
+        **SMALL, only=("kmeans",), learn_lrs=True, lrs_iterations=40, progress=False
+    )
+    tuned, learned = report.rows
+    assert (tuned.lrs, learned.lrs) == (bl.TUNED, bl.LEARNED)
+    assert learned.lr_range is not None and learned.lr_range[0] > 0
+    assert learned.accuracy_mean >= tuned.accuracy_mean - 2.0
+    assert tuned.accuracy_mean > 50.0
+
+
+def test_random_init_uses_held_out_networks_and_reports_spread():
+    report = bl.run_baselines(
+        **{**SMALL, "init": "random"},
+        models=4,
+        only=("average-real", "full-data"),
+        learn_lrs=False,
+        full_epochs=2,
+        progress=False,
+    )
+    avg, full = report.rows
+    assert avg.n_models == 4 and len(set(avg.accuracies)) > 1 and avg.accuracy_std > 0
+    assert full.baseline == "full-data" and full.accuracy_mean > 70.0
+
+
+def test_cli_prints_a_table_and_writes_json(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    bl.add_cli(parser.add_subparsers(dest="command"))
+    out = tmp_path / "b.json"
+    args = parser.parse_args(
+        "baselines --dataset digits --model mlp --steps 2 --epochs 2 --images-per-class 2 "
+        f"--only knn-random,knn-kmeans,average-real --no-learn-lrs --json {out}".split()
+    )
+    assert bl.run_cli(args) == 0
+    printed = capsys.readouterr().out
+    assert "| knn-kmeans | 1-NN |" in printed and "| average-real | tuned lr |" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["baseline"] for r in rows] == ["average-real", "knn-random", "knn-kmeans"]
+    for r in rows:
+        assert {"accuracy_mean", "accuracy_std", "n_models"} <= r.keys()
+        assert 10.0 < r["accuracy_mean"] <= 100.0 and r["n_models"] == 1
+
+    bad = parser.parse_args("baselines --only kmeans,kmenas".split())
+    with pytest.raises(ValueError, match="kmenas"):
+        bl.run_cli(bad)
+
+
+def test_field_protocol_trains_on_images_as_a_dataset(digits, tmp_path):
+    train, test = digits
+    setting = make_setting(
+        dataset="digits", model="mlp", init="fixed", image_shape=(1, 8, 8), num_classes=10
+    )
+    per_class = bl.random_real(
+        train.images, train.labels, 10, 2, 5, torch.Generator()
+    )  # 100 images
+    images, labels = bl.arrange(per_class, 2, 5)
+    theta0 = setting.inits.sample(torch.Generator())
+    trained = train_as_dataset(
+        setting.model, images, labels, theta0, epochs=50, lr=0.01, batch_size=32
+    )
+    before = accuracy(setting.model, theta0, test.images, test.labels)
+    after = accuracy(setting.model, trained, test.images, test.labels)
+    assert after > 60.0 and after > before + 30.0
+    assert all(torch.equal(theta0[k], setting.inits.sample(torch.Generator())[k]) for k in theta0)
+
+    # The report says which protocol produced the number.
+    lrs = torch.full((4,), 0.1)
+    manifest = {"dataset": "digits", "model": "mlp", "init": "fixed", "num_classes": 10}
+    DistilledData(images, labels, lrs, manifest).save(tmp_path / "set")
+    result = evaluate_as_dataset(tmp_path / "set", epochs=50, batch_size=32, progress=False)
+    assert result.protocol == DATASET_PROTOCOL == "dataset" and "| dataset |" in result.table()
+    assert result.n_models == 1 and result.accuracy_mean > 60.0
