@@ -33,16 +33,31 @@ PAPER = {  # Wang et al. 2018 Table 1 (MNIST, LeNet; CIFAR-10, AlexCifarNet)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["mnist_fixed_10", "mnist_fixed", "mnist_random"])
+    parser.add_argument(
+        "--presets", nargs="+", default=["mnist_fixed_10", "mnist_fixed", "mnist_random"]
+    )
     parser.add_argument("--iterations", type=int, help="override the presets' iterations")
-    parser.add_argument("--models", type=int, default=200, help="held-out inits for random-init presets")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="time budget per preset: a 20-iteration probe measures s/it, then iterations = "
+        "budget / (s/it) and the Adam lr halves every quarter of them",
+    )
+    parser.add_argument(
+        "--models", type=int, default=200, help="held-out inits for random-init presets"
+    )
     parser.add_argument("--meta-grad", default="autograd", choices=["autograd", "reverse"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="runs/bench", help="folder for the runs")
     parser.add_argument("--json", default="runs/bench/paper.json")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra DistillConfig overrides, e.g. lr=0.05 inits_per_iteration=8")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra DistillConfig overrides, e.g. lr=0.05 inits_per_iteration=8",
+    )
     args = parser.parse_args()
 
     results = []
@@ -50,21 +65,44 @@ def main() -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for preset in args.presets:
         overrides = {
-            "iterations": args.iterations, "device": args.device, "data_dir": args.data_dir,
-            "meta_grad": args.meta_grad, "out": str(Path(args.out) / preset), "eval_models": 1,
+            "iterations": args.iterations,
+            "device": args.device,
+            "data_dir": args.data_dir,
+            "meta_grad": args.meta_grad,
+            "out": str(Path(args.out) / preset),
+            "eval_models": 1,
         }
         for item in args.set:
             key, value = item.split("=", 1)
             field_type = type(getattr(DistillConfig(), key))
-            overrides[key] = field_type(value) if field_type in (int, float, str) else json.loads(value)
+            overrides[key] = (
+                field_type(value) if field_type in (int, float, str) else json.loads(value)
+            )
         cfg = load_config(DistillConfig, preset, overrides)
+        if args.minutes:
+            probe = datadistill.distill(
+                cfg,
+                iterations=20,
+                eval_every=1000,
+                eval_models=1,
+                out=str(Path(args.out) / f"{preset}-probe"),
+                progress=False,
+            )
+            per_it = probe.manifest["distill_seconds_this_session"] / 20
+            iterations = max(20, int(args.minutes * 60 / per_it))
+            cfg = load_config(
+                DistillConfig,
+                preset,
+                {**overrides, "iterations": iterations, "decay_every": max(1, iterations // 4)},
+            )
         start = time.perf_counter()
         data = datadistill.distill(cfg, progress=False)
         distill_seconds = time.perf_counter() - start
         models = 1 if cfg.init.endswith("fixed") else args.models
         start = time.perf_counter()
-        result = datadistill.evaluate(data, models=models, data_dir=args.data_dir, device=args.device,
-                                      progress=False)
+        result = datadistill.evaluate(
+            data, models=models, data_dir=args.data_dir, device=args.device, progress=False
+        )
         row = {
             "preset": preset,
             "dataset": cfg.dataset,
@@ -86,9 +124,12 @@ def main() -> None:
             "config": {k: v for k, v in vars(cfg).items() if k not in ("out", "data_dir")},
         }
         results.append(row)
-        print(f"{preset:<18} {row['accuracy_mean']:6.2f} ± {row['accuracy_std']:5.2f} "
-              f"(min {row['accuracy_min']:.1f}, {row['n_models']} nets)  paper {row['paper']}  "
-              f"{row['distill_seconds']:.0f}s, {row['seconds_per_iteration']:.3f}s/it", flush=True)
+        print(
+            f"{preset:<18} {row['accuracy_mean']:6.2f} ± {row['accuracy_std']:5.2f} "
+            f"(min {row['accuracy_min']:.1f}, {row['n_models']} nets)  paper {row['paper']}  "
+            f"{row['distill_seconds']:.0f}s, {row['seconds_per_iteration']:.3f}s/it",
+            flush=True,
+        )
         machine = {
             "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
             "cpu_threads": torch.get_num_threads(),
@@ -96,14 +137,18 @@ def main() -> None:
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
-        json_path.write_text(json.dumps({"machine": machine, "results": results}, indent=2, default=str))
+        json_path.write_text(
+            json.dumps({"machine": machine, "results": results}, indent=2, default=str)
+        )
 
     print("\n| preset | images | init | ours (%) | paper (%) | s/it | distill time |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['preset']} | {r['images']} | {r['init']} | {r['accuracy_mean']:.1f} ± "
-              f"{r['accuracy_std']:.1f} | {r['paper']} | {r['seconds_per_iteration']:.3f} | "
-              f"{r['distill_seconds'] / 60:.1f} min |")
+        print(
+            f"| {r['preset']} | {r['images']} | {r['init']} | {r['accuracy_mean']:.1f} ± "
+            f"{r['accuracy_std']:.1f} | {r['paper']} | {r['seconds_per_iteration']:.3f} | "
+            f"{r['distill_seconds'] / 60:.1f} min |"
+        )
 
 
 if __name__ == "__main__":

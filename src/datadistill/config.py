@@ -64,6 +64,9 @@ class DistillConfig:
     seed: int = 0  # seeds the fixed init, the synthetic pixels, real batches and sampled inits
     eval_models: int | None = None  # networks for the final evaluation; None: 1 fixed, 20 random
     eval_every: int = 200  # evaluate (on a few inits) every N iterations for the curve
+    time_limit: float | None = (
+        None  # stop after this many minutes of distillation (then evaluate and save as usual)
+    )
     checkpoint_every: int = 100  # write a resumable checkpoint every N iterations
     data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
     out: str | None = None  # run folder; None: runs/<dataset>-<model>-<init>-<time>
@@ -97,6 +100,10 @@ class DistillConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{_flag(name)} must be a positive number, got {value!r}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(
+                f"--time-limit must be a positive number of minutes, got {self.time_limit!r}"
+            )
         if not 0 < self.decay_factor <= 1:
             raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

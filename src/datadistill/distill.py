@@ -59,6 +59,7 @@ RESUMABLE_CHANGES = {
     "lr",
     "decay_every",
     "decay_factor",
+    "time_limit",
 }
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
@@ -297,6 +298,11 @@ def distill(
     )
     while state.iteration < cfg.iterations:
         it = state.iteration
+        if _out_of_time(world, cfg, started):
+            if world.is_main:
+                _save_checkpoint(out, state, cfg)
+                tqdm.write(f"time limit reached after {it} iterations", file=sys.stderr)
+            break
         for group in state.optimizer.param_groups:
             group["lr"] = cfg.lr * cfg.decay_factor ** (it // decay_every)
         batch = torch.randperm(len(train_x), generator=_generator(cfg.seed, it, "batch"))
@@ -368,6 +374,13 @@ def distill(
     return _finish(cfg, world, out, state, setting, train, test_x, test_y, seconds, progress)
 
 
+def _out_of_time(world: World, cfg: DistillConfig, started: float) -> bool:
+    if cfg.time_limit is None:
+        return False
+    late = torch.tensor([float(time.perf_counter() - started > 60 * cfg.time_limit)])
+    return bool(world.all_reduce_sum([late])[0] > 0)  # all ranks stop at the same iteration
+
+
 def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
     for name in ("source_class", "target_class"):
         value = getattr(cfg, name)
@@ -416,7 +429,7 @@ def _finish(
         "resize": cfg.resize,
         "channels": cfg.channels,
         "seed": cfg.seed,
-        "iterations": cfg.iterations,
+        "iterations": state.iteration,
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
         "processes": world.size,
