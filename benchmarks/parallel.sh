@@ -11,7 +11,7 @@ for job in "$@"; do
     read -r preset extra <<<"$job"
     name="$(printf '%02d' $i)-$preset"
     # shellcheck disable=SC2086
-    python benchmarks/distill_paper.py --presets "$preset" --minutes "$minutes" --device "$device" \
+    "${PYTHON:-python3}" benchmarks/distill_paper.py --presets "$preset" --minutes "$minutes" --device "$device" \
         --out "$out/runs/$name" --json "$out/$name.json" --set $extra >"$out/$name.log" 2>&1 &
     i=$((i + 1))
 done
