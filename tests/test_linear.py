@@ -11,6 +11,7 @@ from torch import nn
 
 from datadistill.linear import (
     _make_problem,
+    _mean_meta_grad,
     _spectral_rows,
     add_cli,
     closed_form,
@@ -106,6 +107,29 @@ def test_regression_meta_grad_matches_finite_differences():
                 - meta_loss(Steps(**{**vars(steps), field: minus}))
             ) / (2 * eps)
             assert grad.reshape(-1)[i].item() == pytest.approx(fd, rel=1e-6, abs=1e-9), field
+
+
+def test_batched_inits_equal_separate_meta_grads(problem):
+    # distill_linear runs K inits as column blocks of one wide model; that must be exactly the
+    # mean of K separate meta-gradients (one nn.Linear(D, O) per init).
+    g = torch.Generator().manual_seed(9)
+    m, o, k = 5, problem.out_dim, 3
+    steps = Steps(
+        images=torch.randn(1, m, D, generator=g, dtype=torch.float64),
+        labels=torch.randn(1, m, o, generator=g, dtype=torch.float64),
+        lrs=torch.tensor([0.4], dtype=torch.float64),
+    )
+    theta0 = torch.randn(k, D, o, generator=g, dtype=torch.float64)
+    model = nn.Linear(D, o, bias=False).double()
+
+    def objective(model, params):
+        return regression_loss(model, params, problem.x, problem.y)
+
+    single = [regression_meta_grad(model, {"weight": t.T}, steps, objective) for t in theta0]
+    batched = _mean_meta_grad(problem, steps, theta0)
+    for field in ("images", "labels", "lrs", "loss"):
+        mean = torch.stack([getattr(mg, field) for mg in single]).mean(dim=0)
+        torch.testing.assert_close(getattr(batched, field), mean, rtol=1e-12, atol=1e-14)
 
 
 def test_expected_excess_formula_matches_monte_carlo(problem):

@@ -422,6 +422,40 @@ def _init_sigma(problem: LinearProblem, sigma: float | None) -> float:
     return 1.0 / math.sqrt(problem.dim) if sigma is None else sigma
 
 
+def _mean_meta_grad(problem: LinearProblem, steps: Steps, theta0: Tensor) -> MetaGrads:
+    """Meta-gradient of the mean over K inits θ0 ``[K, D, O]`` of L(θ_T), in one graph.
+
+    The K inits run as one bias-free ``nn.Linear(D, K·O)`` whose targets are ỹ repeated K times. The
+    quadratic loss is a sum over output columns and each column's gradient involves only that
+    column, so column block j (weight rows j·O … (j+1)·O − 1) follows exactly the trajectory of
+    init j alone, and the real-data loss summed over blocks / K is the mean meta-loss. One graph
+    instead of K keeps the per-iteration overhead of these small matrices down (≈ 4× for K = 4);
+    ``tests/test_linear.py`` checks it against K separate ``_regression_meta_grad`` calls.
+
+    Args:
+        problem: the real data.
+        steps: images ``[S, M, D]``, real-valued targets ``[S, M, O]``, lrs ``[T]``.
+        theta0: ``[K, D, O]`` inits.
+
+    Returns:
+        Gradients shaped like ``steps``' fields, and the mean meta-loss.
+    """
+    k, d, o = theta0.shape
+    model = nn.Linear(d, k * o, bias=False).to(theta0.dtype)  # called functionally only
+    real_y = problem.y.repeat(1, k)  # [N, K·O]
+
+    def objective(model: nn.Module, params: Params) -> Tensor:
+        return regression_loss(model, params, problem.x, real_y) / k
+
+    # nn.Linear stores weight = θᵀ; block j of its rows is init j: [K, D, O] -> [K·O, D].
+    params0 = {"weight": theta0.transpose(1, 2).reshape(k * o, d)}
+    wide = Steps(steps.images, steps.labels.repeat(1, 1, k), steps.lrs)  # [S, M, K·O] targets
+    mg = _regression_meta_grad(model, params0, wide, objective)
+    # ỹ is shared by the K blocks: its gradient is the sum of theirs.
+    d_labels = mg.labels.reshape(*steps.labels.shape[:-1], k, o).sum(dim=-2)
+    return MetaGrads(mg.images, mg.lrs, d_labels, mg.loss)
+
+
 def distill_linear(
     problem: LinearProblem,
     num_points: int,
@@ -461,26 +495,12 @@ def distill_linear(
     opt = torch.optim.Adam([x, y, raw_lr], lr=outer_lr, betas=(0.5, 0.999))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations)
 
-    # The K inits of an iteration run as one model with K·O outputs. The quadratic loss is a sum
-    # over output columns and each column's gradient involves only that column, so column block j
-    # (weight rows j·O … (j+1)·O − 1, targets ỹ) follows exactly the trajectory of init j alone,
-    # and the objective summed over blocks / K is the mean meta-loss. One graph instead of K keeps
-    # the per-iteration overhead of these tiny matrices down (≈ 4× faster for K = 4).
-    model = nn.Linear(d, k * o, bias=False).to(dtype)  # called functionally; own weights unused
-    real_y = problem.y.repeat(1, k)  # [N, K·O]
-
-    def objective(model: nn.Module, params: Params) -> Tensor:
-        return regression_loss(model, params, problem.x, real_y) / k
-
     losses = []
     for _ in range(iterations):
         lrs = F.softplus(raw_lr)  # the one place the lr parameterisation lives
-        steps = Steps(images=x.detach(), labels=y.detach().repeat(1, 1, k), lrs=lrs.detach())
-        # Fresh θ0 ~ N(0, σ²) for every init; nn.Linear stores weight = θᵀ, [K·O, D].
-        params0 = {"weight": sigma * torch.randn(k * o, d, generator=g, dtype=dtype)}
-        mg = _regression_meta_grad(model, params0, steps, objective)
-        x.grad = mg.images
-        y.grad = mg.labels.reshape(1, num_points, k, o).sum(dim=2)  # ỹ is shared by the K blocks
+        theta0 = sigma * torch.randn(k, d, o, generator=g, dtype=dtype)  # fresh inits, [K, D, O]
+        mg = _mean_meta_grad(problem, Steps(x.detach(), y.detach(), lrs.detach()), theta0)
+        x.grad, y.grad = mg.images, mg.labels
         (raw_lr.grad,) = torch.autograd.grad(lrs, raw_lr, grad_outputs=mg.lrs)  # through softplus
         opt.step()
         sched.step()
