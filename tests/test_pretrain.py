@@ -1,0 +1,212 @@
+"""Pre-trained pools: files and manifest, exact round trip, vmap == one-by-one, adaptation runs, clear errors."""
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from datadistill import distill, evaluate
+from datadistill.artifacts import load_tensors
+from datadistill.models import build_model, init_params
+from datadistill.pretrain import (
+    _cosine,
+    _init_generator,
+    _shuffle_generator,
+    add_cli,
+    load_pool,
+    pretrain,
+    run_cli,
+    train_networks,
+)
+
+# The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: a pool in about a second.
+POOL = dict(dataset="digits", model="mlp", count=3, heldout=1, epochs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pool_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pool") / "digits-mlp"
+    pretrain(**POOL, out=out)
+    return out
+
+
+def test_pretrain_writes_networks_and_manifest(pool_dir):
+    manifest = json.loads((pool_dir / "manifest.json").read_text())
+    nets = manifest["networks"]
+    assert [n["file"] for n in nets] == [f"net_{i:04d}.safetensors" for i in range(3)]
+    assert [n["split"] for n in nets] == ["train", "train", "heldout"]
+    assert [n["seed"] for n in nets] == [0, 1, 2]
+    for n in nets:
+        assert (pool_dir / n["file"]).is_file()
+        # One epoch on 1437 digits: well above chance (10%).
+        assert n["test_accuracy"] > 50.0
+    assert manifest["dataset"] == "digits" and manifest["model"] == "mlp"
+    assert manifest["in_shape"] == [1, 8, 8] and manifest["num_classes"] == 10
+    assert len(manifest["mean"]) == 1 and len(manifest["std"]) == 1
+    assert manifest["recipe"]["epochs"] == 1 and manifest["recipe"]["optimizer"] == "Adam"
+    assert manifest["train_seconds"] >= 0
+    assert not list(pool_dir.glob("*.pt")) and not list(pool_dir.glob("*.pkl"))
+    # Different seeds give different networks.
+    a, b = (load_tensors(pool_dir / nets[i]["file"]) for i in (0, 1))
+    assert not torch.equal(a["classifier.0.weight"], b["classifier.0.weight"])
+
+
+def test_load_pool_round_trip_equals_saved_tensors(pool_dir):
+    net = build_model("mlp", (1, 8, 8), 10)
+    pool, heldout = load_pool(pool_dir, net)
+    assert len(pool) == 2 and len(heldout) == 1
+    names = [n for n, _ in net.named_parameters()]
+    for params, file in zip(pool + heldout, ["net_0000", "net_0001", "net_0002"], strict=True):
+        saved = load_tensors(pool_dir / f"{file}.safetensors")
+        assert list(params) == names
+        for n in names:
+            assert torch.equal(params[n], saved[n])
+
+
+def test_pool_networks_are_trained_from_their_seeded_xavier_init(pool_dir):
+    """Re-training network 1 alone from its seed reproduces the saved file exactly (loop method)."""
+    from datadistill.data import load_dataset
+
+    train = load_dataset("digits", "train")
+    net = build_model("mlp", train.image_shape, 10)
+    init = init_params(net, "xavier", _init_generator(1))
+    [again] = train_networks(net, [init], train.images, train.labels, [1], epochs=1)
+    saved = load_tensors(pool_dir / "net_0001.safetensors")
+    for n, p in again.items():
+        assert torch.equal(p, saved[n]), n
+
+
+def _sequential_oracle(net, init, images, labels, seed, *, epochs, batch_size, lr, betas):
+    """An independent reference: the module itself, torch.optim.Adam and the same batch order."""
+    net.load_state_dict({n: p.clone() for n, p in init.items()})
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+    total = epochs * math.ceil(len(labels) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _cosine(step, total))
+    gen = _shuffle_generator(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(labels), generator=gen)
+        for start in range(0, len(labels), batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad()
+            F.cross_entropy(net(images[idx]), labels[idx]).backward()
+            opt.step()
+            sched.step()
+    return {n: p.detach().clone() for n, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("model, shape", [("mlp", (1, 6, 6)), ("lenet", (1, 12, 12))])
+def test_vmap_training_equals_sequential_training(model, shape):
+    torch.manual_seed(0)
+    images = torch.randn(
+        70, *shape, dtype=torch.float64
+    )  # 70 = 3 batches of 32, the last one short
+    labels = torch.randint(10, (70,))
+    net = build_model(model, shape, 10).double()
+    seeds = [3, 4, 5]
+    inits = [
+        {n: p.double() for n, p in init_params(net, "xavier", _init_generator(s)).items()}
+        for s in seeds
+    ]
+    recipe = dict(epochs=2, batch_size=32, lr=1e-2, betas=(0.5, 0.999))
+    batched = train_networks(net, inits, images, labels, seeds, method="vmap", **recipe)
+    looped = train_networks(net, inits, images, labels, seeds, method="loop", **recipe)
+    for g, seed in enumerate(seeds):
+        oracle = _sequential_oracle(net, inits[g], images, labels, seed, **recipe)
+        moved = False
+        for n, p in oracle.items():
+            torch.testing.assert_close(batched[g][n], p, rtol=1e-9, atol=1e-11)
+            torch.testing.assert_close(looped[g][n], p, rtol=1e-9, atol=1e-11)
+            moved |= not torch.allclose(p, inits[g][n])
+        assert moved, "training did not change the parameters: the comparison would be vacuous"
+
+
+def test_distill_pretrained_random_evaluates_only_heldout_networks(pool_dir, tmp_path):
+    out = tmp_path / "run"
+    data = distill(
+        dataset="digits",
+        model="mlp",
+        init="pretrained-random",
+        pretrained=str(pool_dir),
+        steps=2,
+        epochs=1,
+        iterations=5,
+        batch_size=128,
+        eval_every=5,
+        out=str(out),
+        progress=False,
+    )
+    acc = data.manifest["accuracy"]
+    # The pool holds a single held-out network, so the final evaluation can only have used that one.
+    assert acc["n_models"] == 1
+    result = evaluate(out, progress=False, models=1)
+    assert result.n_models == 1 and result.init == "pretrained-random"
+    # "before training" is the held-out network as is: its accuracy is the one recorded in the pool.
+    recorded = json.loads((pool_dir / "manifest.json").read_text())["networks"][2]
+    assert result.accuracies_before[0] == pytest.approx(recorded["test_accuracy"], abs=1e-3)
+    with pytest.raises(ValueError, match="held-out"):
+        evaluate(out, progress=False, models=2)
+
+
+def test_distill_pretrained_fixed_starts_from_the_first_network(pool_dir, tmp_path):
+    data = distill(
+        dataset="digits",
+        model="mlp",
+        init="pretrained-fixed",
+        pretrained=str(pool_dir),
+        steps=1,
+        epochs=1,
+        iterations=2,
+        batch_size=128,
+        eval_every=2,
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
+    recorded = json.loads((pool_dir / "manifest.json").read_text())["networks"][0]
+    before = data.manifest["accuracy"]["accuracy_before_mean"]
+    assert before == pytest.approx(recorded["test_accuracy"], abs=1e-3)
+
+
+def test_mismatched_pool_is_a_clear_error(pool_dir):
+    with pytest.raises(ValueError, match=r"holds mlp networks trained on digits.*needs lenet"):
+        load_pool(pool_dir, build_model("lenet", (1, 28, 28), 10))
+    with pytest.raises(ValueError, match=r"inputs \(1, 8, 8\).*inputs \(1, 16, 16\).*--resize 8"):
+        load_pool(pool_dir, build_model("mlp", (1, 16, 16), 10))
+    with pytest.raises(ValueError, match="fit mlp"):  # same name and shapes in, other hidden sizes
+        load_pool(pool_dir, build_model("mlp", (1, 8, 8), 10, hidden=(32,)))
+
+
+def test_missing_pool_folder_or_manifest(tmp_path):
+    net = build_model("mlp", (1, 8, 8), 10)
+    with pytest.raises(FileNotFoundError, match="does not exist.*datadistill pretrain"):
+        load_pool(tmp_path / "nowhere", net)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        load_pool(tmp_path / "empty", net)
+
+
+def test_pretrain_refuses_bad_settings(tmp_path, pool_dir):
+    with pytest.raises(ValueError, match="--heldout"):
+        pretrain(**{**POOL, "heldout": 3}, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="--count"):
+        pretrain(**{**POOL, "count": 0}, out=tmp_path / "b")
+    with pytest.raises(ValueError, match="--method"):
+        pretrain(**POOL, method="threads", out=tmp_path / "c")
+    with pytest.raises(FileExistsError, match="already holds a pool"):
+        pretrain(**POOL, out=pool_dir)
+
+
+def test_cli_hooks(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="datadistill")
+    add_cli(parser.add_subparsers(dest="command"))
+    out = tmp_path / "pool"
+    args = parser.parse_args(
+        ["pretrain", "--dataset", "digits", "--model", "linear", "--count", "2", "--heldout", "1"]
+        + ["--out", str(out), "--method", "vmap"]
+    )
+    assert run_cli(args) == 0
+    assert "pre-trained 2 linear networks on digits" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["method"] == "vmap" and manifest["heldout"] == 1
