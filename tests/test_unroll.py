@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datadistill.unroll import Steps, meta_grad, unroll
+from datadistill.unroll import Steps, batched_meta_grad, meta_grad, unroll
 
 
 def _tiny_convnet() -> nn.Module:
@@ -107,3 +107,17 @@ def test_unknown_method_is_a_clear_error():
     model, params, steps, objective = _setup(learn_labels=False)
     with pytest.raises(ValueError, match="autograd"):
         meta_grad(model, params, steps, objective, method="backprop")
+
+
+@pytest.mark.parametrize("learn_labels", [False, True])
+def test_batched_meta_grad_equals_the_sum_over_inits(learn_labels):
+    model, params, steps, objective = _setup(learn_labels)
+    g = torch.Generator().manual_seed(3)
+    inits = [
+        {k: v + 0.1 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+        for _ in range(3)
+    ]
+    one_by_one = [meta_grad(model, p, steps, objective) for p in inits]
+    batched = batched_meta_grad(model, inits, steps, objective)
+    for got, *want in zip(batched.tensors(), *(r.tensors() for r in one_by_one), strict=True):
+        torch.testing.assert_close(got, sum(want), rtol=1e-9, atol=1e-12)

@@ -56,6 +56,9 @@ class DistillConfig:
     decay_factor: float = 0.5  # StepLR factor
     lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
     meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
+    vmap_inits: bool | None = (
+        None  # batch the inits of an iteration with torch.func.vmap; None: on for cuda
+    )
     objective: str = "task"  # task | poison
     source_class: int | None = None  # poison: class K whose images should be predicted as T
     target_class: int | None = None  # poison: class T

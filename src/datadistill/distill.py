@@ -41,7 +41,7 @@ from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps, make_setting
 from datadistill.objectives import make_objective
-from datadistill.unroll import Steps, meta_grad
+from datadistill.unroll import Steps, batched_meta_grad, meta_grad
 
 CHECKPOINT = "checkpoint.safetensors"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
@@ -283,6 +283,11 @@ def distill(
         save_config(cfg, out / "config.yaml")
 
     k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
+    vmap_inits = cfg.vmap_inits if cfg.vmap_inits is not None else device.type == "cuda" and k > 1
+    if vmap_inits and cfg.meta_grad != "autograd":
+        raise ValueError(
+            "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
+        )
     decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
@@ -316,13 +321,15 @@ def distill(
         )
         steps = state.steps()
         # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
-        sums = None
-        for j in range(world.rank * k, (world.rank + 1) * k):
-            params0 = inits.sample(_generator(cfg.seed, it, "init", j))
-            params0 = {n: p.to(device) for n, p in params0.items()}
-            g = meta_grad(model, params0, steps, objective, method=cfg.meta_grad)
-            parts = [g.loss, g.images, g.lrs] + ([g.labels] if g.labels is not None else [])
-            sums = parts if sums is None else [a + b for a, b in zip(sums, parts, strict=True)]
+        params0 = [
+            {n: p.to(device) for n, p in inits.sample(_generator(cfg.seed, it, "init", j)).items()}
+            for j in range(world.rank * k, (world.rank + 1) * k)
+        ]
+        if vmap_inits:
+            grads = [batched_meta_grad(model, params0, steps, objective)]
+        else:
+            grads = [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
+        sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
         loss, d_images, d_lrs, *d_labels = (
             t / (k * world.size) for t in world.all_reduce_sum(sums)
         )
