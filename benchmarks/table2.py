@@ -1,0 +1,401 @@
+"""The paper's Table 2 (Wang et al. 2018, §3.5): adapting pre-trained LeNets across digit data sets.
+
+For each direction SOURCE→TARGET (MNIST→USPS and USPS→MNIST, USPS resized to 28×28), a pool of LeNets is
+pre-trained on the SOURCE (`datadistill.pretrain`: a training part and a held-out part) and these rows are
+measured on the TARGET test set, for the fixed pre-trained network (``net_0000``, column "fixed") and for the
+held-out pre-trained networks (column "random", mean ± std; never networks seen in distillation or tuning):
+
+- distilled: ``datadistill.distill(dataset=TARGET, init="pretrained-fixed" | "pretrained-random",
+  pretrained=POOL, steps=10, epochs=3, init_images="real")`` then ``datadistill.evaluate(run, models=H)``;
+- random real / optimised real / k-means / average real TARGET images (``datadistill.baselines``) replayed with
+  the same 10 steps × 3 epochs and one lr tuned on a validation split of the TARGET training set (tuned from
+  networks of the pool's training part, evaluated on the held-out ones);
+- no adaptation: the pre-trained networks as they are;
+- fine-tuning on the full TARGET training set (Adam, cosine-decayed lr; ``datadistill.pretrain.train_networks``).
+
+Each data set is normalised with its own train mean/std (as the reference code does). Pools, recipe and times
+are in the JSON. Prints Markdown and writes it (``--md``) and JSON (``--json``) after every section, so a run cut
+short keeps what it finished.
+
+Usage:
+    DATADISTILL_DATA=/work/shared/datasets flock /tmp/datadistill-bench.lock \\
+        python benchmarks/table2.py --json runs/table2/table2.json --md runs/table2/table2.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import datadistill
+from datadistill.baselines import (
+    arrange,
+    average_real,
+    kmeans_centroids,
+    random_real,
+    replay_accuracy,
+    split_train,
+    tune_lr,
+)
+from datadistill.data import load_dataset
+from datadistill.evaluate import accuracy, evaluate_steps, make_setting
+from datadistill.pretrain import pretrain, read_manifest, train_networks
+from datadistill.unroll import Steps
+
+# Wang et al. 2018, Table 2 (LeNet, 100 distilled images). (mean, std or None); PAPER.md marks the
+# MNIST→USPS numbers and USPS→MNIST fixed as recalled (≈).
+PAPER: dict[str, dict[tuple[str, str], tuple[float, float | None]]] = {
+    "mnist→usps": {
+        ("distilled", "fixed"): (97.9, None),
+        ("distilled", "random"): (95.4, 1.8),
+        ("no adaptation", "random"): (90.4, 3.0),
+        ("full target", "random"): (97.3, 0.3),
+    },
+    "usps→mnist": {
+        ("distilled", "fixed"): (93.2, None),
+        ("distilled", "random"): (92.7, 1.4),
+        ("no adaptation", "random"): (67.5, 3.9),
+    },
+}
+ROWS = (
+    "distilled",
+    "random real",
+    "optimized real",
+    "k-means",
+    "average real",
+    "no adaptation",
+    "full target",
+)
+KINDS = ("fixed", "random")
+STEPS, EPOCHS = 10, 3  # the paper's budget: 10 steps × 10 images (one per class) × 3 epochs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pairs", nargs="+", default=["mnist:usps", "usps:mnist"], help="SOURCE:TARGET")
+    p.add_argument("--pool-train", type=int, default=20, help="pool networks for distillation")
+    p.add_argument("--pool-heldout", type=int, default=10, help="held-out pool networks")
+    p.add_argument(
+        "--pretrain-epochs",
+        nargs="+",
+        default=["mnist=1", "usps=5"],
+        help="epochs per source data set (paper: 40 MNIST, 130 USPS at lr 2e-4)",
+    )
+    p.add_argument("--iterations", type=int, default=300, help="distillation iterations per run")
+    p.add_argument("--inits-per-iteration", type=int, default=2, help="pretrained-random only")
+    p.add_argument("--finetune-models", type=int, default=5, help="held-out nets fine-tuned")
+    p.add_argument("--finetune-epochs", nargs="+", default=["mnist=1", "usps=3"])
+    p.add_argument("--tune-models", type=int, default=3, help="pool nets per lr when tuning")
+    p.add_argument("--candidates", type=int, default=10, help="random sets for optimized real")
+    p.add_argument("--val-size", type=int, default=2000, help="TARGET train images for tuning")
+    p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/table2"), help="pools and runs go here")
+    p.add_argument("--json", type=Path, default=Path("runs/table2/table2.json"))
+    p.add_argument("--md", type=Path, default=Path("runs/table2/table2.md"))
+    return p.parse_args(argv)
+
+
+def _per_dataset(items: list[str]) -> dict[str, int]:
+    return {k: int(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def _resize(name: str) -> int | None:
+    return 28 if name == "usps" else None  # USPS (16×16) next to MNIST (28×28)
+
+
+def _stats(accs: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(accs),
+        "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+        "n": len(accs),
+        "accuracies": accs,
+    }
+
+
+def _cell(entry: dict[str, Any] | None, kind: str) -> str:
+    if entry is None:
+        return "—"
+    return (
+        f"{entry['mean']:.1f}" if kind == "fixed" else f"{entry['mean']:.1f} ± {entry['std']:.1f}"
+    )
+
+
+def _paper_cell(pair: str, row: str, kind: str) -> str:
+    value = PAPER.get(pair, {}).get((row, kind))
+    if value is None:
+        return ""
+    mean, std = value
+    return f"{mean}" if std is None else f"{mean} ± {std}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = []
+    for pair, res in results["pairs"].items():
+        pool = res.get("pool", {})
+        lines += [
+            f"### {pair.upper()} (LeNet; pool {pool.get('train', '?')} + {pool.get('heldout', '?')} "
+            "held out)",
+            "",
+            "| row | ours, fixed pre-trained | paper | ours, random pre-trained (held out) | paper |",
+            "|---|---|---|---|---|",
+        ]
+        for row in ROWS:
+            cells = res["rows"].get(row, {})
+            lines.append(
+                f"| {row} | {_cell(cells.get('fixed'), 'fixed')} | {_paper_cell(pair, row, 'fixed')} | "
+                f"{_cell(cells.get('random'), 'random')} | {_paper_cell(pair, row, 'random')} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write(results: dict[str, Any], args: argparse.Namespace) -> None:
+    for path in (args.json, args.md):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    args.md.write_text(markdown(results))
+
+
+def _pool(source: str, args: argparse.Namespace, epochs: int) -> tuple[Path, dict[str, Any]]:
+    """Pre-train (or reuse) the SOURCE pool; returns its folder and manifest."""
+    folder = args.out / f"pool-{source}-lenet"
+    if (folder / "manifest.json").exists():
+        manifest = read_manifest(folder)
+        want = (args.pool_train + args.pool_heldout, args.pool_heldout, epochs)
+        have = (manifest["count"], manifest["heldout"], manifest["recipe"]["epochs"])
+        if want != have:
+            raise SystemExit(f"{folder} holds another pool {have}, not {want}: delete it or --out")
+        return folder, manifest
+    manifest = pretrain(
+        source,
+        "lenet",
+        args.pool_train + args.pool_heldout,
+        heldout=args.pool_heldout,
+        epochs=epochs,
+        resize=_resize(source),
+        out=folder,
+        data_dir=args.data_dir,
+        device=args.device,
+    )
+    return folder, manifest
+
+
+def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, Any], save) -> None:
+    """Fill ``res`` with the rows of SOURCE→TARGET, calling ``save()`` after each section."""
+    rows: dict[str, dict[str, Any]] = res.setdefault("rows", {})
+    pre_epochs = _per_dataset(args.pretrain_epochs)[source]
+    started = time.perf_counter()
+    pool_dir, manifest = _pool(source, args, pre_epochs)
+    res["pool"] = {
+        "folder": str(pool_dir),
+        "train": manifest["count"] - manifest["heldout"],
+        "heldout": manifest["heldout"],
+        "recipe": manifest["recipe"],
+        "train_seconds": manifest["train_seconds"],
+        "source_test_accuracy": manifest["accuracy"],
+    }
+    res["seconds"] = {"pool": round(time.perf_counter() - started, 1)}
+    save()
+
+    load = dict(data_dir=args.data_dir, resize=_resize(target))
+    train = load_dataset(target, "train", **load)
+    test = load_dataset(target, "test", **load)
+    dev = torch.device(args.device)
+    test_x, test_y = test.images.to(dev), test.labels.to(dev)
+    settings = {
+        kind: make_setting(
+            dataset=target,
+            model="lenet",
+            init=f"pretrained-{kind}",
+            pretrained=str(pool_dir),
+            resize=_resize(target),
+            data_dir=args.data_dir,
+            image_shape=train.image_shape,
+            num_classes=train.num_classes,
+        )
+        for kind in KINDS
+    }
+    model = settings["fixed"].model.to(dev)
+    inits = settings["random"].inits
+    fixed_net, heldout = inits.pool[0], list(inits.heldout)
+    n_eval = {"fixed": 1, "random": len(heldout)}
+
+    if "no adaptation" in args.only:
+        t = time.perf_counter()
+        rows["no adaptation"] = {
+            "fixed": _stats([accuracy(model, _to(fixed_net, dev), test_x, test_y)]),
+            "random": _stats([accuracy(model, _to(p, dev), test_x, test_y) for p in heldout]),
+        }
+        res["seconds"]["no adaptation"] = round(time.perf_counter() - t, 1)
+        save()
+
+    if any(r in args.only for r in ("random real", "optimized real", "k-means", "average real")):
+        _baseline_rows(train, settings, test_x, test_y, n_eval, args, res, save)
+
+    if "full target" in args.only:
+        t = time.perf_counter()
+        epochs = _per_dataset(args.finetune_epochs)[target]
+        x, y = train.images.to(dev), train.labels.to(dev)
+        nets = [fixed_net] + heldout[: args.finetune_models]
+        seeds = list(range(len(nets)))
+        tuned = train_networks(model, nets, x, y, seeds, epochs=epochs)
+        accs = [accuracy(model, _to(p, dev), test_x, test_y) for p in tuned]
+        rows["full target"] = {"fixed": _stats(accs[:1]), "random": _stats(accs[1:])}
+        res["full_target_recipe"] = f"Adam lr 1e-3 cosine, batch 128, {epochs} epoch(s)"
+        res["seconds"]["full target"] = round(time.perf_counter() - t, 1)
+        save()
+
+    if "distilled" in args.only:
+        rows.setdefault("distilled", {})
+        for kind in KINDS:
+            t = time.perf_counter()
+            run_dir = args.out / f"{source}-to-{target}-{kind}"
+            data = datadistill.distill(
+                dataset=target,
+                model="lenet",
+                init=f"pretrained-{kind}",
+                pretrained=str(pool_dir),
+                resize=_resize(target),
+                steps=STEPS,
+                epochs=EPOCHS,
+                init_images="real",
+                iterations=args.iterations,
+                decay_every=max(1, args.iterations // 3),
+                inits_per_iteration=1 if kind == "fixed" else args.inits_per_iteration,
+                eval_models=1,
+                eval_every=args.iterations,
+                checkpoint_every=args.iterations,
+                data_dir=args.data_dir,
+                device=args.device,
+                out=str(run_dir),
+                resume=(run_dir / "checkpoint.safetensors").exists(),
+                progress=False,
+            )
+            result = datadistill.evaluate(
+                run_dir, models=n_eval[kind], data_dir=args.data_dir, progress=False
+            )
+            entry = _stats(result.accuracies)
+            entry["before"] = result.accuracy_before_mean
+            entry["lrs"] = [float(data.lrs.min()), float(data.lrs.max())]
+            entry["run"] = str(run_dir)
+            rows["distilled"][kind] = entry
+            res["seconds"][f"distilled {kind}"] = round(time.perf_counter() - t, 1)
+            save()
+
+
+def _to(params, device):
+    return {k: v.to(device) for k, v in params.items()}
+
+
+def _baseline_rows(train, settings, test_x, test_y, n_eval, args, res, save) -> None:
+    """Random / optimised / k-means / average real TARGET images, replayed with one tuned lr."""
+    rows = res["rows"]
+    dev = test_x.device
+    k = train.num_classes
+    fit, val = split_train(len(train.labels), args.val_size, seed=0)
+    x, y = train.images[fit], train.labels[fit]
+    val_x, val_y = train.images[val].to(dev), train.labels[val].to(dev)
+    grid = tuple(float(v) for v in np.logspace(-3, 0, 7))  # 1e-3 … 1, half-decades
+    gen = torch.Generator().manual_seed(0)
+    # Tuning networks: the fixed one, or networks of the pool's TRAINING part (never the held-out ones).
+    pool = settings["random"].inits.pool
+    tune_nets = {
+        "fixed": [pool[0]],
+        "random": [pool[i % len(pool)] for i in range(1, args.tune_models + 1)],
+    }
+    sets: dict[str, Any] = {}
+    if "random real" in args.only:
+        sets["random real"] = random_real(x, y, k, STEPS, 1, gen)
+    if "k-means" in args.only:
+        sets["k-means"] = kmeans_centroids(x, y, k, STEPS, 1, seed=0)
+    if "average real" in args.only:
+        sets["average real"] = average_real(x, y, k, STEPS, 1)
+    for name in ("random real", "optimized real", "k-means", "average real"):
+        if name not in args.only:
+            continue
+        t = time.perf_counter()
+        rows[name] = {}
+        for kind in KINDS:
+            nets = [_to(p, dev) for p in tune_nets[kind]]
+            model = settings[kind].model
+            if name == "optimized real":
+                images, labels, lr, val_acc = _optimized_real(
+                    model, x, y, k, nets, val_x, val_y, grid, args.candidates
+                )
+            else:
+                images, labels = arrange(sets[name], STEPS, 1)
+                images, labels = images.to(dev), labels.to(dev)
+                lr, val_acc = tune_lr(model, images, labels, EPOCHS, nets, val_x, val_y, grid)
+            lrs = torch.full((STEPS * EPOCHS,), lr, device=dev)
+            after, _ = evaluate_steps(
+                model,
+                Steps(images, labels, lrs),
+                settings[kind].inits,
+                test_x,
+                test_y,
+                n_eval[kind],
+            )
+            rows[name][kind] = {**_stats(after), "lr": lr, "val_accuracy": val_acc}
+        res["seconds"][name] = round(time.perf_counter() - t, 1)
+        save()
+
+
+def _optimized_real(model, x, y, k, nets, val_x, val_y, grid, candidates):
+    """The best of ``candidates`` random real sets on the validation split (scored with the first set's
+    tuned lr), with its own tuned lr."""
+    gen = torch.Generator().manual_seed(1)
+    dev = val_x.device
+    best, best_acc, lr = None, -1.0, None
+    for _ in range(candidates):
+        images, labels = arrange(random_real(x, y, k, STEPS, 1, gen), STEPS, 1)
+        images, labels = images.to(dev), labels.to(dev)
+        if lr is None:
+            lr, _ = tune_lr(model, images, labels, EPOCHS, nets, val_x, val_y, grid)
+        acc = replay_accuracy(model, images, labels, lr, EPOCHS, nets, val_x, val_y)
+        if acc > best_acc:
+            best, best_acc = (images, labels), acc
+    images, labels = best
+    lr, val_acc = tune_lr(model, images, labels, EPOCHS, nets, val_x, val_y, grid)
+    return images, labels, lr, val_acc
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    results: dict[str, Any] = {
+        "benchmark": "benchmarks/table2.py",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.device}",
+        "torch": torch.__version__,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "protocol": (
+            f"LeNet, {STEPS} steps x 10 images x {EPOCHS} epochs on the TARGET; fixed = the pool's "
+            "net_0000, random = its held-out networks (mean ± std); each data set normalised with its "
+            "own train mean/std; USPS bilinearly resized to 28x28"
+        ),
+        "pairs": {},
+    }
+    started = time.perf_counter()
+    for pair in args.pairs:
+        source, target = pair.split(":")
+        res = results["pairs"].setdefault(f"{source}→{target}", {})
+        run_pair(source, target, args, res, lambda: _write(results, args))
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        _write(results, args)
+    print(markdown(results))
+    print(f"total {results['total_seconds']:.0f} s; wrote {args.json} and {args.md}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
