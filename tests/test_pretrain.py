@@ -210,3 +210,18 @@ def test_cli_hooks(tmp_path, capsys):
     assert "pre-trained 2 linear networks on digits" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["method"] == "vmap" and manifest["heldout"] == 1
+
+
+@pytest.mark.parametrize(
+    "preset",
+    ["mnist_to_usps_fixed", "mnist_to_usps_random", "usps_to_mnist_fixed", "usps_to_mnist_random"],
+)
+def test_adaptation_presets_pair_a_pool_with_28x28_targets(preset):
+    from datadistill.config import DistillConfig, load_config
+
+    cfg = load_config(DistillConfig, preset)
+    source, target = preset.split("_to_")[0], preset.split("_to_")[1].split("_")[0]
+    assert cfg.dataset == target and cfg.model == "lenet" and cfg.init.startswith("pretrained-")
+    assert source in cfg.pretrained
+    # USPS is 16x16: it must be resized to MNIST's 28x28 wherever it is the distilled (target) set.
+    assert cfg.resize == (28 if target == "usps" else None)
