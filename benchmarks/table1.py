@@ -97,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lrs-iterations", type=int, default=200, help="learned lrs, fixed init")
     p.add_argument("--lrs-iterations-random", type=int, default=100, help="… random init")
     p.add_argument("--lrs-inits", type=int, default=2, help="inits per iteration, random init")
+    p.add_argument("--lrs-batch-size", type=int, default=1024, help="real images per meta-loss")
     p.add_argument("--candidates", type=int, default=20, help="random sets for optimised real")
     p.add_argument("--full-epochs", type=int, default=2, help="full data: epochs of Adam")
     p.add_argument("--seed", type=int, default=0)
@@ -132,6 +133,7 @@ def measure(args: argparse.Namespace) -> dict:
         images_per_class=args.images_per_class,
         learn_lrs=args.learn_lrs,
         candidates=args.candidates,
+        lrs_batch_size=args.lrs_batch_size,
         full_epochs=args.full_epochs,
         seed=args.seed,
         data_dir=args.data_dir,

@@ -81,6 +81,7 @@ class BaselinesConfig:
     lrs_iterations: int = 200  # outer iterations of learned lrs
     lrs_inits_per_iteration: int | None = None  # None: 1 for fixed, 4 for random (as distill)
     lrs_lr: float = 0.03  # Adam lr on the raw step sizes
+    lrs_batch_size: int = 1024  # real training images per meta-loss of learned lrs
     full_epochs: int = 2  # full-data: passes over the training split
     full_batch_size: int = 128  # full-data: minibatch size
     full_lr: float = 1e-3  # full-data: Adam lr, cosine-decayed to 0
@@ -99,6 +100,7 @@ class BaselinesConfig:
             "tune_models",
             "candidates",
             "lrs_iterations",
+            "lrs_batch_size",
             "full_epochs",
             "full_batch_size",
         ):
@@ -378,6 +380,7 @@ def learn_lrs(cfg: BaselinesConfig, images: Tensor, lr_init: float) -> Tensor:
             learn="lrs",
             lr_init=lr_init,
             lr=cfg.lrs_lr,
+            batch_size=cfg.lrs_batch_size,
             decay_every=max(1, cfg.lrs_iterations // 2),
             iterations=cfg.lrs_iterations,
             inits_per_iteration=cfg.lrs_inits_per_iteration,
