@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import inspect
 import json
 import os
@@ -63,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="learn distilled images and step sizes")
     p.add_argument(
-        "--config", help=f"YAML file or preset name ({', '.join(list_presets()) or 'none'})"
+        "--config",
+        help=f"YAML file or preset name ({', '.join(list_presets())}); with neither --config nor "
+        "--dataset, the 'digits' preset (the embedded default job) runs",
     )
     _add_dataclass_options(p, DistillConfig)
 
@@ -88,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     sub.add_parser("models", help="list networks")
     sub.add_parser("presets", help="list the shipped YAML presets")
+    for name in PLUGGED_COMMANDS:  # commands whose options live beside their code
+        module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[name]}")
+        module.add_cli(sub)
     return parser
 
 
@@ -97,8 +103,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)}
     if overrides["betas"] is not None:
         overrides["betas"] = tuple(overrides["betas"])
+    if args.config is None and args.dataset is None:
+        args.config = "digits"  # the default job: the embedded data set, offline, about a minute
     cfg = load_config(DistillConfig, args.config, overrides)
     data = distill(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports
     acc = data.manifest["accuracy"]
     print(
         f"distilled {data.images.shape[0]} steps x {data.images.shape[1]} images, {data.epochs} epochs; "
@@ -193,6 +203,9 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+# command -> module with add_cli(subparsers) / run_cli(args)
+PLUGGED_COMMANDS = {"baselines": "baselines", "pretrain": "pretrain", "linear": "linear"}
+
 COMMANDS = {
     "distill": _cmd_distill,
     "evaluate": _cmd_evaluate,
@@ -217,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command in PLUGGED_COMMANDS:
+            module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[args.command]}")
+            return module.run_cli(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
