@@ -16,6 +16,7 @@ from datadistill.config import DistillConfig  # noqa: E402
 from datadistill.data import load_dataset  # noqa: E402
 from datadistill.distill import distill  # noqa: E402
 from datadistill.evaluate import evaluate  # noqa: E402
+from datadistill.gallery import load_pretrained  # noqa: E402
 from datadistill.models import build_model  # noqa: E402
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "distill",
     "evaluate",
     "load_dataset",
+    "load_pretrained",
 ]

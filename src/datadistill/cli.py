@@ -91,9 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     sub.add_parser("models", help="list networks")
     sub.add_parser("presets", help="list the shipped YAML presets")
-    for name in PLUGGED_COMMANDS:  # commands whose options live beside their code
-        module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[name]}")
-        module.add_cli(sub)
+    for module_name in dict.fromkeys(PLUGGED_COMMANDS.values()):  # options live beside their code
+        importlib.import_module(f"datadistill.{module_name}").add_cli(sub)
     return parser
 
 
@@ -204,7 +203,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 # command -> module with add_cli(subparsers) / run_cli(args)
-PLUGGED_COMMANDS = {"baselines": "baselines", "pretrain": "pretrain", "linear": "linear"}
+PLUGGED_COMMANDS = {
+    "baselines": "baselines",
+    "pretrain": "pretrain",
+    "linear": "linear",
+    "gallery": "gallery",
+    "pull": "gallery",
+}
 
 COMMANDS = {
     "distill": _cmd_distill,

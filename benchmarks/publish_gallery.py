@@ -1,0 +1,41 @@
+"""Publish run folders into the package gallery (src/datadistill/gallery/), re-measuring accuracy on the CPU.
+
+    DATADISTILL_DATA=../shared/datasets python benchmarks/publish_gallery.py NAME=RUN_DIR[:MODELS] ... \
+        [--describe NAME="text"]
+
+Prints the gallery table afterwards; docs/RESULTS.md records which runs (and commands) produced each entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from datadistill.gallery import publish, run_cli
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("entries", nargs="+", metavar="NAME=RUN_DIR[:MODELS]")
+    parser.add_argument("--describe", nargs="*", default=[], metavar='NAME="text"')
+    args = parser.parse_args()
+    descriptions = dict(item.split("=", 1) for item in args.describe)
+    for entry in args.entries:
+        name, source = entry.split("=", 1)
+        run, _, models = source.partition(":")
+        manifest = publish(
+            run,
+            name,
+            models=int(models) if models else None,
+            description=descriptions.get(name, ""),
+        )
+        acc = manifest["accuracy"]
+        print(
+            f"{name}: {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f} over "
+            f"{acc['n_models']} nets",
+            flush=True,
+        )
+    run_cli(argparse.Namespace(gallery_command="list"))
+
+
+if __name__ == "__main__":
+    main()

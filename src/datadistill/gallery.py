@@ -1,0 +1,137 @@
+"""Released distilled sets that ship inside the package: list, load, copy out, and publish new ones.
+
+Each entry is a folder ``gallery/<name>/`` with ``distilled.safetensors`` and ``manifest.json`` exactly as a run
+folder holds them, so ``datadistill evaluate`` works on it unchanged. The manifest's ``accuracy`` was measured
+on the CPU with the replay protocol when the entry was published: a fixed-init entry reproduces it exactly
+(its init seed is in the manifest), a random-init entry within its stated std over held-out inits.
+
+    >>> import datadistill.gallery as gallery
+    >>> gallery.list_gallery()                         # doctest: +SKIP
+    >>> data = gallery.load_pretrained("mnist-fixed-10")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData, write_json
+
+GALLERY_DIR = Path(__file__).parent / "gallery"
+
+
+def list_gallery() -> list[dict[str, Any]]:
+    """One row per released set: name, dataset, model, init, images, steps × epochs, accuracy."""
+    rows = []
+    for folder in sorted(p for p in GALLERY_DIR.glob("*") if (p / MANIFEST_FILE).is_file()):
+        m = json.loads((folder / MANIFEST_FILE).read_text())
+        shape = m["images_shape"]
+        acc = m.get("accuracy", {})
+        rows.append(
+            {
+                "name": folder.name,
+                "dataset": m["dataset"],
+                "model": m["model"],
+                "init": m["init"],
+                "images": shape[0] * shape[1],
+                "steps": m["steps"],
+                "epochs": m["epochs"],
+                "soft_labels": m.get("soft_labels", False),
+                "accuracy_mean": acc.get("accuracy_mean"),
+                "accuracy_std": acc.get("accuracy_std"),
+                "n_models": acc.get("n_models"),
+                "description": m.get("description", ""),
+            }
+        )
+    return rows
+
+
+def _entry(name: str) -> Path:
+    folder = GALLERY_DIR / name
+    if not (folder / DISTILLED_FILE).is_file():
+        names = [row["name"] for row in list_gallery()]
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(
+            f"no released set named {name!r}{hint}; available: {', '.join(names) or 'none'}"
+        )
+    return folder
+
+
+def load_pretrained(name: str) -> DistilledData:
+    """Load a released distilled set by name (offline: it ships inside the package)."""
+    return DistilledData.load(_entry(name))
+
+
+def pull(name: str, out: str | Path) -> Path:
+    """Copy a released set into ``out`` (a run folder that ``evaluate``/``show`` accept)."""
+    out = Path(out)
+    if (out / DISTILLED_FILE).exists():
+        raise FileExistsError(f"{out} already holds a distilled set; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for file in (DISTILLED_FILE, MANIFEST_FILE):
+        shutil.copy2(_entry(name) / file, out / file)
+    return out
+
+
+def publish(
+    run: str | Path,
+    name: str,
+    *,
+    models: int | None = None,
+    data_dir: str | None = None,
+    description: str = "",
+    gallery_dir: str | Path = GALLERY_DIR,
+) -> dict[str, Any]:
+    """Evaluate a run folder on the CPU and copy it into the gallery with that accuracy in its manifest.
+
+    Returns:
+        The manifest written.
+    """
+    from datadistill.evaluate import evaluate
+
+    data = DistilledData.load(run)
+    result = evaluate(data, models=models, data_dir=data_dir, device="cpu", progress=False)
+    manifest = {k: v for k, v in data.manifest.items() if k not in ("run_dir", "data_dir")}
+    manifest["accuracy"] = {
+        k: v for k, v in result.to_dict().items() if k not in ("accuracies", "accuracies_before")
+    }
+    manifest["accuracy"]["measured_on"] = "cpu"
+    manifest["description"] = description
+    folder = Path(gallery_dir) / name
+    data.manifest = manifest
+    data.save(folder)
+    write_json(folder / MANIFEST_FILE, data.manifest)
+    return data.manifest
+
+
+def add_cli(subparsers) -> None:
+    """``datadistill gallery`` and ``datadistill pull NAME``."""
+    p = subparsers.add_parser(
+        "gallery", help="list the released distilled sets that ship with the package"
+    )
+    p.set_defaults(gallery_command="list")
+    p = subparsers.add_parser("pull", help="copy a released distilled set into a folder")
+    p.add_argument("name", help="a name from `datadistill gallery`")
+    p.add_argument("--out", help="destination folder (default: runs/<name>)")
+    p.set_defaults(gallery_command="pull")
+
+
+def run_cli(args) -> int:
+    if args.gallery_command == "pull":
+        out = pull(args.name, args.out or Path("runs") / args.name)
+        print(f"copied {args.name} to {out}; try: datadistill evaluate {out}")
+        return 0
+    print("| name | data set | model | init | images | steps × epochs | accuracy (%) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in list_gallery():
+        acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['n_models']} nets)"
+        labels = ", soft labels" if r["soft_labels"] else ""
+        print(
+            f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
+            f"{r['steps']} × {r['epochs']} | {acc} |"
+        )
+    return 0

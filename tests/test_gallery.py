@@ -1,0 +1,61 @@
+"""Released distilled sets: they load offline and fixed-init ones reproduce their accuracy exactly."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import datadistill
+from datadistill.cli import main
+from datadistill.gallery import list_gallery, load_pretrained, pull
+
+ENTRIES = [row["name"] for row in list_gallery()]
+FIXED = [row["name"] for row in list_gallery() if row["init"] in ("fixed", "pretrained-fixed")]
+
+
+def test_the_gallery_holds_the_promised_sets():
+    for name in ("mnist-fixed-10", "mnist-fixed-100", "mnist-random-100", "fashion-random-100"):
+        assert name in ENTRIES
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_every_entry_loads_offline(name):
+    data = datadistill.load_pretrained(name)
+    m = data.manifest
+    assert list(data.images.shape) == m["images_shape"]
+    assert data.lrs.shape == (m["steps"] * m["epochs"],) and bool((data.lrs > 0).all())
+    assert torch.isfinite(data.images).all()
+    assert m["accuracy"]["measured_on"] == "cpu"
+
+
+def _data_present(dataset: str) -> bool:
+    root = os.environ.get("DATADISTILL_DATA")
+    return bool(root) and (Path(root) / dataset).is_dir()
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_fixed_init_entries_reproduce_their_manifest_accuracy_exactly(name):
+    data = load_pretrained(name)
+    if not _data_present(data.manifest["dataset"]):
+        pytest.skip(f"{data.manifest['dataset']} not found under $DATADISTILL_DATA")
+    result = datadistill.evaluate(data, progress=False)
+    assert result.accuracy_mean == data.manifest["accuracy"]["accuracy_mean"]
+
+
+def test_pull_copies_and_never_overwrites(tmp_path):
+    out = pull("mnist-fixed-10", tmp_path / "m10")
+    assert (out / "distilled.safetensors").is_file()
+    with pytest.raises(FileExistsError):
+        pull("mnist-fixed-10", out)
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(ValueError, match="mnist-fixed-10"):
+        load_pretrained("mnist-fixed-1O")
+
+
+def test_gallery_command_lists_entries(capsys):
+    assert main(["gallery"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ENTRIES)
