@@ -23,7 +23,8 @@ Adams). On this project's CPU machine (2 cores, torch 2.13, batch 128, G = 10, o
 measured SLOWER than training the networks one after the other: LeNet 4.5k vs 7.2k network-images/s with 2 threads
 (vmap/loop = 0.63; 0.58 at G = 20; 0.78 with 1 thread) — vmap turns LeNet's convolutions into grouped
 convolutions, which the CPU backend runs poorly — and the MLP 27k vs 29k (0.95). So ``method="loop"`` is the
-default; ``"vmap"`` stays available (and tested equal) for accelerators, where batching small networks pays.
+default. ``"vmap"`` stays available and is tested equal to it; on a GPU, batching small networks should pay (one
+launch per layer for G networks), but that was not measured here.
 """
 
 from __future__ import annotations
