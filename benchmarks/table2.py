@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--candidates", type=int, default=10, help="random sets for optimized real")
     p.add_argument("--val-size", type=int, default=2000, help="TARGET train images for tuning")
     p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
+    p.add_argument(
+        "--resume", action="store_true", help="keep the rows already in --json; measure the rest"
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/table2"), help="pools and runs go here")
@@ -205,7 +208,7 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
         "train_seconds": manifest["train_seconds"],
         "source_test_accuracy": manifest["accuracy"],
     }
-    res["seconds"] = {"pool": round(time.perf_counter() - started, 1)}
+    res.setdefault("seconds", {}).setdefault("pool", round(time.perf_counter() - started, 1))
     save()
 
     load = dict(data_dir=args.data_dir, resize=_resize(target))
@@ -231,7 +234,7 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
     fixed_net, heldout = inits.pool[0], list(inits.heldout)
     n_eval = {"fixed": 1, "random": len(heldout)}
 
-    if "no adaptation" in args.only:
+    if _todo("no adaptation", rows, args):
         t = time.perf_counter()
         rows["no adaptation"] = {
             "fixed": _stats([accuracy(model, _to(fixed_net, dev), test_x, test_y)]),
@@ -240,23 +243,7 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
         res["seconds"]["no adaptation"] = round(time.perf_counter() - t, 1)
         save()
 
-    if any(r in args.only for r in ("random real", "optimized real", "k-means", "average real")):
-        _baseline_rows(train, settings, test_x, test_y, n_eval, args, res, save)
-
-    if "full target" in args.only:
-        t = time.perf_counter()
-        epochs = _per_dataset(args.finetune_epochs)[target]
-        x, y = train.images.to(dev), train.labels.to(dev)
-        nets = [fixed_net] + heldout[: args.finetune_models]
-        seeds = list(range(len(nets)))
-        tuned = train_networks(model, nets, x, y, seeds, epochs=epochs)
-        accs = [accuracy(model, _to(p, dev), test_x, test_y) for p in tuned]
-        rows["full target"] = {"fixed": _stats(accs[:1]), "random": _stats(accs[1:])}
-        res["full_target_recipe"] = f"Adam lr 1e-3 cosine, batch 128, {epochs} epoch(s)"
-        res["seconds"]["full target"] = round(time.perf_counter() - t, 1)
-        save()
-
-    if "distilled" in args.only:
+    if _todo("distilled", rows, args):
         rows.setdefault("distilled", {})
         for kind in KINDS:
             t = time.perf_counter()
@@ -293,6 +280,29 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
             res["seconds"][f"distilled {kind}"] = round(time.perf_counter() - t, 1)
             save()
 
+    if any(
+        _todo(r, rows, args) for r in ("random real", "optimized real", "k-means", "average real")
+    ):
+        _baseline_rows(train, settings, test_x, test_y, n_eval, args, res, save)
+
+    if _todo("full target", rows, args):
+        t = time.perf_counter()
+        epochs = _per_dataset(args.finetune_epochs)[target]
+        x, y = train.images.to(dev), train.labels.to(dev)
+        nets = [fixed_net] + heldout[: args.finetune_models]
+        seeds = list(range(len(nets)))
+        tuned = train_networks(model, nets, x, y, seeds, epochs=epochs)
+        accs = [accuracy(model, _to(p, dev), test_x, test_y) for p in tuned]
+        rows["full target"] = {"fixed": _stats(accs[:1]), "random": _stats(accs[1:])}
+        res["full_target_recipe"] = f"Adam lr 1e-3 cosine, batch 128, {epochs} epoch(s)"
+        res["seconds"]["full target"] = round(time.perf_counter() - t, 1)
+        save()
+
+
+def _todo(row: str, rows: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Whether ``row`` is asked for and not already measured (for both kinds) by a run being resumed."""
+    return row in args.only and not all(kind in rows.get(row, {}) for kind in KINDS)
+
 
 def _to(params, device):
     return {k: v.to(device) for k, v in params.items()}
@@ -314,15 +324,13 @@ def _baseline_rows(train, settings, test_x, test_y, n_eval, args, res, save) -> 
         "fixed": [pool[0]],
         "random": [pool[i % len(pool)] for i in range(1, args.tune_models + 1)],
     }
-    sets: dict[str, Any] = {}
-    if "random real" in args.only:
-        sets["random real"] = random_real(x, y, k, STEPS, 1, gen)
-    if "k-means" in args.only:
+    sets: dict[str, Any] = {"random real": random_real(x, y, k, STEPS, 1, gen)}
+    if _todo("k-means", rows, args):
         sets["k-means"] = kmeans_centroids(x, y, k, STEPS, 1, seed=0)
-    if "average real" in args.only:
+    if _todo("average real", rows, args):
         sets["average real"] = average_real(x, y, k, STEPS, 1)
     for name in ("random real", "optimized real", "k-means", "average real"):
-        if name not in args.only:
+        if not _todo(name, rows, args):
             continue
         t = time.perf_counter()
         rows[name] = {}
@@ -385,6 +393,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "pairs": {},
     }
+    if args.resume and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        results["pairs"] = previous["pairs"]
+        results["resumed_from"] = previous["date"]
     started = time.perf_counter()
     for pair in args.pairs:
         source, target = pair.split(":")
