@@ -209,6 +209,7 @@ PLUGGED_COMMANDS = {
     "linear": "linear",
     "gallery": "gallery",
     "pull": "gallery",
+    "attack": "attack",
 }
 
 COMMANDS = {

@@ -1,0 +1,166 @@
+"""Targeted poisoning with distilled images (Wang et al. 2018, §3.5): distilled attack vs real-image baselines.
+
+For each data set (MNIST, then Fashion-MNIST) and each pair (K, T), with LeNets pre-trained on that data set
+(``pretrained-random``: the attacker distils on the pool's training part; the victims are its held-out part):
+
+- distilled: ``datadistill.attack.run_attack``: one GD step on ``--images-per-class`` images of each class
+  (labels fixed) with a learned step size, objective = task loss with class K relabelled T;
+- random / k-means / average real images of class K labelled T, and random real images of class T: the same
+  budget (one step, as many images), one lr tuned on a validation split of the training data.
+
+Each row: attack success (% of class-K test images predicted T after the step), accuracy on the other classes
+before → after, overall accuracy before → after, mean ± std over the held-out networks. Optionally
+(``--heatmap-digits PNG``) a heat-map of the success of every pair on the embedded digits set with the MLP.
+
+Prints Markdown and writes it (``--md``) and JSON (``--json``) after every pair, so a run cut short keeps what it
+finished. A pool folder holding a manifest is reused; otherwise one is pre-trained there.
+
+Usage:
+    DATADISTILL_DATA=/work/shared/datasets flock /tmp/datadistill-bench.lock \\
+        python benchmarks/attack.py --json runs/attack/attack.json --md runs/attack/attack.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datadistill.attack import AttackConfig, attack_heatmap, attack_table, run_attack
+
+
+def _pairs(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in pair.split(":")) for pair in text.split(",")]  # type: ignore[misc]
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
+    p.add_argument("--pairs", type=_pairs, default=_pairs("0:1,3:8,7:2"), help="K:T,K:T,…")
+    p.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="DATASET=DIR",
+        help="reuse this pool for DATASET (default: runs/attack/pool-DATASET-lenet)",
+    )
+    p.add_argument("--pool-count", type=int, default=20, help="networks if a pool is pre-trained")
+    p.add_argument("--pool-heldout", type=int, default=8, help="… of which held out (victims)")
+    p.add_argument("--images-per-class", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
+    p.add_argument("--lr", type=float, default=AttackConfig.lr)
+    p.add_argument("--lr-init", type=float, default=AttackConfig.lr_init)
+    p.add_argument("--models", type=int, default=20, help="victims (capped at the held-out part)")
+    p.add_argument("--heatmap-digits", help="also draw the all-pairs heat-map on digits (MLP) here")
+    p.add_argument("--heatmap-iterations", type=int, default=60)
+    p.add_argument("--out", type=Path, default=Path("runs/attack"))
+    p.add_argument("--json", type=Path, default=Path("runs/attack/attack.json"))
+    p.add_argument("--md", type=Path, default=Path("runs/attack/attack.md"))
+    return p.parse_args()
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    parts = [f"Machine: {report['machine']}; started {report['started']}.\n"]
+    for res in report["results"]:
+        pool = res["pool"]
+        parts.append(
+            f"### {res['dataset']} (LeNet), class {res['source_class']} → {res['target_class']}; "
+            f"pool {pool['train']} train + {pool['heldout']} held-out nets "
+            f"({pool['epochs']} epoch, test {pool['test_accuracy']['mean']:.1f}%); "
+            f"{res['seconds']:.0f} s\n\n{attack_table(res)}\n"
+        )
+    if "heatmap" in report:
+        parts.append(
+            f"Heat-map: {report['heatmap']['png']} ({report['heatmap']['seconds']:.0f} s)\n"
+        )
+    return "\n".join(parts)
+
+
+def _write(report: dict[str, Any], args: argparse.Namespace) -> None:
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    args.md.parent.mkdir(parents=True, exist_ok=True)
+    args.md.write_text(_markdown(report))
+
+
+def main() -> None:
+    args = _parse()
+    pools = dict(item.split("=", 1) for item in args.pool)
+    report: dict[str, Any] = {
+        "command": "python benchmarks/attack.py " + " ".join(__import__("sys").argv[1:]),
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}",
+        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "results": [],
+    }
+    for dataset in args.datasets:
+        pool = pools.get(dataset, str(args.out / f"pool-{dataset}-lenet"))
+        for source, target in args.pairs:
+            started = time.perf_counter()
+            cfg = AttackConfig(
+                dataset=dataset,
+                model="lenet",
+                pretrained=pool,
+                source_class=source,
+                target_class=target,
+                images_per_class=args.images_per_class,
+                iterations=args.iterations,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                lr_init=args.lr_init,
+                models=args.models,
+                pool_count=args.pool_count,
+                pool_heldout=args.pool_heldout,
+                out=str(args.out / f"{dataset}-{source}to{target}"),
+                progress=False,
+            )
+            res = run_attack(cfg)
+            res.update(
+                dataset=dataset,
+                source_class=source,
+                target_class=target,
+                seconds=time.perf_counter() - started,
+            )
+            report["results"].append(res)
+            _write(report, args)
+            print(_markdown({**report, "results": [res]}), flush=True)
+    if args.heatmap_digits:
+        started = time.perf_counter()
+        cfg = AttackConfig(
+            dataset="digits",
+            model="mlp",
+            pretrained=str(args.out / "pool-digits-mlp"),
+            images_per_class=5,
+            pool_count=30,
+            pool_heldout=10,
+            pool_epochs=3,
+            lr=0.05,
+            lr_init=0.3,
+            out=str(args.out / "digits-heatmap"),
+            progress=False,
+        )
+        success = attack_heatmap(
+            cfg, args.heatmap_digits, iterations=args.heatmap_iterations, models=10
+        )
+        report["heatmap"] = {
+            "png": args.heatmap_digits,
+            "dataset": "digits",
+            "model": "mlp",
+            "iterations": args.heatmap_iterations,
+            "success": [[None if v != v else round(v, 2) for v in row] for row in success.tolist()],
+            "seconds": time.perf_counter() - started,
+        }
+        _write(report, args)
+    report["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    _write(report, args)
+
+
+if __name__ == "__main__":
+    main()

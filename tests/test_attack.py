@@ -1,0 +1,221 @@
+"""Targeted poisoning (attack.py): the metrics, a short distilled attack beating the baselines, errors, CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from datadistill.artifacts import DistilledData
+from datadistill.attack import (
+    BASELINES,
+    DISTILLED,
+    METRICS,
+    AttackConfig,
+    attack_heatmap,
+    attack_report,
+    attack_table,
+    baseline_images,
+    check_pair,
+    poison_metrics,
+    run_attack,
+    save_heatmap,
+)
+from datadistill.cli import main
+from datadistill.pretrain import pretrain
+
+# The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: 4 pool nets for the attacker,
+# 3 held-out victims, one epoch each (≈ 80% test accuracy), in a few seconds.
+POOL = dict(dataset="digits", model="mlp", count=7, heldout=3, epochs=1, progress=False)
+# A short attack: 5 images per class in one step; measured 99% success on the 3 victims after 60 iterations.
+ATTACK = dict(
+    dataset="digits",
+    model="mlp",
+    source_class=0,
+    target_class=1,
+    images_per_class=5,
+    iterations=60,
+    lr=0.05,
+    lr_init=1.0,
+    models=3,
+    tune_models=2,
+    lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def pool_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("attack-pool") / "digits-mlp"
+    pretrain(**POOL, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(pool_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attack-run")
+    return run_attack(AttackConfig(**ATTACK, pretrained=str(pool_dir), out=str(out)))
+
+
+def test_poison_metrics_on_a_hand_made_case():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    preds = torch.tensor([1, 1, 0, 2, 1, 0, 2, 2])
+    m = poison_metrics(preds, labels, source_class=0, target_class=1)
+    # 2 of the 4 class-0 images are predicted 1 (the others 0 and 2: not a success).
+    assert m["success"] == pytest.approx(50.0)
+    assert m["other"] == pytest.approx(75.0)  # classes 1 and 2: 3 of 4 right
+    # 4 of 8 right: a class-0 image predicted 1 counts as wrong.
+    assert m["overall"] == pytest.approx(50.0)
+    # Swapping K and T measures another thing: class-1 images predicted 0 (1 of 2); the others
+    # (classes 0 and 2) are right 3 times out of 6.
+    m = poison_metrics(preds, labels, source_class=1, target_class=0)
+    assert m["success"] == pytest.approx(50.0) and m["other"] == pytest.approx(50.0)
+
+
+def test_poison_metrics_need_both_kinds_of_images():
+    with pytest.raises(ValueError, match="images of class 3"):
+        poison_metrics(torch.tensor([0, 1]), torch.tensor([0, 1]), 3, 1)
+
+
+def test_report_keys_and_ranges(result, pool_dir):
+    rows = result["rows"]
+    assert [r["method"] for r in rows] == [DISTILLED, *BASELINES]
+    assert result["pool"] == {
+        "folder": str(pool_dir),
+        "train": 4,
+        "heldout": 3,
+        "epochs": 1,
+        "test_accuracy": result["pool"]["test_accuracy"],
+    }
+    for row in rows:
+        assert row["n_models"] == 3 and len(row["per_network"]) == 3
+        assert row["images"] == 5 * 10 and len(row["lrs"]) == 1 and row["lrs"][0] > 0
+        for name in METRICS:
+            assert 0.0 <= row[f"{name}_mean"] <= 100.0, (row["method"], name)
+            assert 0.0 <= row[f"{name}_std"] <= 50.0
+        # Before the step, pre-trained nets classify well and (almost) never call a 0 a 1.
+        assert row["success_before_mean"] < 10.0
+        assert row["other_before_mean"] > 60.0
+    # Every method is measured on the same victims, so the "before" numbers agree exactly.
+    assert len({r["other_before_mean"] for r in rows}) == 1
+    on_disk = json.loads((Path(result["run_dir"]) / "attack.json").read_text())
+    assert on_disk["rows"][0]["success_mean"] == pytest.approx(rows[0]["success_mean"])
+
+
+def test_distilled_attack_succeeds_and_beats_class_t_images(result):
+    rows = {r["method"]: r for r in result["rows"]}
+    distilled = rows[DISTILLED]
+    assert distilled["success_mean"] > 50.0, attack_table(result)
+    assert distilled["success_mean"] > rows["class T"]["success_mean"] + 20.0, attack_table(result)
+
+
+def test_attack_report_matches_the_run_and_rejects_a_task_set(result):
+    data = DistilledData.load(f"{result['run_dir']}/distilled-0to1")
+    again = attack_report(data, models=3)
+    assert again["success_mean"] == pytest.approx(result["rows"][0]["success_mean"])
+    task = DistilledData(data.images, data.labels, data.lrs, {**data.manifest, "objective": "task"})
+    with pytest.raises(ValueError, match="not 'poison'"):
+        attack_report(task)
+
+
+def test_baseline_images_are_drawn_from_the_right_class():
+    images = torch.arange(12, dtype=torch.float32).reshape(12, 1, 1, 1)
+    labels = torch.tensor([0, 1, 2] * 4)
+    assert set(baseline_images("random K→T", images, labels, 0, 1, 3).flatten().tolist()) <= {
+        0.0,
+        3.0,
+        6.0,
+        9.0,
+    }
+    assert set(baseline_images("class T", images, labels, 0, 1, 3).flatten().tolist()) <= {
+        1.0,
+        4.0,
+        7.0,
+        10.0,
+    }
+    average = baseline_images("average K→T", images, labels, 0, 1, 3)
+    assert average.shape == (3, 1, 1, 1) and torch.all(average == 4.5)
+    with pytest.raises(ValueError, match="budget needs 5"):
+        baseline_images("random K→T", images, labels, 0, 1, 5)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "match"),
+    [(3, 3, "both 3"), (10, 1, "not a class of digits"), (0, -1, "not a class of digits")],
+)
+def test_invalid_classes_give_a_clear_error(source, target, match, pool_dir, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        run_attack(
+            AttackConfig(
+                **{**ATTACK, "source_class": source, "target_class": target},
+                pretrained=str(pool_dir),
+                out=str(tmp_path),
+            )
+        )
+    assert not (tmp_path / "distilled-3to3").exists()
+
+
+def test_check_pair_and_config_validation():
+    with pytest.raises(ValueError, match="different"):
+        check_pair(2, 2)
+    with pytest.raises(ValueError, match="integer"):
+        check_pair(0.5, 1)
+    with pytest.raises(ValueError, match="pretrained-random"):
+        AttackConfig(init="random").validate(10)
+    with pytest.raises(ValueError, match="--pool-heldout"):
+        AttackConfig(pool_count=5, pool_heldout=5).validate(10)
+
+
+def test_heatmap_covers_the_chosen_pairs(pool_dir, tmp_path):
+    cfg = AttackConfig(**ATTACK, pretrained=str(pool_dir), out=str(tmp_path))
+    png = tmp_path / "heat.png"
+    success = attack_heatmap(cfg, png, iterations=3, models=2, classes=[0, 1])
+    assert success.shape == (10, 10)
+    assert math.isnan(success[0, 0]) and math.isnan(success[2, 3])
+    assert 0.0 <= success[0, 1] <= 100.0 and 0.0 <= success[1, 0] <= 100.0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A second call reuses the distilled pairs (same settings) instead of failing on the folders.
+    again = attack_heatmap(cfg, None, iterations=3, models=2, classes=[0, 1])
+    assert torch.equal(again.nan_to_num(-1), success.nan_to_num(-1))
+
+
+def test_save_heatmap_writes_a_png(tmp_path):
+    grid = torch.full((3, 3), 50.0).fill_diagonal_(math.nan)
+    path = save_heatmap(grid, ["a", "b", "c"], tmp_path / "h.png", title="t")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_prints_the_table(pool_dir, tmp_path, capsys):
+    argv = [
+        "attack",
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--pretrained",
+        str(pool_dir),
+        "--source-class",
+        "2",
+        "--target-class",
+        "5",
+        "--images-per-class",
+        "2",
+        "--iterations",
+        "5",
+        "--models",
+        "2",
+        "--no-baselines",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        str(tmp_path / "a.json"),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| distilled |" in out and "success K→T" in out and "class 2 -> 5" in out
+    assert json.loads((tmp_path / "a.json").read_text())["rows"][0]["target_class"] == 5
+    bad = argv[:]
+    bad[bad.index("5", bad.index("--target-class"))] = "2"
+    assert main(bad) == 1
+    assert "both 2" in capsys.readouterr().err
