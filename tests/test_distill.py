@@ -25,6 +25,7 @@ TINY = dict(
     batch_size=256,
     eval_every=10,
     lr=0.05,
+    lr_init=0.1,
     decay_every=1000,
 )
 
