@@ -88,7 +88,7 @@ def main() -> None:
                 out=str(Path(args.out) / f"{preset}-probe"),
                 progress=False,
             )
-            per_it = probe.manifest["distill_seconds_this_session"] / 20
+            per_it = probe.manifest["distill_seconds_this_session"] / 20  # incl. curve evaluation
             iterations = max(20, int(args.minutes * 60 / per_it))
             cfg = load_config(
                 DistillConfig,
@@ -118,7 +118,7 @@ def main() -> None:
             "accuracy_before_mean": result.accuracy_before_mean,
             "paper": PAPER.get(preset),
             "distill_seconds": round(distill_seconds, 1),
-            "seconds_per_iteration": round(distill_seconds / cfg.iterations, 4),
+            "seconds_per_iteration": round(data.manifest["seconds_per_iteration"], 4),
             "evaluate_seconds": round(time.perf_counter() - start, 1),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
             "config": {k: v for k, v in vars(cfg).items() if k not in ("out", "data_dir")},

@@ -2,7 +2,7 @@
 
 1 process × K inits (all cores to one process) against N processes × K/N inits (cores split between them), on
 LeNet/MNIST, 10 steps × 3 epochs, real batch 1024. Timed by the distillation loop itself (manifest
-``distill_seconds_this_session``), after a warm-up run, so start-up and evaluation are not counted.
+``seconds_per_iteration``), after a warm-up run, so start-up and evaluation are not counted.
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/distributed_speed.py --inits 8 --procs 1 2
 """
@@ -71,7 +71,7 @@ def _run(procs: int, inits: int, iterations: int, out: Path, dataset: str) -> fl
         ]
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     manifest = json.loads((out / "manifest.json").read_text())
-    return manifest["distill_seconds_this_session"] / iterations
+    return manifest["seconds_per_iteration"]
 
 
 def main() -> None:

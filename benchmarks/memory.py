@@ -2,7 +2,8 @@
 
 Each (strategy, updates) cell runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its own:
 LeNet on MNIST, 10 images per step, a real batch of 1024, fixed init, S steps × 3 epochs. The subprocess
-times ``--iterations`` outer iterations of the real distillation loop after one warm-up iteration.
+times ``--iterations`` outer iterations of the real distillation loop after one warm-up run (meta-gradients
+and Adam updates only; the manifest's ``seconds_per_iteration``).
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/memory.py --steps 1 10 30 100 --json runs/memory.json
 """
@@ -29,8 +30,8 @@ with tempfile.TemporaryDirectory() as tmp:
     datadistill.distill(**common, iterations=1, out=tmp + "/warm")
     start = time.perf_counter()
     data = datadistill.distill(**common, iterations=iterations, out=tmp + "/run")
-    seconds = data.manifest["distill_seconds_this_session"]
-print(json.dumps({"seconds_per_iteration": seconds / iterations,
+    per_it = data.manifest["seconds_per_iteration"]
+print(json.dumps({"seconds_per_iteration": per_it,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -294,6 +294,7 @@ def distill(
     writer = _tensorboard(out) if cfg.tensorboard and world.is_main else None
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
     started = time.perf_counter()
+    step_seconds, first_iteration = 0.0, state.iteration  # time in meta-gradients + updates only
 
     bar = tqdm(
         total=cfg.iterations,
@@ -321,6 +322,7 @@ def distill(
         )
         steps = state.steps()
         # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
+        step_start = time.perf_counter()
         params0 = [
             {n: p.to(device) for n, p in inits.sample(_generator(cfg.seed, it, "init", j)).items()}
             for j in range(world.rank * k, (world.rank + 1) * k)
@@ -351,6 +353,7 @@ def distill(
         if d_labels:
             state.labels.grad = d_labels[0]
         state.optimizer.step()
+        step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
 
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
@@ -376,9 +379,14 @@ def distill(
             world.barrier()
     bar.close()
     seconds = time.perf_counter() - started
+    per_iteration = step_seconds / max(1, state.iteration - first_iteration)
     if writer is not None:
         writer.close()
-    return _finish(cfg, world, out, state, setting, train, test_x, test_y, seconds, progress)
+    timing = {
+        "distill_seconds_this_session": round(seconds, 1),
+        "seconds_per_iteration": per_iteration,
+    }
+    return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, progress)
 
 
 def _out_of_time(world: World, cfg: DistillConfig, started: float) -> bool:
@@ -410,7 +418,7 @@ def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, p
 
 
 def _finish(
-    cfg, world, out, state, setting, train, test_x, test_y, seconds, progress
+    cfg, world, out, state, setting, train, test_x, test_y, timing, progress
 ) -> DistilledData:
     model, inits = setting.model, setting.inits
     n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
@@ -445,7 +453,7 @@ def _finish(
             for k, v in result.to_dict().items()
             if k not in ("accuracies", "accuracies_before")
         },
-        "distill_seconds_this_session": round(seconds, 1),
+        **timing,  # seconds_per_iteration: meta-gradients + updates only, this session
         "run_dir": str(out),
     }
     data = DistilledData(
