@@ -246,3 +246,13 @@ def test_vmapped_inits_distil_like_one_by_one(tmp_path):
     # float32 summation order differs; Adam's normalised steps are 0.05 per iteration, far above this.
     torch.testing.assert_close(a.images, b.images, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(a.lrs, b.lrs, rtol=1e-4, atol=1e-7)
+
+
+def test_show_summarises_and_redraws_the_grids(tmp_path, capsys):
+    out = tmp_path / "run"
+    distill(**TINY, iterations=2, out=str(out), progress=False)
+    (out / "steps.png").unlink()
+    assert main(["show", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "digits" in printed and "lrs: min" in printed
+    assert (out / "steps.png").is_file()

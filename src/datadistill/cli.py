@@ -133,13 +133,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    import torch
+
     from datadistill.artifacts import DistilledData
     from datadistill.viz import save_step_grids
 
     data = DistilledData.load(args.run)
     m = data.manifest
-    mean = torch_tensor(m["mean"]).view(-1, 1, 1)
-    std = torch_tensor(m["std"]).view(-1, 1, 1)
+    mean = torch.tensor(m["mean"]).view(-1, 1, 1)
+    std = torch.tensor(m["std"]).view(-1, 1, 1)
     paths = save_step_grids(
         data.images * std + mean, data.labels, data.lrs, m["class_names"], args.out or args.run
     )
@@ -170,12 +172,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"lrs: min {lrs.min():.4g}, max {lrs.max():.4g}")
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
-
-
-def torch_tensor(values):
-    import torch
-
-    return torch.tensor(values, dtype=torch.float32)
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:

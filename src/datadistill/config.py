@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,16 +194,3 @@ def save_config(cfg, path: Path) -> None:
 
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     _replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of ``datadistill evaluate``."""
-
-    run: str = ""  # run folder with distilled.safetensors + manifest.json
-    models: int | None = None  # networks to train (None: 1 for fixed inits, 200 for random)
-    data_dir: str | None = None
-    device: str = "cpu"
-    json: str | None = None  # also write the report here
-    batch_size: int = 2000  # test-set batch for accuracy
-    extra: dict[str, Any] = field(default_factory=dict)
