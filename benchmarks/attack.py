@@ -32,7 +32,13 @@ from typing import Any
 
 import torch
 
-from datadistill.attack import AttackConfig, attack_heatmap, attack_table, run_attack
+from datadistill.attack import (
+    AttackConfig,
+    attack_heatmap,
+    attack_report,
+    attack_table,
+    run_attack,
+)
 
 
 def _pairs(text: str) -> list[tuple[int, int]]:
@@ -52,14 +58,23 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--pool-count", type=int, default=20, help="networks if a pool is pre-trained")
     p.add_argument("--pool-heldout", type=int, default=8, help="… of which held out (victims)")
+    p.add_argument("--model", default="lenet", help="victim architecture")
     p.add_argument("--images-per-class", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=150)
+    p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
     p.add_argument("--lr", type=float, default=AttackConfig.lr)
     p.add_argument("--lr-init", type=float, default=AttackConfig.lr_init)
     p.add_argument("--models", type=int, default=20, help="victims (capped at the held-out part)")
+    p.add_argument("--val-size", type=int, default=2000, help="validation images for baseline lrs")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=19.0,
+        help="skip a pair (or the heat-map) that the time left cannot fit, judged by the last pair",
+    )
     p.add_argument("--heatmap-digits", help="also draw the all-pairs heat-map on digits (MLP) here")
-    p.add_argument("--heatmap-iterations", type=int, default=60)
+    p.add_argument("--heatmap-iterations", type=int, default=20)
+    p.add_argument("--heatmap-classes", type=int, default=10, help="pair the first N classes")
     p.add_argument("--out", type=Path, default=Path("runs/attack"))
     p.add_argument("--json", type=Path, default=Path("runs/attack/attack.json"))
     p.add_argument("--md", type=Path, default=Path("runs/attack/attack.md"))
@@ -71,7 +86,7 @@ def _markdown(report: dict[str, Any]) -> str:
     for res in report["results"]:
         pool = res["pool"]
         parts.append(
-            f"### {res['dataset']} (LeNet), class {res['source_class']} → {res['target_class']}; "
+            f"### {res['dataset']} ({res['config']['model']}), class {res['source_class']} → {res['target_class']}; "
             f"pool {pool['train']} train + {pool['heldout']} held-out nets "
             f"({pool['epochs']} epoch, test {pool['test_accuracy']['mean']:.1f}%); "
             f"{res['seconds']:.0f} s\n\n{attack_table(res)}\n"
@@ -100,13 +115,26 @@ def main() -> None:
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results": [],
     }
+    begin, last = time.perf_counter(), 0.0
+    report["skipped"] = []
+
+    def fits(what: str, need: float) -> bool:
+        """Whether ``need`` more seconds fit in --max-minutes; records a skip otherwise."""
+        if time.perf_counter() - begin + need <= 60 * args.max_minutes:
+            return True
+        report["skipped"].append(what)
+        print(f"skipped (time budget): {what}", flush=True)
+        return False
+
     for dataset in args.datasets:
-        pool = pools.get(dataset, str(args.out / f"pool-{dataset}-lenet"))
+        pool = pools.get(dataset, str(args.out / f"pool-{dataset}-{args.model}"))
         for source, target in args.pairs:
+            if not fits(f"{dataset} {source}->{target}", last):
+                continue
             started = time.perf_counter()
             cfg = AttackConfig(
                 dataset=dataset,
-                model="lenet",
+                model=args.model,
                 pretrained=pool,
                 source_class=source,
                 target_class=target,
@@ -116,22 +144,31 @@ def main() -> None:
                 lr=args.lr,
                 lr_init=args.lr_init,
                 models=args.models,
+                val_size=args.val_size,
                 pool_count=args.pool_count,
                 pool_heldout=args.pool_heldout,
                 out=str(args.out / f"{dataset}-{source}to{target}"),
                 progress=False,
             )
             res = run_attack(cfg)
+            # Diagnostic, not a victim number: the same attack on the networks it was distilled on.
+            seen = attack_report(
+                f"{res['run_dir']}/distilled-{source}to{target}", models=args.models, on="pool"
+            )
+            res["rows"].append(seen)
             res.update(
                 dataset=dataset,
                 source_class=source,
                 target_class=target,
                 seconds=time.perf_counter() - started,
             )
+            # The next pair's estimate: this one's distillation and baselines (not its pool pre-training),
+            # plus the victims' evaluations and data loading.
+            last = sum(r.get("seconds", 0.0) for r in res["rows"]) + 30.0
             report["results"].append(res)
             _write(report, args)
             print(_markdown({**report, "results": [res]}), flush=True)
-    if args.heatmap_digits:
+    if args.heatmap_digits and fits("digits heat-map", 240.0):  # ≈ 90 pairs × 2.5 s measured
         started = time.perf_counter()
         cfg = AttackConfig(
             dataset="digits",
@@ -142,12 +179,16 @@ def main() -> None:
             pool_heldout=10,
             pool_epochs=3,
             lr=0.05,
-            lr_init=0.3,
+            lr_init=0.1,
             out=str(args.out / "digits-heatmap"),
             progress=False,
         )
         success = attack_heatmap(
-            cfg, args.heatmap_digits, iterations=args.heatmap_iterations, models=10
+            cfg,
+            args.heatmap_digits,
+            iterations=args.heatmap_iterations,
+            models=10,
+            classes=range(args.heatmap_classes),
         )
         report["heatmap"] = {
             "png": args.heatmap_digits,

@@ -114,6 +114,11 @@ def test_attack_report_matches_the_run_and_rejects_a_task_set(result):
     data = DistilledData.load(f"{result['run_dir']}/distilled-0to1")
     again = attack_report(data, models=3)
     assert again["success_mean"] == pytest.approx(result["rows"][0]["success_mean"])
+    # The attacker's own networks: a diagnostic of over-fitting, labelled so it is never taken for victims.
+    seen = attack_report(data, models=4, on="pool")
+    assert seen["n_models"] == 4 and seen["method"] == "distilled (attacker's pool nets)"
+    with pytest.raises(ValueError, match="'heldout' or 'pool'"):
+        attack_report(data, on="train")
     task = DistilledData(data.images, data.labels, data.lrs, {**data.manifest, "objective": "task"})
     with pytest.raises(ValueError, match="not 'poison'"):
         attack_report(task)

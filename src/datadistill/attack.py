@@ -285,6 +285,7 @@ def attack_report(
     models: int = 20,
     data_dir: str | None = None,
     device: str = "cpu",
+    on: str = "heldout",
 ) -> dict[str, Any]:
     """Measure a distilled attack on held-out pre-trained networks (the victims).
 
@@ -297,6 +298,9 @@ def attack_report(
         models: victims to report over (fixed inits: always the one network).
         data_dir: where the real data lives (default: the manifest's, else $DATADISTILL_DATA / cache).
         device: ``cpu`` or ``cuda``.
+        on: ``"heldout"`` (the victims, the number to report) or ``"pool"``: the first ``models`` networks of
+            the pool's training part, which the attack was distilled on; the gap between the two measures how
+            much the attack over-fits the attacker's few networks.
 
     Returns:
         ``{"method": "distilled", "source_class", "target_class", "init", "n_models", "images", "lrs",
@@ -317,23 +321,30 @@ def attack_report(
         )
     if isinstance(models, bool) or not isinstance(models, int) or models < 1:
         raise ValueError(f"--models must be a positive integer, got {models!r}")
+    if on not in ("heldout", "pool"):
+        raise ValueError(f"on must be 'heldout' or 'pool', got {on!r}")
     source, target = int(manifest["source_class"]), int(manifest["target_class"])
     setting = setting_from_manifest(manifest, data_dir=data_dir)
-    available = setting.inits.max_evaluation_models()
-    n = min(models, available) if available is not None else models
+    if on == "pool":
+        nets: Iterable[Params] = setting.inits.pool[:models]
+    else:
+        available = setting.inits.max_evaluation_models()
+        nets = setting.inits.evaluation_inits(
+            min(models, available) if available is not None else models
+        )
     test = setting.load("test")
     dev = torch.device(device)
     result = _evaluate_attack(
         setting.model,
         data.steps(),
-        setting.inits.evaluation_inits(n),
+        nets,
         test.images.to(dev),
         test.labels.to(dev),
         source,
         target,
     )
     return {
-        "method": DISTILLED,
+        "method": DISTILLED if on == "heldout" else f"{DISTILLED} (attacker's pool nets)",
         "source_class": source,
         "target_class": target,
         "init": setting.inits.kind,
