@@ -240,7 +240,9 @@ def test_evaluate_cli_writes_the_contract_json(tmp_path, capsys):
 
 
 def test_vmapped_inits_distil_like_one_by_one(tmp_path):
-    kw = dict(TINY, init="random", inits_per_iteration=3, iterations=3, eval_models=2, progress=False)
+    kw = dict(
+        TINY, init="random", inits_per_iteration=3, iterations=3, eval_models=2, progress=False
+    )
     a = distill(**kw, out=str(tmp_path / "a"))
     b = distill(**kw, vmap_inits=True, out=str(tmp_path / "b"))
     # float32 summation order differs; Adam's normalised steps are 0.05 per iteration, far above this.
@@ -256,3 +258,13 @@ def test_show_summarises_and_redraws_the_grids(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "digits" in printed and "lrs: min" in printed
     assert (out / "steps.png").is_file()
+
+
+def test_evaluate_cli_offers_the_dataset_protocol_and_labels_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    distill(**TINY, iterations=3, out=str(out), progress=False)
+    report = tmp_path / "eval.json"
+    args = ["evaluate", str(out), "--protocol", "dataset", "--epochs", "5", "--models", "1"]
+    assert main([*args, "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["protocol"] == "dataset"
+    assert "| dataset |" in capsys.readouterr().out

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="real data folder (default: $DATADISTILL_DATA, else the cache)"
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument(
+        "--protocol",
+        choices=["replay", "dataset"],
+        default="replay",
+        help="replay: the distilled steps in order with their learned lrs (the paper's protocol); "
+        "dataset: train on the images as an ordinary training set (SGD, momentum 0.9, --epochs)",
+    )
+    p.add_argument("--epochs", type=int, default=300, help="epochs of the dataset protocol")
 
     p = sub.add_parser("show", help="summarise a distilled set and redraw its image grids")
     p.add_argument("run", metavar="RUN_DIR")
@@ -119,8 +127,19 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from datadistill.evaluate import evaluate
+    from datadistill.evaluate import evaluate, evaluate_as_dataset
 
+    if args.protocol == "dataset":
+        result = evaluate_as_dataset(
+            args.run,
+            models=args.models,
+            epochs=args.epochs,
+            data_dir=args.data_dir,
+            device=args.device,
+            json_path=args.json,
+        )
+        print(result.table())
+        return 0
     result = evaluate(
         args.run,
         models=args.models,
