@@ -268,3 +268,24 @@ def test_evaluate_cli_offers_the_dataset_protocol_and_labels_it(tmp_path, capsys
     assert main([*args, "--json", str(report)]) == 0
     assert json.loads(report.read_text())["protocol"] == "dataset"
     assert "| dataset |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("meta_grad", ["autograd", "reverse"])
+def test_learned_labels_with_fewer_images_than_classes(tmp_path, meta_grad):
+    out = tmp_path / "run"
+    data = distill(
+        **TINY,
+        learn_labels=True,
+        images_per_step=5,
+        iterations=30,
+        meta_grad=meta_grad,
+        out=str(out),
+        progress=False,
+    )
+    assert data.labels.shape == (2, 5, 10) and data.labels.is_floating_point()
+    start = torch.nn.functional.one_hot(torch.arange(5), 10).float() * 4.4
+    assert not torch.allclose(data.labels[0], start)  # the labels were learned
+    loaded = DistilledData.load(out)
+    assert loaded.soft_labels and torch.equal(loaded.labels, data.labels)
+    # 5 soft-labelled images per step still teach more than chance about 10 classes.
+    assert data.manifest["accuracy"]["accuracy_mean"] > 30.0
