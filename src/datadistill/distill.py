@@ -432,7 +432,8 @@ def _finish(
         "init": cfg.init,
         "init_scheme": cfg.init_scheme,
         "init_seed": cfg.seed,
-        "pretrained": cfg.pretrained,
+        # absolute, so that `evaluate` finds the pool from any working directory
+        "pretrained": str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None,
         "objective": cfg.objective,
         "source_class": cfg.source_class,
         "target_class": cfg.target_class,
