@@ -47,7 +47,9 @@ def _pairs(text: str) -> list[tuple[int, int]]:
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
+    p.add_argument(
+        "--datasets", nargs="*", default=["mnist", "fashion-mnist"], help="none: heat-map only"
+    )
     p.add_argument("--pairs", type=_pairs, default=_pairs("0:1,3:8,7:2"), help="K:T,K:T,…")
     p.add_argument(
         "--pool",
