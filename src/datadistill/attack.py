@@ -1,4 +1,4 @@
-"""Targeted data poisoning with distilled images (Wang et al. 2018, §3.5 and §4.3).
+"""Targeted data poisoning with distilled images (Wang et al. 2018, §3.5, "different objectives").
 
 An attacker distils a few images and one step size such that ONE gradient step on them makes already-trained
 networks classify the test images of a source class K as a target class T, while the other classes keep
