@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -158,8 +158,6 @@ def load_tensors(path: str | Path, *, with_metadata: bool = False):
     path = Path(path)
     try:
         tensors = load_file(path)
-        from safetensors import safe_open
-
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData, write_json
+from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData
 
 GALLERY_DIR = Path(__file__).parent / "gallery"
 
@@ -103,8 +103,7 @@ def publish(
     manifest["description"] = description
     folder = Path(gallery_dir) / name
     data.manifest = manifest
-    data.save(folder)
-    write_json(folder / MANIFEST_FILE, data.manifest)
+    data.save(folder)  # writes the manifest too
     return data.manifest
 
 
