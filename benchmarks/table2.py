@@ -1,6 +1,6 @@
 """The paper's Table 2 (Wang et al. 2018, §3.5): adapting pre-trained LeNets across digit data sets.
 
-For each direction SOURCE→TARGET (MNIST→USPS and USPS→MNIST, USPS resized to 28×28), a pool of LeNets is
+For each direction SOURCE→TARGET (MNIST→USPS and USPS→MNIST, USPS brought to 28×28), a pool of LeNets is
 pre-trained on the SOURCE (`datadistill.pretrain`: a training part and a held-out part) and these rows are
 measured on the TARGET test set, for the fixed pre-trained network (``net_0000``, column "fixed") and for the
 held-out pre-trained networks (column "random", mean ± std; never networks seen in distillation or tuning):
@@ -13,9 +13,13 @@ held-out pre-trained networks (column "random", mean ± std; never networks seen
 - no adaptation: the pre-trained networks as they are;
 - fine-tuning on the full TARGET training set (Adam, cosine-decayed lr; ``datadistill.pretrain.train_networks``).
 
-Each data set is normalised with its own train mean/std (as the reference code does). Pools, recipe and times
-are in the JSON. Prints Markdown and writes it (``--md``) and JSON (``--json``) after every section, so a run cut
-short keeps what it finished.
+Each data set is normalised with its own train mean/std (as the reference code does). USPS digits fill their
+16×16 frame while MNIST digits sit in a 20×20 box with a 4-pixel margin, so by default USPS is resized to 20×20
+and padded with 4 pixels of background to 28×28 (``--usps-geometry mnist-box``); ``--usps-geometry resize28``
+gives the paper's plain resize to 28×28 (whose digits are larger than MNIST's). The geometry is recorded in the
+JSON and Markdown, and names the USPS pool and run folders. Pools, recipe and times are in the JSON. Prints
+Markdown and writes it (``--md``) and JSON (``--json``) after every section, so a run cut short keeps what it
+finished.
 
 Usage:
     DATADISTILL_DATA=/work/shared/datasets flock /tmp/datadistill-bench.lock \\
@@ -77,6 +81,15 @@ ROWS = (
 )
 KINDS = ("fixed", "random")
 STEPS, EPOCHS = 10, 3  # the paper's budget: 10 steps × 10 images (one per class) × 3 epochs
+# How USPS (16×16) is brought to MNIST's 28×28: load_dataset's resize, then pad (pixels per side).
+USPS_GEOMETRIES: dict[str, dict[str, int | None]] = {
+    "mnist-box": {"resize": 20, "pad": 4},  # digits in a 20×20 box, 4-pixel margin, as MNIST's
+    "resize28": {"resize": 28, "pad": None},  # the paper's plain resize; digits fill the frame
+}
+GEOMETRY_TEXT = {
+    "mnist-box": "USPS bilinearly resized to 20x20 and padded with 4 background pixels to 28x28",
+    "resize28": "USPS bilinearly resized to 28x28",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=2000, help="TARGET train images for tuning")
     p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
     p.add_argument(
+        "--usps-geometry",
+        choices=list(USPS_GEOMETRIES),
+        default="mnist-box",
+        help="mnist-box: resize USPS to 20 and pad by 4 (MNIST's digit box); resize28: the paper's",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="keep the rows already in --json; measure the rest"
     )
     p.add_argument("--data-dir", default=None)
@@ -113,8 +132,18 @@ def _per_dataset(items: list[str]) -> dict[str, int]:
     return {k: int(v) for k, v in (item.split("=", 1) for item in items)}
 
 
-def _resize(name: str) -> int | None:
-    return 28 if name == "usps" else None  # USPS (16×16) next to MNIST (28×28)
+def _geometry(name: str, args: argparse.Namespace) -> dict[str, int | None]:
+    """``resize``/``pad`` for ``load_dataset`` and friends: USPS (16×16) next to MNIST (28×28)."""
+    if name != "usps":
+        return {"resize": None, "pad": None}
+    return dict(USPS_GEOMETRIES[args.usps_geometry])
+
+
+def _tag(names: tuple[str, ...], args: argparse.Namespace) -> str:
+    """Folder suffix naming the USPS geometry; none for resize28 (the names before the option)."""
+    if "usps" not in names or args.usps_geometry == "resize28":
+        return ""
+    return f"-{args.usps_geometry}"
 
 
 def _stats(accs: list[float]) -> dict[str, Any]:
@@ -143,7 +172,8 @@ def _paper_cell(pair: str, row: str, kind: str) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = []
+    geometry = results.get("usps_geometry", "resize28")  # runs before the option: plain resize
+    lines = [f"USPS geometry: {GEOMETRY_TEXT[geometry]} (`--usps-geometry {geometry}`).", ""]
     for pair, res in results["pairs"].items():
         pool = res.get("pool", {})
         lines += [
@@ -172,11 +202,17 @@ def _write(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _pool(source: str, args: argparse.Namespace, epochs: int) -> tuple[Path, dict[str, Any]]:
     """Pre-train (or reuse) the SOURCE pool; returns its folder and manifest."""
-    folder = args.out / f"pool-{source}-lenet"
+    folder = args.out / f"pool-{source}{_tag((source,), args)}-lenet"
+    geometry = _geometry(source, args)
     if (folder / "manifest.json").exists():
         manifest = read_manifest(folder)
-        want = (args.pool_train + args.pool_heldout, args.pool_heldout, epochs)
-        have = (manifest["count"], manifest["heldout"], manifest["recipe"]["epochs"])
+        want = (args.pool_train + args.pool_heldout, args.pool_heldout, epochs, geometry)
+        have = (
+            manifest["count"],
+            manifest["heldout"],
+            manifest["recipe"]["epochs"],
+            {"resize": manifest.get("resize"), "pad": manifest.get("pad")},
+        )
         if want != have:
             raise SystemExit(f"{folder} holds another pool {have}, not {want}: delete it or --out")
         return folder, manifest
@@ -186,7 +222,7 @@ def _pool(source: str, args: argparse.Namespace, epochs: int) -> tuple[Path, dic
         args.pool_train + args.pool_heldout,
         heldout=args.pool_heldout,
         epochs=epochs,
-        resize=_resize(source),
+        **geometry,
         out=folder,
         data_dir=args.data_dir,
         device=args.device,
@@ -211,7 +247,8 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
     res.setdefault("seconds", {}).setdefault("pool", round(time.perf_counter() - started, 1))
     save()
 
-    load = dict(data_dir=args.data_dir, resize=_resize(target))
+    geometry = _geometry(target, args)
+    load = dict(data_dir=args.data_dir, **geometry)
     train = load_dataset(target, "train", **load)
     test = load_dataset(target, "test", **load)
     dev = torch.device(args.device)
@@ -222,7 +259,7 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
             model="lenet",
             init=f"pretrained-{kind}",
             pretrained=str(pool_dir),
-            resize=_resize(target),
+            **geometry,
             data_dir=args.data_dir,
             image_shape=train.image_shape,
             num_classes=train.num_classes,
@@ -247,13 +284,13 @@ def run_pair(source: str, target: str, args: argparse.Namespace, res: dict[str, 
         rows.setdefault("distilled", {})
         for kind in KINDS:
             t = time.perf_counter()
-            run_dir = args.out / f"{source}-to-{target}-{kind}"
+            run_dir = args.out / f"{source}-to-{target}{_tag((source, target), args)}-{kind}"
             data = datadistill.distill(
                 dataset=target,
                 model="lenet",
                 init=f"pretrained-{kind}",
                 pretrained=str(pool_dir),
-                resize=_resize(target),
+                **geometry,
                 steps=STEPS,
                 epochs=EPOCHS,
                 init_images="real",
@@ -389,12 +426,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "protocol": (
             f"LeNet, {STEPS} steps x 10 images x {EPOCHS} epochs on the TARGET; fixed = the pool's "
             "net_0000, random = its held-out networks (mean ± std); each data set normalised with its "
-            "own train mean/std; USPS bilinearly resized to 28x28"
+            f"own train mean/std; {GEOMETRY_TEXT[args.usps_geometry]}"
         ),
+        "usps_geometry": args.usps_geometry,
+        "usps_load_options": USPS_GEOMETRIES[args.usps_geometry],
         "pairs": {},
     }
     if args.resume and args.json.exists():
         previous = json.loads(args.json.read_text())
+        had = previous.get("usps_geometry", "resize28")  # written before the option: plain resize
+        if had != args.usps_geometry:
+            raise SystemExit(
+                f"{args.json} holds rows measured with --usps-geometry {had}, not "
+                f"{args.usps_geometry}: rerun with --usps-geometry {had}, or give another --json"
+            )
         results["pairs"] = previous["pairs"]
         results["resumed_from"] = previous["date"]
     started = time.perf_counter()

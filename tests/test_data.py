@@ -151,6 +151,27 @@ def test_resize_and_channels(tmp_path):
     assert torch.equal(big.labels, native.labels)
 
 
+def test_pad_adds_a_background_border_after_resizing(tmp_path):
+    plain = load_dataset("digits", "test", data_dir=tmp_path, resize=12)
+    padded = load_dataset("digits", "test", data_dir=tmp_path, resize=12, pad=2, channels=3)
+    assert padded.images.shape == (360, 3, 16, 16) and padded.image_shape == (3, 16, 16)
+    # The image is the resized one, untouched, inside a 2-pixel border of background (0 in [0, 1]).
+    assert torch.equal(padded.images[:, :1, 2:-2, 2:-2], plain.images)
+    pixels = padded.denormalize(padded.images)
+    border = torch.ones(16, 16, dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    assert pixels[..., border].abs().max() < 1e-6
+    # Normalisation keeps the data set's own train statistics (not those of the padded images).
+    assert padded.mean == plain.mean * 3 and padded.std == plain.std * 3
+
+
+@pytest.mark.parametrize("pad", [None, 0])
+def test_no_pad_leaves_the_data_unchanged(tmp_path, pad):
+    before = load_dataset("digits", "test", data_dir=tmp_path, resize=12)
+    after = load_dataset("digits", "test", data_dir=tmp_path, resize=12, pad=pad)
+    assert torch.equal(after.images, before.images) and after.mean == before.mean
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -159,6 +180,9 @@ def test_resize_and_channels(tmp_path):
         ({"resize": (8, 8, 8)}, "resize"),
         ({"resize": 2.5}, "resize"),
         ({"channels": 2}, "channels"),
+        ({"pad": -1}, r"pad must be >= 0 pixels per side, got -1: pass 0 or None.*lower resize"),
+        ({"pad": 2.5}, "pad must be a whole number of pixels"),
+        ({"pad": True}, "pad must be a whole number of pixels"),
     ],
 )
 def test_bad_options_raise_value_error(tmp_path, kwargs, match):
@@ -385,6 +409,31 @@ def test_real_usps_as_mnist_input():
     ds = _real("usps", "test", resize=28)
     assert ds.images.shape == (2007, 1, 28, 28)
     assert torch.equal(ds.labels, _real("usps", "test").labels)
+
+
+def test_real_usps_in_mnist_digit_box():
+    # MNIST digits sit in a 20x20 box centred in 28x28: its outer ring is background (0) and its
+    # 4-pixel margin nearly so. USPS digits fill their 16x16 frame (they touch its top and bottom
+    # rows), but its background is 0 too (the corners), so padding with 0 adds more background.
+    mnist = _real("mnist", "test")
+    m = mnist.denormalize(mnist.images)[:, 0]
+    ring = torch.ones(28, 28, dtype=torch.bool)
+    ring[1:-1, 1:-1] = False
+    margin = torch.ones(28, 28, dtype=torch.bool)
+    margin[4:-4, 4:-4] = False
+    assert m[:, ring].mean() < 1e-3 and m[:, margin].mean() < 0.02
+    native = _real("usps", "test")
+    u = native.denormalize(native.images)[:, 0]
+    corners = u[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert corners.mean() < 0.01 and u[:, 0].mean() > 0.1  # background 0; digits touch the top
+
+    boxed = _real("usps", "test", resize=20, pad=4)
+    assert boxed.images.shape == (2007, 1, 28, 28)
+    assert boxed.mean == (0.2545,) and boxed.std == (0.3846,)  # USPS's own train statistics
+    pixels = boxed.denormalize(boxed.images)[:, 0]
+    assert pixels[:, margin].abs().max() < 1e-6
+    assert torch.equal(boxed.images[:, :, 4:-4, 4:-4], _real("usps", "test", resize=20).images)
+    assert torch.equal(boxed.labels, native.labels)
 
 
 def test_real_mnist_three_channels():

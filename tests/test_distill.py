@@ -14,6 +14,7 @@ import torch
 from datadistill import DistilledData, distill, evaluate
 from datadistill.artifacts import load_tensors
 from datadistill.cli import main
+from datadistill.config import DistillConfig, load_config
 from datadistill.distill import CHECKPOINT, PREVIOUS_CHECKPOINT, DistillationDiverged
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
@@ -174,6 +175,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
         (["--model", "lenet"], "lenet needs inputs of at least"),
         (["--dataset", "mnistt"], "mnist"),
         (["--init", "pretrained-random"], "--pretrained"),
+        (["--pad", "-1"], "--pad must be a whole number of pixels >= 0"),
     ],
 )
 def test_nonsense_settings_give_one_line_errors_and_touch_nothing(tmp_path, capsys, args, message):
@@ -237,6 +239,32 @@ def test_evaluate_cli_writes_the_contract_json(tmp_path, capsys):
         assert key in result
     assert result["n_models"] == 1
     assert "replay" in capsys.readouterr().out
+
+
+def test_pad_goes_through_config_manifest_and_evaluation(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["distill", "--dataset", "digits", "--model", "mlp", "--steps", "2", "--epochs", "1"]
+                + ["--iterations", "2", "--resize", "6", "--pad", "1", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    data = DistilledData.load(out)
+    assert data.images.shape == (2, 10, 1, 8, 8)  # 6x6 + a 1-pixel border each side
+    assert data.manifest["resize"] == 6 and data.manifest["pad"] == 1
+    cfg = load_config(DistillConfig, out / "config.yaml")
+    assert (cfg.resize, cfg.pad) == (6, 1)
+    # Evaluation rebuilds the 6x6 + pad 1 data from the manifest: fixed init, same accuracy.
+    result = evaluate(out, progress=False)
+    assert result.accuracy_mean == data.manifest["accuracy"]["accuracy_mean"]
+
+
+def test_manifest_without_pad_still_evaluates(tmp_path):
+    # Manifests written before the pad option have no "pad" key: they mean no padding.
+    out = tmp_path / "run"
+    data = distill(**TINY, iterations=3, out=str(out), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest.pop("pad") is None
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = evaluate(out, progress=False)
+    assert result.accuracy_mean == data.manifest["accuracy"]["accuracy_mean"]
 
 
 def test_vmapped_inits_distil_like_one_by_one(tmp_path):

@@ -212,16 +212,28 @@ def test_cli_hooks(tmp_path, capsys):
     assert manifest["recipe"]["method"] == "vmap" and manifest["heldout"] == 1
 
 
+def test_pretrain_pads_and_records_it(tmp_path):
+    out = tmp_path / "pool"
+    manifest = pretrain(**{**POOL, "count": 2}, resize=6, pad=1, out=out)
+    assert manifest["in_shape"] == [1, 8, 8] and (manifest["resize"], manifest["pad"]) == (6, 1)
+    assert json.loads((out / "manifest.json").read_text())["pad"] == 1
+
+
 @pytest.mark.parametrize(
     "preset",
     ["mnist_to_usps_fixed", "mnist_to_usps_random", "usps_to_mnist_fixed", "usps_to_mnist_random"],
 )
 def test_adaptation_presets_pair_a_pool_with_28x28_targets(preset):
-    from datadistill.config import DistillConfig, load_config
+    from datadistill.config import DistillConfig, find_preset, load_config
 
     cfg = load_config(DistillConfig, preset)
     source, target = preset.split("_to_")[0], preset.split("_to_")[1].split("_")[0]
     assert cfg.dataset == target and cfg.model == "lenet" and cfg.init.startswith("pretrained-")
     assert source in cfg.pretrained
-    # USPS is 16x16: it must be resized to MNIST's 28x28 wherever it is the distilled (target) set.
-    assert cfg.resize == (28 if target == "usps" else None)
+    # USPS is 16x16 with digits filling the frame: resized to 20 and padded by 4 to MNIST's 28x28
+    # (MNIST's 20x20 digit box), wherever it is the distilled (target) set ...
+    usps = (20, 4)
+    assert (cfg.resize, cfg.pad) == (usps if target == "usps" else (None, None))
+    # ... and in the command the preset gives for pre-training a USPS pool.
+    if source == "usps":
+        assert "--resize 20 --pad 4" in find_preset(preset).read_text()

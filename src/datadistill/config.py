@@ -63,6 +63,7 @@ class DistillConfig:
     source_class: int | None = None  # poison: class K whose images should be predicted as T
     target_class: int | None = None  # poison: class T
     resize: int | None = None  # resize images to NxN (e.g. 28 for USPS next to MNIST)
+    pad: int | None = None  # then pad each side with N background pixels (USPS: resize 20, pad 4)
     channels: int | None = None  # convert images to this many channels (3 for MNIST next to SVHN)
     seed: int = 0  # seeds the fixed init, the synthetic pixels, real batches and sampled inits
     eval_models: int | None = None  # networks for the final evaluation; None: 1 fixed, 20 random
@@ -99,6 +100,13 @@ class DistillConfig:
         ):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if self.pad is not None and (
+            isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0
+        ):
+            raise ValueError(
+                f"--pad must be a whole number of pixels >= 0, got {self.pad!r}; to make images "
+                "smaller lower --resize instead (e.g. --resize 20 --pad 4 gives 28x28)"
+            )
         for name in ("lr", "lr_init"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):

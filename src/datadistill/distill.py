@@ -247,7 +247,7 @@ def distill(
     device = torch.device(local_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    load = dict(data_dir=cfg.data_dir, resize=cfg.resize, channels=cfg.channels)
+    load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
     train = load_dataset(cfg.dataset, "train", **load)
     test = load_dataset(cfg.dataset, "test", **load)
     setting = make_setting(
@@ -258,6 +258,7 @@ def distill(
         seed=cfg.seed,
         pretrained=cfg.pretrained,
         resize=cfg.resize,
+        pad=cfg.pad,
         channels=cfg.channels,
         data_dir=cfg.data_dir,
         image_shape=train.image_shape,
@@ -443,6 +444,7 @@ def _finish(
         "mean": list(train.mean),
         "std": list(train.std),
         "resize": cfg.resize,
+        "pad": cfg.pad,
         "channels": cfg.channels,
         "seed": cfg.seed,
         "iterations": state.iteration,

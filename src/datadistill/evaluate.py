@@ -43,10 +43,16 @@ class Setting:
     resize: int | None
     channels: int | None
     data_dir: str | None
+    pad: int | None = None  # background pixels added on each side after resizing
 
     def load(self, split: str) -> ImageDataset:
         return load_dataset(
-            self.dataset, split, data_dir=self.data_dir, resize=self.resize, channels=self.channels
+            self.dataset,
+            split,
+            data_dir=self.data_dir,
+            resize=self.resize,
+            pad=self.pad,
+            channels=self.channels,
         )
 
 
@@ -59,6 +65,7 @@ def make_setting(
     seed: int = 0,
     pretrained: str | None = None,
     resize: int | None = None,
+    pad: int | None = None,
     channels: int | None = None,
     data_dir: str | None = None,
     image_shape: tuple[int, int, int],
@@ -78,7 +85,7 @@ def make_setting(
 
         pool, heldout = load_pool(pretrained, net)
     inits = InitDistribution(init, net, init_scheme, seed, pool, heldout)
-    return Setting(net, inits, dataset, resize, channels, data_dir)
+    return Setting(net, inits, dataset, resize, channels, data_dir, pad=pad)
 
 
 def setting_from_manifest(manifest: dict[str, Any], *, data_dir: str | None = None) -> Setting:
@@ -92,6 +99,7 @@ def setting_from_manifest(manifest: dict[str, Any], *, data_dir: str | None = No
         seed=manifest.get("init_seed", manifest.get("seed", 0)),
         pretrained=manifest.get("pretrained"),
         resize=manifest.get("resize"),
+        pad=manifest.get("pad"),  # absent from manifests written before the option existed
         channels=manifest.get("channels"),
         data_dir=data_dir if data_dir is not None else manifest.get("data_dir"),
         image_shape=tuple(shape),

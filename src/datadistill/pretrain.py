@@ -13,8 +13,9 @@ Xavier init and its own shuffling, and writes a pool folder::
 (only ever used to evaluate ``pretrained-random``).
 
 Adaptation distils the TARGET data set starting from networks trained on the SOURCE. Each data set is normalised
-with its own train mean/std (as the reference code does), so a pool trained on MNIST sees USPS-resized-to-28 images
-standardised with USPS statistics; the two must only share the image shape (``resize``/``channels``).
+with its own train mean/std (as the reference code does), so a pool trained on MNIST sees USPS images (resized to
+20 and padded by 4 to 28, MNIST's digit box, or resized to 28) standardised with USPS statistics; the two must only
+share the image shape (``resize``/``pad``/``channels``).
 
 Speed. ``train_networks`` can train G networks together: their parameters stacked along a leading axis
 ``[G, ...]``, one ``torch.func.vmap``-ed ``functional_call`` runs all G forwards/backwards as batched kernels, each
@@ -220,6 +221,7 @@ def pretrain(
     out: str | Path,
     data_dir: str | None = None,
     resize: int | None = None,
+    pad: int | None = None,
     channels: int | None = None,
     seed: int = 0,
     device: str = "cpu",
@@ -249,6 +251,8 @@ def pretrain(
         out: pool folder to create; must not already hold a pool.
         data_dir: real data folder (default ``$DATADISTILL_DATA``, else the user cache).
         resize: resize images to ``resize × resize`` (e.g. 28 for USPS next to MNIST).
+        pad: then add this many background pixels on each side (USPS: ``resize=20, pad=4`` puts its
+            digits in MNIST's 20×20 box within 28×28).
         channels: convert images to this many channels (e.g. 3 for MNIST next to SVHN).
         seed: seed of network 0.
         device: ``cpu`` or ``cuda``.
@@ -294,7 +298,7 @@ def pretrain(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
 
-    load = dict(data_dir=data_dir, resize=resize, channels=channels)
+    load = dict(data_dir=data_dir, resize=resize, pad=pad, channels=channels)
     train = load_dataset(dataset, "train", **load)
     test = load_dataset(dataset, "test", **load)
     net = build_model(model, train.image_shape, train.num_classes)
@@ -345,6 +349,7 @@ def pretrain(
         "in_shape": list(train.image_shape),
         "num_classes": train.num_classes,
         "resize": resize,
+        "pad": pad,
         "channels": channels,
         "mean": list(train.mean),
         "std": list(train.std),
@@ -493,6 +498,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=1, help="passes over the training set (default 1)")
     p.add_argument("--resize", type=int, help="resize images to NxN (e.g. 28 for USPS)")
+    p.add_argument(
+        "--pad",
+        type=int,
+        help="then pad each side with N background pixels (USPS: --resize 20 --pad 4)",
+    )
     p.add_argument("--channels", type=int, help="convert images to this many channels (1 or 3)")
     p.add_argument("--out", required=True, help="pool folder to create")
     p.add_argument(
@@ -525,6 +535,7 @@ def run_cli(args: argparse.Namespace) -> int:
         out=args.out,
         data_dir=args.data_dir,
         resize=args.resize,
+        pad=args.pad,
         channels=args.channels,
         seed=args.seed,
         device=args.device,

@@ -1,4 +1,4 @@
-"""Load a registered data set as normalised tensors, optionally resized and channel-converted."""
+"""Load a registered data set as normalised tensors, optionally resized, padded and channel-converted."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class ImageDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image, after any resize and channel conversion."""
+        """``(C, H, W)`` of one image, after any resize, padding and channel conversion."""
         c, h, w = self.images.shape[1:]
         return (c, h, w)
 
@@ -116,6 +116,20 @@ def _parse_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return size
 
 
+def _check_pad(pad: int | None) -> None:
+    if pad is None:
+        return
+    if isinstance(pad, bool) or not isinstance(pad, int):
+        raise ValueError(
+            f"pad must be a whole number of pixels (or None), got {pad!r}; e.g. resize=20, pad=4"
+        )
+    if pad < 0:
+        raise ValueError(
+            f"pad must be >= 0 pixels per side, got {pad!r}: pass 0 or None for no border; to make "
+            "images smaller, lower resize instead (e.g. resize=20, pad=4 gives 28x28)"
+        )
+
+
 def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear resize of ``[N, C, H, W]`` pixels, antialiased so downsampling does not alias.
 
@@ -156,6 +170,7 @@ def load_dataset(
     *,
     data_dir: str | Path | None = None,
     resize: int | tuple[int, int] | None = None,
+    pad: int | None = None,
     channels: int | None = None,
     download: bool = True,
 ) -> ImageDataset:
@@ -163,7 +178,7 @@ def load_dataset(
 
     Files are checked against their known checksums on first use (the result is cached next to
     them), and downloaded from the canonical source if missing and `download` is set. Images go
-    through: pixels in [0, 1] -> channel conversion -> bilinear resize -> per-channel
+    through: pixels in [0, 1] -> channel conversion -> bilinear resize -> padding -> per-channel
     normalisation with the data set's train statistics (adjusted for the channel conversion).
 
     Args:
@@ -173,6 +188,14 @@ def load_dataset(
             the user cache dir (see :func:`resolve_data_dir`).
         resize: Output size, an int for square images or ``(height, width)``; None keeps the
             native size. E.g. 28 to feed USPS to an MNIST network.
+        pad: Pixels of background added on every side after resizing, so an image grows by
+            ``2 * pad`` each way; None or 0 adds none. The border is 0 in [0, 1] pixel space (it
+            becomes ``-mean / std`` after normalisation), which is the background of the digit
+            sets: MNIST's outer ring is 0 (mean 0.0002 over the training set) and USPS's corners
+            are (mean 0.002), though USPS digits often touch its top and bottom rows. USPS digits
+            fill their 16x16 frame while MNIST's sit in a 20x20 box centred in 28x28, so
+            ``resize=20, pad=4`` gives USPS MNIST's geometry. Normalisation keeps the data set's
+            own train mean/std (of the unpadded images), so padded data is not exactly zero-mean.
         channels: 1 or 3 to convert (1 -> 3 repeats the plane, 3 -> 1 takes luma); None keeps
             the native count.
         download: Fetch missing files over the network (with a timeout) if True.
@@ -186,7 +209,7 @@ def load_dataset(
             to get them.
 
     Example:
-        >>> usps = load_dataset("usps", "test", resize=28)  # doctest: +SKIP
+        >>> usps = load_dataset("usps", "test", resize=20, pad=4)  # doctest: +SKIP
         >>> usps.images.shape  # doctest: +SKIP
         torch.Size([2007, 1, 28, 28])
     """
@@ -194,6 +217,7 @@ def load_dataset(
     if split not in spec.splits:
         raise ValueError(f"unknown split {split!r} for {name!r}; choose from {spec.splits}")
     size = _parse_size(resize)
+    _check_pad(pad)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
 
@@ -219,6 +243,8 @@ def load_dataset(
         pixels, mean, std = _convert_channels(pixels, mean, std, target)
     if size is not None:
         pixels = _resize(pixels, size)
+    if pad:
+        pixels = F.pad(pixels, (pad, pad, pad, pad), value=0.0)  # background is 0 (see docstring)
     pixels, mean, std = _convert_channels(pixels, mean, std, target)
 
     if pixels.data_ptr() == images.data_ptr():
