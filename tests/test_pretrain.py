@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from datadistill import distill, evaluate
-from datadistill.artifacts import load_tensors
+from datadistill.artifacts import DistilledData, load_tensors
 from datadistill.models import build_model, init_params
 from datadistill.pretrain import (
     _cosine,
@@ -167,6 +167,37 @@ def test_distill_pretrained_fixed_starts_from_the_first_network(pool_dir, tmp_pa
     recorded = json.loads((pool_dir / "manifest.json").read_text())["networks"][0]
     before = data.manifest["accuracy"]["accuracy_before_mean"]
     assert before == pytest.approx(recorded["test_accuracy"], abs=1e-3)
+
+
+def test_published_adaptation_set_carries_its_network_and_reproduces_offline(pool_dir, tmp_path):
+    from datadistill.gallery import publish
+
+    common = dict(
+        dataset="digits",
+        model="mlp",
+        pretrained=str(pool_dir),
+        steps=1,
+        epochs=1,
+        iterations=2,
+        batch_size=128,
+        eval_every=2,
+        progress=False,
+    )
+    distill(init="pretrained-fixed", out=str(tmp_path / "run"), **common)
+    gallery = tmp_path / "gallery"
+    manifest = publish(tmp_path / "run", "digits-adapt", gallery_dir=gallery)
+    assert manifest["pretrained"] == "pretrained"  # relative: the entry can move
+    moved = tmp_path / "elsewhere"
+    (gallery / "digits-adapt").rename(moved)
+    data = DistilledData.load(moved)
+    assert data.manifest["pretrained"] == str(moved / "pretrained")
+    assert len(load_pool(moved / "pretrained", build_model("mlp", (1, 8, 8), 10))[0]) == 1
+    result = evaluate(data, progress=False)
+    assert result.accuracy_mean == manifest["accuracy"]["accuracy_mean"]
+
+    distill(init="pretrained-random", out=str(tmp_path / "random"), inits_per_iteration=1, **common)
+    with pytest.raises(ValueError, match="pretrained-random"):
+        publish(tmp_path / "random", "digits-adapt-random", gallery_dir=gallery)
 
 
 def test_mismatched_pool_is_a_clear_error(pool_dir):

@@ -101,6 +101,10 @@ class DistilledData:
                 f"{path} is not a distilled set: tensors {sorted(missing)} are missing"
             )
         manifest = json.loads(manifest_path.read_text())
+        pretrained = manifest.get("pretrained")
+        if pretrained and not Path(pretrained).is_absolute():
+            # Released sets carry their pre-trained network beside them (``gallery.publish``).
+            manifest["pretrained"] = str(folder / pretrained)
         return cls(tensors["images"], tensors["labels"], tensors["lrs"], manifest)
 
 

@@ -3,7 +3,9 @@
 Each entry is a folder ``gallery/<name>/`` with ``distilled.safetensors`` and ``manifest.json`` exactly as a run
 folder holds them, so ``datadistill evaluate`` works on it unchanged. The manifest's ``accuracy`` was measured
 on the CPU with the replay protocol when the entry was published: a fixed-init entry reproduces it exactly
-(its init seed is in the manifest), a random-init entry within its stated std over held-out inits.
+(its init seed is in the manifest), a random-init entry within its stated std over held-out inits. An
+adaptation entry (``pretrained-fixed`` init) carries its pre-trained network in ``gallery/<name>/pretrained/``
+(a one-network pool), so it evaluates offline too.
 
     >>> import datadistill.gallery as gallery
     >>> gallery.list_gallery()                         # doctest: +SKIP
@@ -21,6 +23,7 @@ from typing import Any
 from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData
 
 GALLERY_DIR = Path(__file__).parent / "gallery"
+PRETRAINED_DIR = "pretrained"  # the pre-trained network of an adaptation entry
 
 
 def list_gallery() -> list[dict[str, Any]]:
@@ -74,6 +77,8 @@ def pull(name: str, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for file in (DISTILLED_FILE, MANIFEST_FILE):
         shutil.copy2(_entry(name) / file, out / file)
+    if (_entry(name) / PRETRAINED_DIR).is_dir():
+        shutil.copytree(_entry(name) / PRETRAINED_DIR, out / PRETRAINED_DIR)
     return out
 
 
@@ -94,17 +99,40 @@ def publish(
     from datadistill.evaluate import evaluate
 
     data = DistilledData.load(run)
+    init = data.manifest.get("init")
+    if init == "pretrained-random":
+        raise ValueError(
+            f"{run} was distilled for a pool of pre-trained networks (pretrained-random); the gallery "
+            "ships only sets whose init travels with them (fixed, random, pretrained-fixed)"
+        )
+    folder = Path(gallery_dir) / name
+    if init == "pretrained-fixed":
+        _copy_fixed_network(Path(data.manifest["pretrained"]), folder / PRETRAINED_DIR)
+        data.manifest["pretrained"] = str(folder / PRETRAINED_DIR)
     result = evaluate(data, models=models, data_dir=data_dir, device="cpu", progress=False)
     manifest = {k: v for k, v in data.manifest.items() if k not in ("run_dir", "data_dir")}
+    if init == "pretrained-fixed":
+        manifest["pretrained"] = PRETRAINED_DIR  # relative: resolved by DistilledData.load
     manifest["accuracy"] = {
         k: v for k, v in result.to_dict().items() if k not in ("accuracies", "accuracies_before")
     }
     manifest["accuracy"]["measured_on"] = "cpu"
     manifest["description"] = description
-    folder = Path(gallery_dir) / name
     data.manifest = manifest
     data.save(folder)  # writes the manifest too
     return data.manifest
+
+
+def _copy_fixed_network(pool: Path, out: Path) -> None:
+    """Write a one-network pool holding the pool's ``pretrained-fixed`` network (``net_0000``)."""
+    from datadistill.pretrain import read_manifest
+
+    manifest = read_manifest(pool)
+    first = next(r for r in manifest["networks"] if r.get("split") != "heldout")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pool / first["file"], out / first["file"])
+    manifest.update(networks=[first], count=1, heldout=0, source_pool=str(pool))
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def add_cli(subparsers) -> None:
