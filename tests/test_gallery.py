@@ -59,3 +59,12 @@ def test_gallery_command_lists_entries(capsys):
     assert main(["gallery"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ENTRIES)
+
+
+def test_gallery_thumbnails_draw_one_row_per_entry(tmp_path):
+    import matplotlib.image
+
+    path = tmp_path / "sheet.png"
+    assert main(["gallery", "--thumbnails", str(path)]) == 0
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert height == round(0.95 * len(ENTRIES) * 90) and width > 900

@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData
 
 GALLERY_DIR = Path(__file__).parent / "gallery"
@@ -123,6 +125,21 @@ def publish(
     return data.manifest
 
 
+def save_thumbnails(path: str | Path) -> Path:
+    """Draw the first images of every released set, one row each, titled with its name and accuracy."""
+    from datadistill.viz import save_thumbnail_sheet
+
+    rows = []
+    for r in list_gallery():
+        data = load_pretrained(r["name"])
+        mean = torch.tensor(data.manifest["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(data.manifest["std"]).view(1, -1, 1, 1)
+        first = data.images.flatten(0, 1)[:10] * std + mean
+        title = f"{r['name']}: {r['accuracy_mean']:.1f}%"
+        rows.append((title, first))
+    return save_thumbnail_sheet(rows, path)
+
+
 def _copy_fixed_network(pool: Path, out: Path) -> None:
     """Write a one-network pool holding the pool's ``pretrained-fixed`` network (``net_0000``)."""
     from datadistill.pretrain import read_manifest
@@ -139,6 +156,9 @@ def add_cli(subparsers) -> None:
     """``datadistill gallery`` and ``datadistill pull NAME``."""
     p = subparsers.add_parser(
         "gallery", help="list the released distilled sets that ship with the package"
+    )
+    p.add_argument(
+        "--thumbnails", metavar="PNG", help="also draw each set's first images into this PNG"
     )
     p.set_defaults(gallery_command="list")
     p = subparsers.add_parser("pull", help="copy a released distilled set into a folder")
@@ -161,4 +181,6 @@ def run_cli(args) -> int:
             f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
             f"{r['steps']} × {r['epochs']} | {acc} |"
         )
+    if getattr(args, "thumbnails", None):
+        print(f"wrote {save_thumbnails(args.thumbnails)}")
     return 0

@@ -109,3 +109,33 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def save_thumbnail_sheet(
+    rows: Sequence[tuple[str, Tensor]], path: str | Path, per_row: int = 10
+) -> Path:
+    """One row of thumbnails per named set: its first ``per_row`` images (the first step's, in order).
+
+    Args:
+        rows: ``(title, images [N, C, H, W] de-normalised to [0, 1])`` per set.
+        path: the PNG to write.
+    """
+    label_width = 3.2  # inches kept on the left for the row titles
+    fig, axes = plt.subplots(
+        len(rows), per_row, figsize=(label_width + 0.9 * per_row, 0.95 * len(rows)), squeeze=False
+    )
+    for r, (title, images) in enumerate(rows):
+        for c in range(per_row):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(images):
+                cmap = "gray" if images.shape[1] == 1 else None
+                ax.imshow(_as_image(images[c]), cmap=cmap, vmin=0, vmax=1)
+        axes[r][0].text(-0.15, 0.5, title, transform=axes[r][0].transAxes, ha="right", va="center")
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=label_width / width, right=0.99, top=0.98, bottom=0.02, wspace=0.05)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
