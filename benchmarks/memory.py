@@ -4,7 +4,9 @@ Each (strategy, updates) cell runs in a fresh subprocess: LeNet on 28×28 images
 batch of 1024, S steps × 3 epochs. It times ``--iterations`` meta-gradients and reports the growth of the
 process's peak resident memory (ru_maxrss) across them, i.e. what the meta-gradient itself needs on top of the
 interpreter, torch and the model. Speed of the whole outer loop is in the manifest of every run
-(``seconds_per_iteration``).
+(``seconds_per_iteration``). It also reports the allocator peak: the most bytes torch's CPU allocator held at
+once during one meta-gradient (from ``torch.profiler`` allocation/free events, so it is exact and repeatable),
+and that peak minus the real batch's own forward/backward peak (what the unrolled updates add).
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/memory.py --steps 1 10 30 100 --json runs/memory.json
 
@@ -46,8 +48,28 @@ start = time.perf_counter()
 for _ in range(iterations):
     meta_grad(model, params0, schedule, objective, method=method)
 per_it = (time.perf_counter() - start) / iterations
-print(json.dumps({"seconds_per_iteration": per_it, "peak_rss_mib": kib() / 1024,
-                  "added_mib": (kib() - before) / 1024}))
+rss = {"seconds_per_iteration": per_it, "peak_rss_mib": kib() / 1024, "added_mib": (kib() - before) / 1024}
+
+
+def allocator_peak(fn):
+    # Peak of live bytes allocated by torch's CPU allocator while fn runs, from the profiler's allocation
+    # and free events (deterministic, unlike RSS, which the allocator and the OS round and keep).
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=acts, profile_memory=True) as prof:
+        fn()
+    deltas = sorted((e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
+                    for e in prof.events())
+    live = peak = 0
+    for _, delta in deltas:
+        live += delta
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+# The real batch's forward/backward at θ_0 alone: what any strategy needs before unrolling anything.
+real_only = allocator_peak(lambda: torch.autograd.grad(objective(model, leaves), list(leaves.values())))
+peak = allocator_peak(lambda: meta_grad(model, params0, schedule, objective, method=method))
+print(json.dumps({**rss, "allocator_peak_mib": peak, "real_batch_peak_mib": real_only}))
 """
 
 
@@ -96,12 +118,14 @@ def main() -> None:
                 )
             )
     print(
-        "\n| updates | method | s/it | peak RSS (MiB) | added by the meta-gradient (MiB) |\n|---|---|---|---|---|"
+        "\n| updates | method | s/it | peak RSS (MiB) | added by the meta-gradient (MiB) "
+        "| allocator peak (MiB) | of which unrolled updates (MiB) |\n|---|---|---|---|---|---|---|"
     )
     for r in rows:
         print(
             f"| {r['updates']} | {r['method']} | {r['seconds_per_iteration']:.3f} | "
-            f"{r['peak_rss_mib']:.0f} | {r['added_mib']:.0f} |"
+            f"{r['peak_rss_mib']:.0f} | {r['added_mib']:.0f} | {r['allocator_peak_mib']:.1f} | "
+            f"{r['allocator_peak_mib'] - r['real_batch_peak_mib']:.1f} |"
         )
 
 
