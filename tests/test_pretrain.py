@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from datadistill import distill, evaluate
 from datadistill.artifacts import DistilledData, load_tensors
+from datadistill.evaluate import evaluate_as_dataset
 from datadistill.models import build_model, init_params
 from datadistill.pretrain import (
     _cosine,
@@ -148,6 +149,9 @@ def test_distill_pretrained_random_evaluates_only_heldout_networks(pool_dir, tmp
     assert result.accuracies_before[0] == pytest.approx(recorded["test_accuracy"], abs=1e-3)
     with pytest.raises(ValueError, match="held-out"):
         evaluate(out, progress=False, models=2)
+    # Without --models: every held-out network (the default of 200 would exceed a small pool).
+    assert evaluate(out, progress=False).n_models == 1
+    assert evaluate_as_dataset(out, epochs=1, progress=False).n_models == 1
 
 
 def test_distill_pretrained_fixed_starts_from_the_first_network(pool_dir, tmp_path):

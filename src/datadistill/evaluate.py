@@ -229,6 +229,8 @@ def evaluate(
     setting = setting_from_manifest(manifest, data_dir=data_dir)
     n = models if models is not None else DEFAULT_MODELS[setting.inits.kind]
     available = setting.inits.max_evaluation_models()
+    if models is None and available is not None:
+        n = min(n, available)  # by default, every held-out network of a (small) pool
     if n < 1:
         raise ValueError(f"--models must be a positive integer, got {n}")
     if available is not None and n > available:
@@ -365,6 +367,9 @@ def evaluate_as_dataset(
         data = DistilledData.load(data)
     setting = setting_from_manifest(data.manifest, data_dir=data_dir)
     n = models if models is not None else DEFAULT_MODELS[setting.inits.kind]
+    available = setting.inits.max_evaluation_models()
+    if models is None and available is not None:
+        n = min(n, available)  # by default, every held-out network of a (small) pool
     if n < 1:
         raise ValueError(f"--models must be a positive integer, got {n}")
     if setting.inits.is_fixed:
