@@ -15,7 +15,13 @@ FIXED = [row["name"] for row in list_gallery() if row["init"] in ("fixed", "pret
 
 
 def test_the_gallery_holds_the_promised_sets():
-    for name in ("mnist-fixed-10", "mnist-fixed-100", "mnist-random-100", "fashion-random-100"):
+    for name in (
+        "mnist-fixed-10",
+        "mnist-fixed-100",
+        "mnist-random-100",
+        "fashion-random-100",
+        "usps-to-mnist-fixed-100",
+    ):
         assert name in ENTRIES
 
 
@@ -68,3 +74,11 @@ def test_gallery_thumbnails_draw_one_row_per_entry(tmp_path):
     assert main(["gallery", "--thumbnails", str(path)]) == 0
     height, width = matplotlib.image.imread(path).shape[:2]
     assert height == round(0.95 * len(ENTRIES) * 90) and width > 900
+
+
+def test_pulled_adaptation_entry_brings_its_pretrained_network(tmp_path):
+    from datadistill.artifacts import DistilledData
+
+    out = pull("usps-to-mnist-fixed-100", tmp_path / "u2m")
+    assert (out / "pretrained" / "net_0000.safetensors").is_file()
+    assert DistilledData.load(out).manifest["pretrained"] == str(out / "pretrained")
