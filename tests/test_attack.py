@@ -224,3 +224,17 @@ def test_cli_prints_the_table(pool_dir, tmp_path, capsys):
     bad[bad.index("5", bad.index("--target-class"))] = "2"
     assert main(bad) == 1
     assert "both 2" in capsys.readouterr().err
+
+
+def test_a_set_distilled_on_another_pool_is_not_reused(result, pool_dir, tmp_path):
+    import shutil
+
+    from datadistill.attack import distill_attack
+
+    other_pool = tmp_path / "same-nets-elsewhere"
+    shutil.copytree(pool_dir, other_pool)
+    run = Path(result["run_dir"]) / "distilled-0to1"
+    cfg = AttackConfig(**ATTACK, pretrained=str(pool_dir))
+    assert distill_attack(cfg, run).lrs.numel() == 1  # same attack, same pool: reused
+    with pytest.raises(FileExistsError, match="another distilled set"):
+        distill_attack(AttackConfig(**ATTACK, pretrained=str(other_pool)), run)
