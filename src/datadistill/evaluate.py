@@ -88,6 +88,17 @@ def make_setting(
     return Setting(net, inits, dataset, resize, channels, data_dir, pad=pad)
 
 
+def _model_count(models: int | None, inits: InitDistribution) -> int:
+    """``--models`` as given (must be positive), else the init kind's default, capped at the pool."""
+    if models is None:
+        available = inits.max_evaluation_models()
+        default = DEFAULT_MODELS[inits.kind]
+        return default if available is None else min(default, available)
+    if models < 1:
+        raise ValueError(f"--models must be a positive integer, got {models}")
+    return models
+
+
 def setting_from_manifest(manifest: dict[str, Any], *, data_dir: str | None = None) -> Setting:
     """Rebuild the ``Setting`` a distilled set was made for from its manifest."""
     shape = manifest["images_shape"][2:]
@@ -227,12 +238,8 @@ def evaluate(
         data = DistilledData.load(data)
     manifest = data.manifest
     setting = setting_from_manifest(manifest, data_dir=data_dir)
-    n = models if models is not None else DEFAULT_MODELS[setting.inits.kind]
+    n = _model_count(models, setting.inits)
     available = setting.inits.max_evaluation_models()
-    if models is None and available is not None:
-        n = min(n, available)  # by default, every held-out network of a (small) pool
-    if n < 1:
-        raise ValueError(f"--models must be a positive integer, got {n}")
     if available is not None and n > available:
         if setting.inits.is_fixed:
             n = 1  # a fixed init has exactly one network to train
@@ -366,12 +373,7 @@ def evaluate_as_dataset(
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     setting = setting_from_manifest(data.manifest, data_dir=data_dir)
-    n = models if models is not None else DEFAULT_MODELS[setting.inits.kind]
-    available = setting.inits.max_evaluation_models()
-    if models is None and available is not None:
-        n = min(n, available)  # by default, every held-out network of a (small) pool
-    if n < 1:
-        raise ValueError(f"--models must be a positive integer, got {n}")
+    n = _model_count(models, setting.inits)
     if setting.inits.is_fixed:
         n = 1  # a fixed init has exactly one network to train
     test = setting.load("test")
