@@ -56,6 +56,12 @@ class DistilledData:
     def soft_labels(self) -> bool:
         return self.labels.is_floating_point()
 
+    def pixels(self) -> Tensor:
+        """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""
+        mean = torch.tensor(self.manifest["mean"]).view(-1, 1, 1)
+        std = torch.tensor(self.manifest["std"]).view(-1, 1, 1)
+        return self.images * std + mean
+
     def steps(self) -> Steps:
         """The schedule as ``unroll`` consumes it."""
         return Steps(self.images, self.labels, self.lrs)

@@ -152,17 +152,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    import torch
 
     from datadistill.artifacts import DistilledData
     from datadistill.viz import save_step_grids
 
     data = DistilledData.load(args.run)
     m = data.manifest
-    mean = torch.tensor(m["mean"]).view(-1, 1, 1)
-    std = torch.tensor(m["std"]).view(-1, 1, 1)
     paths = save_step_grids(
-        data.images * std + mean, data.labels, data.lrs, m["class_names"], args.out or args.run
+        data.pixels(), data.labels, data.lrs, m["class_names"], args.out or args.run
     )
     acc = m.get("accuracy", {})
     print(

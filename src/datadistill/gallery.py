@@ -20,8 +20,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData
 
 GALLERY_DIR = Path(__file__).parent / "gallery"
@@ -131,12 +129,8 @@ def save_thumbnails(path: str | Path) -> Path:
 
     rows = []
     for r in list_gallery():
-        data = load_pretrained(r["name"])
-        mean = torch.tensor(data.manifest["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(data.manifest["std"]).view(1, -1, 1, 1)
-        first = data.images.flatten(0, 1)[:10] * std + mean
-        title = f"{r['name']}: {r['accuracy_mean']:.1f}%"
-        rows.append((title, first))
+        first = load_pretrained(r["name"]).pixels().flatten(0, 1)[:10]
+        rows.append((f"{r['name']}: {r['accuracy_mean']:.1f}%", first))
     return save_thumbnail_sheet(rows, path)
 
 
