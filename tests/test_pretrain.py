@@ -25,6 +25,9 @@ from datadistill.pretrain import (
 
 # The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: a pool in about a second.
 POOL = dict(dataset="digits", model="mlp", count=3, heldout=1, epochs=1, progress=False)
+# A two-iteration adaptation run on digits: seconds, enough to check what starts from the pool.
+ADAPT = dict(dataset="digits", model="mlp", steps=1, epochs=1, iterations=2, batch_size=128,
+             eval_every=2, progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -156,17 +159,7 @@ def test_distill_pretrained_random_evaluates_only_heldout_networks(pool_dir, tmp
 
 def test_distill_pretrained_fixed_starts_from_the_first_network(pool_dir, tmp_path):
     data = distill(
-        dataset="digits",
-        model="mlp",
-        init="pretrained-fixed",
-        pretrained=str(pool_dir),
-        steps=1,
-        epochs=1,
-        iterations=2,
-        batch_size=128,
-        eval_every=2,
-        out=str(tmp_path / "run"),
-        progress=False,
+        **ADAPT, init="pretrained-fixed", pretrained=str(pool_dir), out=str(tmp_path / "run")
     )
     recorded = json.loads((pool_dir / "manifest.json").read_text())["networks"][0]
     before = data.manifest["accuracy"]["accuracy_before_mean"]
@@ -176,17 +169,7 @@ def test_distill_pretrained_fixed_starts_from_the_first_network(pool_dir, tmp_pa
 def test_published_adaptation_set_carries_its_network_and_reproduces_offline(pool_dir, tmp_path):
     from datadistill.gallery import publish
 
-    common = dict(
-        dataset="digits",
-        model="mlp",
-        pretrained=str(pool_dir),
-        steps=1,
-        epochs=1,
-        iterations=2,
-        batch_size=128,
-        eval_every=2,
-        progress=False,
-    )
+    common = dict(ADAPT, pretrained=str(pool_dir))
     distill(init="pretrained-fixed", out=str(tmp_path / "run"), **common)
     gallery = tmp_path / "gallery"
     manifest = publish(tmp_path / "run", "digits-adapt", gallery_dir=gallery)
