@@ -617,7 +617,8 @@ def distill_attack(
             and m.get("iterations") == iterations
             and m.get("images_per_class") == cfg.images_per_class
             and m.get("init") == cfg.init
-            and m.get("pretrained") == (str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None)
+            and m.get("pretrained")
+            == (str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None)
         )
         if not same:
             raise FileExistsError(
