@@ -15,7 +15,7 @@ from datadistill import DistilledData, distill, evaluate
 from datadistill.artifacts import load_tensors
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
-from datadistill.distill import CHECKPOINT, PREVIOUS_CHECKPOINT, DistillationDiverged
+from datadistill.distill import CHECKPOINT, PREVIOUS_CHECKPOINT, DistillationDiverged, _class_cover
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -311,9 +311,21 @@ def test_learned_labels_with_fewer_images_than_classes(tmp_path, meta_grad):
         progress=False,
     )
     assert data.labels.shape == (2, 5, 10) and data.labels.is_floating_point()
-    start = torch.nn.functional.one_hot(torch.arange(5), 10).float() * 4.4
+    start = _class_cover(5, 1, 10).float() * 4.4
     assert not torch.allclose(data.labels[0], start)  # the labels were learned
     loaded = DistilledData.load(out)
     assert loaded.soft_labels and torch.equal(loaded.labels, data.labels)
     # 5 soft-labelled images per step still teach more than chance about 10 classes.
     assert data.manifest["accuracy"]["accuracy_mean"] > 30.0
+
+
+def test_class_cover_gives_every_class_an_image():
+    # One image per class, in class order; two per class repeat each class.
+    assert torch.equal(_class_cover(10, 1, 10), torch.eye(10, dtype=torch.long))
+    assert _class_cover(20, 2, 10).argmax(1).tolist() == [c for c in range(10) for _ in range(2)]
+    # Fewer images than classes: each class belongs to exactly one image, image j covers j, j + 5.
+    cover = _class_cover(5, 1, 10)
+    assert cover.shape == (5, 10) and cover.sum(0).tolist() == [1] * 10
+    assert cover[2].nonzero().squeeze(1).tolist() == [2, 7]
+    # Uneven split: 3 images for 10 classes cover 4, 3 and 3 classes.
+    assert _class_cover(3, 1, 10).sum(1).tolist() == [4, 3, 3]

@@ -109,16 +109,37 @@ def _resolve_out(cfg: DistillConfig, model_name: str) -> Path:
     return Path("runs") / f"{cfg.dataset}-{model_name}-{cfg.init}-{stamp}"
 
 
-def _initial_images(cfg: DistillConfig, train, classes: Tensor) -> Tensor:
-    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images of each class."""
+def _initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
+    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images.
+
+    ``cover`` is ``[n, K]`` multi-hot: the classes image j stands for. A real-image start averages one random
+    training image of each of its classes (one class unless there are fewer images than classes).
+    """
     gen = _generator(cfg.seed, "images")
     if cfg.init_images == "noise":
-        return torch.randn(cfg.steps, len(classes), *train.image_shape, generator=gen)
-    picks = []
-    for c in classes.tolist():
-        pool = (train.labels == c).nonzero().squeeze(1)
-        picks.append(pool[torch.randint(len(pool), (cfg.steps,), generator=gen)])
-    return train.images[torch.stack(picks, dim=1)]  # [S, n, C, H, W]
+        return torch.randn(cfg.steps, len(cover), *train.image_shape, generator=gen)
+    starts = torch.zeros(cfg.steps, len(cover), *train.image_shape)
+    for j, row in enumerate(cover):
+        members = row.nonzero().squeeze(1).tolist()
+        for c in members:
+            pool = (train.labels == c).nonzero().squeeze(1)
+            starts[:, j] += train.images[
+                pool[torch.randint(len(pool), (cfg.steps,), generator=gen)]
+            ]
+        starts[:, j] /= len(members)
+    return starts
+
+
+def _class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tensor:
+    """``[n, K]`` multi-hot: which classes each of the n images of a step stands for.
+
+    ``images_per_class`` images per class in class order; with fewer images than classes (learned labels
+    only), image j covers classes j, j + n, j + 2n, … so that every class has an image from the start.
+    """
+    if per_step >= num_classes:
+        classes = (torch.arange(per_step) // images_per_class) % num_classes
+        return F.one_hot(classes, num_classes)
+    return F.one_hot(torch.arange(num_classes) % per_step, per_step).T.contiguous()
 
 
 def _initial_state(
@@ -127,17 +148,19 @@ def _initial_state(
     num_classes = train.num_classes
     per_step = cfg.images_per_step or cfg.images_per_class * num_classes
     repeat = cfg.images_per_class if cfg.images_per_step is None else 1
-    classes = (torch.arange(per_step) // repeat) % num_classes  # [n]
+    cover = _class_cover(per_step, repeat, num_classes)  # [n, K]
     if images is None:
-        images = _initial_images(cfg, train, classes)
+        images = _initial_images(cfg, train, cover)
     elif images.shape != (cfg.steps, per_step, *train.image_shape):
         raise ValueError(
             f"initial images have shape {tuple(images.shape)}, expected "
             f"{(cfg.steps, per_step, *train.image_shape)} (steps, images per step, C, H, W)"
         )
-    labels = classes.repeat(cfg.steps, 1)  # [S, n]
     if cfg.learn_labels:
-        labels = F.one_hot(labels, num_classes).float() * LABEL_LOGIT_SCALE  # [S, n, K]
+        # Equal logits on the classes an image covers: softmax ≈ 0.9 on one class, ≈ 0.47 each on two.
+        labels = cover.float().repeat(cfg.steps, 1, 1) * LABEL_LOGIT_SCALE  # [S, n, K]
+    else:
+        labels = cover.argmax(dim=1).repeat(cfg.steps, 1)  # [S, n]
     raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
     images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
     raw = raw.to(device).requires_grad_()
