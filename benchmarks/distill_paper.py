@@ -41,7 +41,8 @@ def main() -> None:
         "--minutes",
         type=float,
         help="time budget per preset: a 20-iteration probe measures s/it, then iterations = "
-        "budget / (s/it) and the Adam lr halves every quarter of them",
+        "budget / (1.1 × s/it), the Adam lr halves every quarter of them, and the run stops at the "
+        "budget if the estimate was short",
     )
     parser.add_argument(
         "--models", type=int, default=200, help="held-out inits for random-init presets"
@@ -88,12 +89,17 @@ def main() -> None:
                 out=str(Path(args.out) / f"{preset}-probe"),
                 progress=False,
             )
-            per_it = probe.manifest["distill_seconds_this_session"] / 20  # incl. curve evaluation
+            # The probe's wall time per iteration is inflated by warm-up and by whatever starts beside
+            # it (it under-used two 50-minute budgets by 20%), so budget with its meta-gradient + update
+            # time plus 10% for curve evaluation and checkpoints, and let time_limit stop a run that the
+            # estimate made too long.
+            per_it = 1.1 * probe.manifest["seconds_per_iteration"]
             iterations = max(20, int(args.minutes * 60 / per_it))
+            schedule = {"iterations": iterations, "decay_every": max(1, iterations // 4)}
             cfg = load_config(
                 DistillConfig,
                 preset,
-                {**overrides, "iterations": iterations, "decay_every": max(1, iterations // 4)},
+                {"time_limit": args.minutes, **overrides, **schedule},
             )
         start = time.perf_counter()
         data = datadistill.distill(cfg, progress=False)
