@@ -64,6 +64,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--images-per-class", type=int, default=10)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
+    p.add_argument("--inits-per-iteration", type=int, help="pool nets per iteration (default 4)")
     p.add_argument("--lr", type=float, default=AttackConfig.lr)
     p.add_argument("--lr-init", type=float, default=AttackConfig.lr_init)
     p.add_argument("--models", type=int, default=20, help="victims (capped at the held-out part)")
@@ -143,6 +144,7 @@ def main() -> None:
                 images_per_class=args.images_per_class,
                 iterations=args.iterations,
                 batch_size=args.batch_size,
+                inits_per_iteration=args.inits_per_iteration,
                 lr=args.lr,
                 lr_init=args.lr_init,
                 models=args.models,
