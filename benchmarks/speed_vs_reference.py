@@ -24,8 +24,10 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
+
+from datadistill.artifacts import write_json
 
 PRESETS = {"fixed100": ("mnist_fixed", 30), "fixed10": ("mnist_fixed_10", 60)}
 
@@ -107,11 +109,7 @@ def main() -> None:
             row["ours"].append(ours["s_per_it"])
             row["ours_compute"].append(ours["compute_s_per_it"])
         if args.json:
-            with tempfile.NamedTemporaryFile(
-                "w", delete=False, dir=os.path.dirname(args.json) or "."
-            ) as f:
-                json.dump(report, f, indent=2)
-            os.replace(f.name, args.json)
+            write_json(Path(args.json), report)
 
     print(
         "| setting | reference s/it | reference, no data loading | ours s/it | ours, meta-grad + update "
