@@ -78,6 +78,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--heatmap-digits", help="also draw the all-pairs heat-map on digits (MLP) here")
     p.add_argument("--heatmap-iterations", type=int, default=20)
     p.add_argument("--heatmap-classes", type=int, default=10, help="pair the first N classes")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (distillation, tuning and victims)")
     p.add_argument("--out", type=Path, default=Path("runs/attack"))
     p.add_argument("--json", type=Path, default=Path("runs/attack/attack.json"))
     p.add_argument("--md", type=Path, default=Path("runs/attack/attack.md"))
@@ -113,8 +114,12 @@ def main() -> None:
     pools = dict(item.split("=", 1) for item in args.pool)
     report: dict[str, Any] = {
         "command": "python benchmarks/attack.py " + " ".join(__import__("sys").argv[1:]),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}",
+        "machine": (
+            torch.cuda.get_device_name()
+            if args.device.startswith("cuda")
+            else f"{platform.machine()} CPU"
+        )
+        + f", {torch.get_num_threads()} threads, torch {torch.__version__}",
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results": [],
     }
@@ -152,12 +157,16 @@ def main() -> None:
                 pool_count=args.pool_count,
                 pool_heldout=args.pool_heldout,
                 out=str(args.out / f"{dataset}-{source}to{target}"),
+                device=args.device,
                 progress=False,
             )
             res = run_attack(cfg)
             # Diagnostic, not a victim number: the same attack on the networks it was distilled on.
             seen = attack_report(
-                f"{res['run_dir']}/distilled-{source}to{target}", models=args.models, on="pool"
+                f"{res['run_dir']}/distilled-{source}to{target}",
+                models=args.models,
+                on="pool",
+                device=args.device,
             )
             res["rows"].append(seen)
             res.update(

@@ -14,7 +14,7 @@ import torch
 from datadistill import DistilledData, distill, evaluate
 from datadistill.artifacts import load_tensors
 from datadistill.cli import main
-from datadistill.config import DistillConfig, load_config
+from datadistill.config import DistillConfig, load_config, to_dict
 from datadistill.distill import CHECKPOINT, PREVIOUS_CHECKPOINT, DistillationDiverged, _class_cover
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
@@ -329,3 +329,75 @@ def test_class_cover_gives_every_class_an_image():
     assert cover[2].nonzero().squeeze(1).tolist() == [2, 7]
     # Uneven split: 3 images for 10 classes cover 4, 3 and 3 classes.
     assert _class_cover(3, 1, 10).sum(1).tolist() == [4, 3, 3]
+
+
+def test_free_label_targets_are_learned_saved_and_replayed(tmp_path):
+    out = tmp_path / "run"
+    data = distill(
+        **TINY,
+        learn_labels=True,
+        label_targets="free",
+        images_per_step=5,
+        iterations=30,
+        out=str(out),
+        progress=False,
+    )
+    start = (
+        _class_cover(5, 1, 10).float() / 2
+    )  # each image starts as an even split over its 2 classes
+    assert not torch.allclose(data.labels[0], start)  # learned
+    # Free targets are not a distribution: their sums drift away from one.
+    assert not torch.allclose(data.labels.sum(-1), torch.ones(2, 5))
+    assert torch.equal(data.targets(), data.labels)
+    loaded = DistilledData.load(out)
+    assert loaded.label_targets == "free" and loaded.manifest["label_targets"] == "free"
+    # Replaying the saved set reproduces the accuracy measured at the end of distillation.
+    again = evaluate(out, models=1)
+    assert again.accuracy_mean == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
+    assert again.accuracy_mean > 30.0
+
+
+def test_label_gradient_chains_through_the_softmax():
+    from datadistill.distill import _State
+
+    logits = torch.randn(2, 3, 4, dtype=torch.float64)
+    d_targets = torch.randn(2, 3, 4, dtype=torch.float64)
+    state = _State(torch.zeros(1), logits, torch.zeros(1), None, 0, [], "softmax")
+    p = logits.softmax(-1)
+    expected = p * (
+        d_targets - (p * d_targets).sum(-1, keepdim=True)
+    )  # Jacobian of softmax, transposed
+    assert torch.allclose(state.label_grad(d_targets), expected)
+    free = _State(torch.zeros(1), logits, torch.zeros(1), None, 0, [], "free")
+    assert torch.equal(free.label_grad(d_targets), d_targets)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--label-targets", "free"], "--label-targets free needs --learn-labels"),
+        (
+            ["--learn-labels", "--label-targets", "raw"],
+            "--label-targets must be 'softmax' or 'free'",
+        ),
+    ],
+)
+def test_label_target_settings_are_checked(tmp_path, capsys, args, message):
+    status = main(["distill", "--out", str(tmp_path / "run"), "--iterations", "1", *args])
+    err = capsys.readouterr().err
+    assert status != 0 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path):
+    from datadistill.distill import _check_compatible
+
+    cfg = DistillConfig(**TINY)
+    saved = {k: v for k, v in json.loads(json.dumps(to_dict(cfg))).items() if k != "label_targets"}
+    _check_compatible(
+        saved, cfg, tmp_path / "checkpoint.safetensors"
+    )  # default then = now: accepted
+    with pytest.raises(ValueError, match="label_targets"):
+        _check_compatible(
+            saved, DistillConfig(**TINY, learn_labels=True, label_targets="free"), tmp_path
+        )

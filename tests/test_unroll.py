@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datadistill.unroll import Steps, batched_meta_grad, meta_grad, unroll
+from datadistill.unroll import Steps, batched_meta_grad, inner_loss, meta_grad, unroll
 
 
 def _tiny_convnet() -> nn.Module:
@@ -121,3 +121,25 @@ def test_batched_meta_grad_equals_the_sum_over_inits(learn_labels):
     batched = batched_meta_grad(model, inits, steps, objective)
     for got, *want in zip(batched.tensors(), *(r.tensors() for r in one_by_one), strict=True):
         torch.testing.assert_close(got, sum(want), rtol=1e-9, atol=1e-12)
+
+
+def test_label_targets_from_stored_labels():
+    from datadistill.artifacts import label_targets
+
+    classes = torch.tensor([[0, 3]])
+    assert label_targets(classes, "free") is classes  # classes are classes under any kind
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    assert torch.allclose(label_targets(logits, "softmax").sum(-1), torch.ones(1, 2))
+    assert label_targets(logits, "free") is logits
+    with pytest.raises(ValueError, match="unknown label targets 'raw'"):
+        label_targets(logits, "raw")
+
+
+def test_soft_targets_are_used_as_they_are():
+    # −Σ y log softmax(f), averaged over the batch, with y not summing to one.
+    model = nn.Linear(3, 2)
+    params = dict(model.named_parameters())
+    x, y = torch.randn(4, 3), torch.tensor([[2.0, -0.5]] * 4)
+    logits = model(x)
+    expected = -(y * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(inner_loss(model, params, x, y), expected)

@@ -26,6 +26,25 @@ from datadistill.unroll import Params, Steps, unroll
 
 DISTILLED_FILE = "distilled.safetensors"
 MANIFEST_FILE = "manifest.json"
+LABEL_TARGETS = ("softmax", "free")
+
+
+def label_targets(labels: Tensor, kind: str = "softmax") -> Tensor:
+    """What the inner loss trains on, from stored labels: classes stay classes, learned labels become targets.
+
+    Args:
+        labels: ``[..., n]`` int64 classes, or ``[..., n, K]`` learned label parameters.
+        kind: ``"softmax"``: the parameters are logits and the target is ``softmax(labels)`` (each sums to
+            one); ``"free"``: the parameters are the target vectors themselves (any scale or sign, as in the
+            soft-label follow-up of Sucholutsky & Schonlau 2019).
+    """
+    if not labels.is_floating_point():
+        return labels
+    if kind == "softmax":
+        return labels.softmax(dim=-1)
+    if kind == "free":
+        return labels
+    raise ValueError(f"unknown label targets {kind!r}: choose one of {', '.join(LABEL_TARGETS)}")
 
 
 @dataclass
@@ -34,7 +53,8 @@ class DistilledData:
 
     Attributes:
         images: ``[steps, per_step, C, H, W]`` in the normalised pixel space of ``manifest["mean"/"std"]``.
-        labels: ``[steps, per_step]`` int64 classes, or ``[steps, per_step, K]`` float label logits.
+        labels: ``[steps, per_step]`` int64 classes, or ``[steps, per_step, K]`` learned label parameters
+            (logits or free targets, per ``manifest["label_targets"]``; ``targets()`` gives what training uses).
         lrs: ``[steps * epochs]`` positive step sizes, update t uses ``images[t % steps]``.
         manifest: JSON-able facts: dataset, model, init kind and seed, steps, epochs, normalisation, accuracy, …
     """
@@ -56,6 +76,15 @@ class DistilledData:
     def soft_labels(self) -> bool:
         return self.labels.is_floating_point()
 
+    @property
+    def label_targets(self) -> str:
+        """How learned labels become training targets: ``"softmax"`` (logits; older sets) or ``"free"``."""
+        return self.manifest.get("label_targets") or "softmax"
+
+    def targets(self) -> Tensor:
+        """The labels as training uses them: ``[S, n]`` classes or ``[S, n, K]`` soft targets."""
+        return label_targets(self.labels, self.label_targets)
+
     def pixels(self) -> Tensor:
         """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""
         mean = torch.tensor(self.manifest["mean"]).view(-1, 1, 1)
@@ -64,12 +93,12 @@ class DistilledData:
 
     def steps(self) -> Steps:
         """The schedule as ``unroll`` consumes it."""
-        return Steps(self.images, self.labels, self.lrs)
+        return Steps(self.images, self.targets(), self.lrs)
 
     def train(self, model: nn.Module, params: Params) -> Params:
         """Replay the distilled steps, in order and with the learned lrs, from θ_0 = ``params``; return θ_T."""
         device = next(iter(params.values())).device
-        steps = Steps(self.images.to(device), self.labels.to(device), self.lrs.to(device))
+        steps = Steps(self.images.to(device), self.targets().to(device), self.lrs.to(device))
         final = unroll(model, params, steps, create_graph=False)[-1]
         return {name: p.detach() for name, p in final.items()}
 
@@ -85,6 +114,7 @@ class DistilledData:
             epochs=self.epochs,
             images_shape=list(self.images.shape),
             soft_labels=self.soft_labels,
+            label_targets=self.label_targets if self.soft_labels else None,
         )
         write_json(folder / MANIFEST_FILE, manifest)
         self.manifest = manifest

@@ -159,7 +159,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     data = DistilledData.load(args.run)
     m = data.manifest
     paths = save_step_grids(
-        data.pixels(), data.labels, data.lrs, m["class_names"], args.out or args.run
+        data.pixels(), data.targets(), data.lrs, m["class_names"], args.out or args.run
     )
     acc = m.get("accuracy", {})
     print(

@@ -42,6 +42,9 @@ class DistillConfig:
         "noise"  # starting pixels: noise (N(0,1), the paper) | real (random real images per class)
     )
     learn_labels: bool = False  # learn soft labels (label logits) with the pixels
+    label_targets: str = (
+        "softmax"  # learned labels: softmax (targets = softmax of logits) | free (raw vectors)
+    )
     images_per_step: int | None = None  # with learned labels: images per step (may be < classes)
     iterations: int = 1000  # outer iterations (meta-gradient steps)
     inits_per_iteration: int | None = (
@@ -129,6 +132,14 @@ class DistillConfig:
             raise ValueError(
                 "--images-per-step needs --learn-labels (with fixed labels every step holds "
                 "--images-per-class images of each class)"
+            )
+        if self.label_targets not in ("softmax", "free"):
+            raise ValueError(
+                f"--label-targets must be 'softmax' or 'free', got {self.label_targets!r}"
+            )
+        if self.label_targets != "softmax" and not self.learn_labels:
+            raise ValueError(
+                f"--label-targets {self.label_targets} needs --learn-labels (fixed labels are classes)"
             )
         if not 0 <= self.seed < 1_000_000_000:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")

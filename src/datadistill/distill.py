@@ -32,6 +32,7 @@ from datadistill import __version__
 from datadistill.artifacts import (
     DISTILLED_FILE,
     DistilledData,
+    label_targets,
     load_tensors,
     save_tensors,
     write_json,
@@ -97,9 +98,17 @@ class _State:
     optimizer: torch.optim.Adam
     iteration: int
     history: list[dict[str, Any]]
+    label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
 
     def steps(self) -> Steps:
-        return Steps(self.images, self.labels, F.softplus(self.raw_lrs))
+        return Steps(
+            self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
+        )
+
+    def label_grad(self, d_targets: Tensor) -> Tensor:
+        """∂L/∂labels from ∂L/∂targets (the chain rule through ``label_targets``)."""
+        labels = self.labels.detach().requires_grad_()
+        return torch.autograd.grad(label_targets(labels, self.label_kind), labels, d_targets)[0]
 
 
 def _resolve_out(cfg: DistillConfig, model_name: str) -> Path:
@@ -156,7 +165,10 @@ def _initial_state(
             f"initial images have shape {tuple(images.shape)}, expected "
             f"{(cfg.steps, per_step, *train.image_shape)} (steps, images per step, C, H, W)"
         )
-    if cfg.learn_labels:
+    if cfg.learn_labels and cfg.label_targets == "free":
+        # The target vector itself: one-hot, or split evenly over the classes an image covers.
+        labels = (cover.float() / cover.sum(1, keepdim=True)).repeat(cfg.steps, 1, 1)  # [S, n, K]
+    elif cfg.learn_labels:
         # Equal logits on the classes an image covers: softmax ≈ 0.9 on one class, ≈ 0.47 each on two.
         labels = cover.float().repeat(cfg.steps, 1, 1) * LABEL_LOGIT_SCALE  # [S, n, K]
     else:
@@ -167,7 +179,7 @@ def _initial_state(
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    return _State(images, labels, raw, opt, 0, [])
+    return _State(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 
 def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
@@ -231,7 +243,10 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
 
 def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
     now = to_dict(cfg)
-    differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    defaults = to_dict(DistillConfig())  # a key newer than the checkpoint had its default then
+    differ = sorted(
+        k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]
+    )
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
         raise ValueError(
@@ -375,7 +390,7 @@ def distill(
         # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
         state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
         if d_labels:
-            state.labels.grad = d_labels[0]
+            state.labels.grad = state.label_grad(d_labels[0])
         state.optimizer.step()
         step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
@@ -473,6 +488,7 @@ def _finish(
         "iterations": state.iteration,
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
+        "label_targets": cfg.label_targets,
         "processes": world.size,
         "accuracy": {
             k: v
@@ -494,7 +510,7 @@ def _finish(
         from datadistill.viz import plot_curves, save_step_grids
 
         save_step_grids(
-            train.denormalize(data.images), data.labels, data.lrs, train.class_names, out
+            train.denormalize(data.images), data.targets(), data.lrs, train.class_names, out
         )
         plot_curves(state.history, out / "curve.png")
     world.barrier()

@@ -247,7 +247,7 @@ def evaluate(
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = setting.load("test")
     dev = torch.device(device)
-    steps = Steps(data.images.to(dev), data.labels.to(dev), data.lrs.to(dev))
+    steps = Steps(data.images.to(dev), data.targets().to(dev), data.lrs.to(dev))
     after, before = evaluate_steps(
         setting.model,
         steps,
@@ -299,7 +299,7 @@ def train_as_dataset(
     Args:
         model: the network (called functionally; its own parameters are never used or changed).
         images: ``[..., C, H, W]`` images, e.g. a distilled ``[S, n, C, H, W]``; flattened to ``[N, C, H, W]``.
-        labels: matching int64 classes ``[...]``, or float label logits ``[..., K]`` (soft targets).
+        labels: matching int64 classes ``[...]``, or float soft targets ``[..., K]`` (``DistilledData.targets()``).
         params: θ_0 (not modified).
         epochs: passes over the images.
         lr: SGD step size.
@@ -379,7 +379,7 @@ def evaluate_as_dataset(
     test = setting.load("test")
     dev = torch.device(device)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
-    images, labels = data.images.to(dev), data.labels.to(dev)
+    images, labels = data.images.to(dev), data.targets().to(dev)
     after, before = [], []
     inits = setting.inits.evaluation_inits(n)
     for i, params in enumerate(tqdm(inits, total=n, desc="evaluate", disable=not progress)):

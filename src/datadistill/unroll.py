@@ -34,8 +34,9 @@ class Steps:
 
     Attributes:
         images: ``[steps, per_step, C, H, W]`` distilled images, in normalised pixel space.
-        labels: ``[steps, per_step]`` int64 class labels, or ``[steps, per_step, K]`` float label logits
-            (learned soft labels: the inner loss targets ``softmax(labels)``).
+        labels: ``[steps, per_step]`` int64 class labels, or ``[steps, per_step, K]`` float soft targets,
+            used as they are: the inner loss is ``−Σ_k y_k log softmax(f)_k`` (a target need not sum to one;
+            how learned labels become targets is ``artifacts.label_targets``).
         lrs: ``[steps * epochs]`` positive step sizes, one per GD update.
     """
 
@@ -69,10 +70,11 @@ class MetaGrads:
 
 
 def inner_loss(model: nn.Module, params: Params, images: Tensor, labels: Tensor) -> Tensor:
-    """Training loss of one distilled step: cross-entropy, against soft targets if labels are logits."""
+    """Training loss of one distilled step: cross-entropy against classes ``[n]`` or soft targets ``[n, K]``.
+
+    Soft targets are taken as they are (``F.cross_entropy`` with float targets is ``mean −Σ y log softmax``).
+    """
     logits = functional_call(model, params, (images,))
-    if labels.is_floating_point():
-        return F.cross_entropy(logits, labels.softmax(dim=-1))
     return F.cross_entropy(logits, labels)
 
 

@@ -21,11 +21,8 @@ def _as_image(x: Tensor):
 
 
 def _label_text(label: Tensor, class_names: Sequence[str]) -> str:
-    if (
-        label.is_floating_point()
-    ):  # learned soft labels: show the top-2 classes and their probabilities
-        probs = label.softmax(-1)
-        top = probs.topk(min(2, probs.numel()))
+    if label.is_floating_point():  # soft targets: the top-2 classes and their weights
+        top = label.topk(min(2, label.numel()))
         return "\n".join(
             f"{class_names[i]} {p:.2f}"
             for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
@@ -45,7 +42,7 @@ def save_step_grids(
 
     Args:
         images: ``[S, n, C, H, W]`` de-normalised to [0, 1].
-        labels: ``[S, n]`` classes or ``[S, n, K]`` label logits.
+        labels: ``[S, n]`` classes or ``[S, n, K]`` soft targets (``DistilledData.targets()``).
         lrs: ``[S * E]`` learned step sizes; update t uses step t mod S.
         class_names: names of the K classes.
         out_dir: folder for ``<prefix>.png`` (or ``<prefix>_000-009.png``… when S > 10).
