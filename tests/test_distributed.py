@@ -71,17 +71,18 @@ def _single(*args: str) -> list[str]:
     return [sys.executable, "-m", "datadistill", "distill", *COMMON, *args]
 
 
-def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path):
+@pytest.mark.parametrize("labels", [[], ["--learn-labels", "--label-targets", "free"]])
+def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path, labels):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(
-        _single("--inits-per-iteration", "4", "--iterations", "4", "--out", str(one)),
+        _single("--inits-per-iteration", "4", "--iterations", "4", "--out", str(one), *labels),
         check=True,
         env=_env(),
         capture_output=True,
         timeout=300,
     )
     done = subprocess.run(
-        _torchrun(2, "--inits-per-iteration", "2", "--iterations", "4", "--out", str(two)),
+        _torchrun(2, "--inits-per-iteration", "2", "--iterations", "4", "--out", str(two), *labels),
         env=_env(),
         capture_output=True,
         text=True,
@@ -93,6 +94,8 @@ def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path):
     # Same inits and batches; only the float summation order differs (Adam steps are 0.05).
     torch.testing.assert_close(a["images"], b["images"], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(a["lrs"], b["lrs"], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(a["labels"], b["labels"], rtol=1e-3, atol=1e-3)
+    assert a["labels"].is_floating_point() == bool(labels)
     assert "processes" in (two / "manifest.json").read_text()
 
 

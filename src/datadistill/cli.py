@@ -174,6 +174,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                     "epochs",
                     "images_shape",
                     "soft_labels",
+                    "label_targets",
                     "objective",
                 )
             },
