@@ -401,3 +401,52 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path):
         _check_compatible(
             saved, DistillConfig(**TINY, learn_labels=True, label_targets="free"), tmp_path
         )
+
+
+def test_val_size_keeps_the_iterate_best_on_held_out_training_images(tmp_path):
+    out = tmp_path / "run"
+    data = distill(
+        **{**TINY, "eval_every": 5}, val_size=300, iterations=30, out=str(out), progress=False
+    )
+    history = json.loads((out / "metrics.json").read_text())
+    scored = [(r["val_accuracy"], r["iteration"]) for r in history if "val_accuracy" in r]
+    assert [it for _, it in scored] == [5, 10, 15, 20, 25, 30]
+    best_score = max(score for score, _ in scored)
+    first_best = next(it for score, it in scored if score == best_score)  # ties keep the earlier
+    m = data.manifest
+    assert m["val_size"] == 300 and m["val_accuracy"] == best_score
+    assert m["selected_iteration"] == first_best and m["iterations"] == 30
+    # The saved set is the selected iterate: replaying it reproduces the manifest's test accuracy.
+    again = evaluate(out, models=1)
+    assert again.accuracy_mean == pytest.approx(m["accuracy"]["accuracy_mean"])
+
+
+def test_val_size_resumes_bit_for_bit_with_its_best_iterate(tmp_path):
+    settings = {**TINY, "eval_every": 5, "checkpoint_every": 5, "val_size": 300, "progress": False}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    distill(**settings, iterations=20, out=str(straight))
+    distill(**settings, iterations=10, out=str(split))
+    (
+        split / "distilled.safetensors"
+    ).unlink()  # a finished run's folder, continued with more iterations
+    distill(**settings, iterations=20, out=str(split), resume=True)
+    a, b = _tensors(straight), _tensors(split)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (straight, split))
+    assert ma["selected_iteration"] == mb["selected_iteration"]
+    with pytest.raises(ValueError, match="eval_every"):  # would move the candidate iterates
+        distill(**{**settings, "eval_every": 2}, iterations=25, out=str(split), resume=True)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("-1", "--val-size must be a whole number"), ("1000", "would hold out more than half")],
+)
+def test_val_size_nonsense_is_refused(tmp_path, capsys, value, message):
+    status = main(
+        ["distill", "--out", str(tmp_path / "run"), "--iterations", "1", "--val-size", value]
+    )
+    err = capsys.readouterr().err
+    assert status != 0 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

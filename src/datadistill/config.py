@@ -71,6 +71,9 @@ class DistillConfig:
     seed: int = 0  # seeds the fixed init, the synthetic pixels, real batches and sampled inits
     eval_models: int | None = None  # networks for the final evaluation; None: 1 fixed, 20 random
     eval_every: int = 200  # evaluate (on a few inits) every N iterations for the curve
+    val_size: int = (
+        0  # hold out N training images; the result is the iterate best on them (0: the last)
+    )
     time_limit: float | None = (
         None  # stop after this many minutes of distillation (then evaluate and save as usual)
     )
@@ -103,6 +106,14 @@ class DistillConfig:
         ):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if (
+            isinstance(self.val_size, bool)
+            or not isinstance(self.val_size, int)
+            or self.val_size < 0
+        ):
+            raise ValueError(
+                f"--val-size must be a whole number of training images >= 0, got {self.val_size!r}"
+            )
         if self.pad is not None and (
             isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0
         ):

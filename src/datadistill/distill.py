@@ -12,6 +12,7 @@ image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -40,9 +41,9 @@ from datadistill.artifacts import (
 from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
-from datadistill.evaluate import EvalResult, evaluate_steps, make_setting
+from datadistill.evaluate import EvalResult, accuracy, evaluate_steps, make_setting
 from datadistill.objectives import make_objective
-from datadistill.unroll import Steps, batched_meta_grad, meta_grad
+from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 CHECKPOINT = "checkpoint.safetensors"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
@@ -62,6 +63,7 @@ RESUMABLE_CHANGES = {
     "decay_factor",
     "time_limit",
 }
+BEST_TENSORS = ("images", "labels", "raw_lrs")
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
 
@@ -99,16 +101,70 @@ class _State:
     iteration: int
     history: list[dict[str, Any]]
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
+    best: dict[str, Any] | None = (
+        None  # with --val-size: the best iterate so far (tensors + its score)
+    )
 
     def steps(self) -> Steps:
         return Steps(
             self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
         )
 
+    def snapshot(self, val_accuracy: float) -> dict[str, Any]:
+        """A detached copy of the learned tensors, tagged with the iteration and its validation accuracy."""
+        return {
+            "iteration": self.iteration,
+            "val_accuracy": val_accuracy,
+            **{k: getattr(self, k).detach().clone() for k in BEST_TENSORS},
+        }
+
+    def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else the last."""
+        source = self.best if self.best is not None else vars(self)
+        return tuple(source[k].detach() for k in BEST_TENSORS)
+
     def label_grad(self, d_targets: Tensor) -> Tensor:
         """∂L/∂labels from ∂L/∂targets (the chain rule through ``label_targets``)."""
         labels = self.labels.detach().requires_grad_()
         return torch.autograd.grad(label_targets(labels, self.label_kind), labels, d_targets)[0]
+
+
+@dataclass
+class _Validation:
+    """Held-out training images and fixed networks on which iterates are compared (``--val-size``)."""
+
+    images: Tensor  # [N, C, H, W]
+    labels: Tensor  # [N]
+    nets: list[
+        Params
+    ]  # θ_0 of the networks to replay from: the fixed init, or training-distribution draws
+
+    def score(self, model, steps: Steps) -> float:
+        """Mean accuracy (%) on the held-out images after replaying ``steps`` from each network."""
+        steps = Steps(steps.images.detach(), steps.labels.detach(), steps.lrs.detach())
+        return statistics.fmean(
+            accuracy(
+                model, unroll(model, p, steps, create_graph=False)[-1], self.images, self.labels
+            )
+            for p in self.nets
+        )
+
+
+def _split_validation(cfg: DistillConfig, train):
+    """``(fit, held_out)``: ``cfg.val_size`` random training images set aside (None when 0)."""
+    if not cfg.val_size:
+        return train, None
+    if cfg.val_size > len(train.labels) // 2:
+        raise ValueError(
+            f"--val-size {cfg.val_size} would hold out more than half of the {len(train.labels)} "
+            f"training images of {cfg.dataset}; use at most {len(train.labels) // 2}"
+        )
+    order = torch.randperm(len(train.labels), generator=_generator(cfg.seed, "validation"))
+    held, fit = order[: cfg.val_size], order[cfg.val_size :]
+    return (
+        dataclasses.replace(train, images=train.images[fit], labels=train.labels[fit]),
+        dataclasses.replace(train, images=train.images[held], labels=train.labels[held]),
+    )
 
 
 def _resolve_out(cfg: DistillConfig, model_name: str) -> Path:
@@ -188,6 +244,8 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "raw_lrs": state.raw_lrs,
         "labels": state.labels,
     }
+    if state.best is not None:
+        tensors.update({f"best.{k}": state.best[k] for k in BEST_TENSORS})
     opt = state.optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():
@@ -199,6 +257,8 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "history": json.dumps(state.history),
         "version": __version__,
     }
+    if state.best is not None:
+        metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
     path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
     if path.exists():
         os.replace(path, previous)
@@ -233,6 +293,9 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         state.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         state.iteration = int(meta["iteration"])
         state.history = json.loads(meta["history"])
+        if "best" in meta:
+            best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
+            state.best = {**json.loads(meta["best"]), **best}
         return path
     if errors:
         raise ValueError(f"no usable checkpoint in {folder}: " + "; ".join(errors))
@@ -244,9 +307,9 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
 def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
     now = to_dict(cfg)
     defaults = to_dict(DistillConfig())  # a key newer than the checkpoint had its default then
-    differ = sorted(
-        k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]
-    )
+    # With --val-size the evaluation points are the candidates for the result, so they must not move.
+    resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.val_size else set())
+    differ = sorted(k for k in now if k not in resumable and saved.get(k, defaults[k]) != now[k])
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
         raise ValueError(
@@ -288,6 +351,7 @@ def distill(
     load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
     train = load_dataset(cfg.dataset, "train", **load)
     test = load_dataset(cfg.dataset, "test", **load)
+    train, held_out = _split_validation(cfg, train)  # before anything is written: it may refuse
     setting = make_setting(
         dataset=cfg.dataset,
         model=cfg.model,
@@ -313,6 +377,20 @@ def distill(
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
+    validation = None
+    if held_out is not None:
+        n_val = 1 if inits.is_fixed else 4
+        validation = _Validation(
+            held_out.images.to(device),
+            held_out.labels.to(device),
+            [
+                {
+                    n: p.to(device)
+                    for n, p in inits.sample(_generator(cfg.seed, "val-init", j)).items()
+                }
+                for j in range(n_val)
+            ],
+        )
     state = _initial_state(cfg, train, device, images)
     if cfg.resume:
         resumed_from = _load_checkpoint(out, state, cfg)
@@ -401,6 +479,10 @@ def distill(
             after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
+            if validation is not None:
+                record["val_accuracy"] = validation.score(model, state.steps())
+                if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
+                    state.best = state.snapshot(record["val_accuracy"])
         state.history.append(record)
         if writer is not None:
             writer.add_scalar("meta_loss", record["loss"], state.iteration)
@@ -463,7 +545,9 @@ def _finish(
     n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
     if inits.max_evaluation_models() is not None:
         n_eval = min(n_eval, inits.max_evaluation_models())
-    after, before = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_eval)
+    images, labels, raw_lrs = state.chosen()
+    steps = Steps(images, label_targets(labels, state.label_kind), F.softplus(raw_lrs))
+    after, before = _evaluate_split(world, model, steps, inits, test_x, test_y, n_eval)
     result = EvalResult.from_accuracies(after, before, init=inits.kind)
     manifest = {
         "dataset": cfg.dataset,
@@ -486,6 +570,10 @@ def _finish(
         "channels": cfg.channels,
         "seed": cfg.seed,
         "iterations": state.iteration,
+        # with --val-size: which iterate is the result, and its accuracy on the held-out training images
+        "val_size": cfg.val_size,
+        "selected_iteration": state.best["iteration"] if state.best else state.iteration,
+        "val_accuracy": state.best["val_accuracy"] if state.best else None,
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
         "label_targets": cfg.label_targets,
@@ -499,9 +587,9 @@ def _finish(
         "run_dir": str(out),
     }
     data = DistilledData(
-        state.images.detach().cpu(),
-        state.labels.detach().cpu(),
-        F.softplus(state.raw_lrs).detach().cpu(),
+        images.cpu(),
+        labels.cpu(),
+        F.softplus(raw_lrs).cpu(),
         manifest,
     )
     if world.is_main:
