@@ -116,7 +116,13 @@ def main() -> None:
             "images": int(data.images.shape[0] * data.images.shape[1]),
             "steps": cfg.steps,
             "epochs": cfg.epochs,
-            "iterations": cfg.iterations,
+            "iterations": data.manifest[
+                "iterations"
+            ],  # done (a time limit may stop short of cfg's)
+            "selected_iteration": data.manifest.get(
+                "selected_iteration"
+            ),  # with val_size: the kept one
+            "val_accuracy": data.manifest.get("val_accuracy"),
             "accuracy_mean": result.accuracy_mean,
             "accuracy_std": result.accuracy_std,
             "accuracy_min": min(result.accuracies),
