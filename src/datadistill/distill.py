@@ -101,9 +101,8 @@ class _State:
     iteration: int
     history: list[dict[str, Any]]
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
-    best: dict[str, Any] | None = (
-        None  # with --val-size: the best iterate so far (tensors + its score)
-    )
+    # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
+    best: dict[str, Any] | None = None
 
     def steps(self) -> Steps:
         return Steps(
@@ -135,9 +134,8 @@ class _Validation:
 
     images: Tensor  # [N, C, H, W]
     labels: Tensor  # [N]
-    nets: list[
-        Params
-    ]  # θ_0 of the networks to replay from: the fixed init, or training-distribution draws
+    # θ_0 of the networks to replay from: the fixed init, or draws from the training distribution
+    nets: list[Params]
 
     def score(self, model, steps: Steps) -> float:
         """Mean accuracy (%) on the held-out images after replaying ``steps`` from each network."""
