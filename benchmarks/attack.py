@@ -65,6 +65,23 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
     p.add_argument("--inits-per-iteration", type=int, help="pool nets per iteration (default 4)")
+    p.add_argument(
+        "--init-noise",
+        type=float,
+        default=0.0,
+        help="perturb sampled pool nets (σ · rms per tensor)",
+    )
+    p.add_argument(
+        "--select",
+        action="store_true",
+        help="keep the iterate best on held-out training images and 4 held-back pool nets",
+    )
+    p.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the real-image baselines (default on)",
+    )
     p.add_argument("--lr", type=float, default=AttackConfig.lr)
     p.add_argument("--lr-init", type=float, default=AttackConfig.lr_init)
     p.add_argument("--models", type=int, default=20, help="victims (capped at the held-out part)")
@@ -152,6 +169,9 @@ def main() -> None:
                 inits_per_iteration=args.inits_per_iteration,
                 lr=args.lr,
                 lr_init=args.lr_init,
+                init_noise=args.init_noise,
+                select=args.select,
+                baselines=args.baselines,
                 models=args.models,
                 val_size=args.val_size,
                 pool_count=args.pool_count,

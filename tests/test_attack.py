@@ -238,3 +238,11 @@ def test_a_set_distilled_on_another_pool_is_not_reused(result, pool_dir, tmp_pat
     assert distill_attack(cfg, run).lrs.numel() == 1  # same attack, same pool: reused
     with pytest.raises(FileExistsError, match="another distilled set"):
         distill_attack(AttackConfig(**ATTACK, pretrained=str(other_pool)), run)
+
+
+def test_selection_needs_more_pool_nets_than_it_holds_back(pool_dir, tmp_path):
+    cfg = AttackConfig(**ATTACK, pretrained=str(pool_dir), out=str(tmp_path), select=True)
+    with pytest.raises(ValueError, match="sets aside 4 of the pool's training networks"):
+        run_attack(cfg)
+    with pytest.raises(ValueError, match="--init-noise"):
+        AttackConfig(init_noise=-1.0).validate(10)

@@ -450,3 +450,63 @@ def test_val_size_nonsense_is_refused(tmp_path, capsys, value, message):
     err = capsys.readouterr().err
     assert status != 0 and message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_init_noise_perturbs_each_tensor_by_its_rms_and_resumes_bit_for_bit(tmp_path):
+    from datadistill.distill import _perturbed
+
+    params = {"w": torch.randn(200, 300) * 3.0, "b": torch.zeros(5)}
+    assert _perturbed(params, 0.0, torch.Generator().manual_seed(0)) is params
+    noisy = _perturbed(params, 0.1, torch.Generator().manual_seed(0))
+    again = _perturbed(params, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy["w"], again["w"])
+    relative = (noisy["w"] - params["w"]).pow(2).mean().sqrt() / params["w"].pow(2).mean().sqrt()
+    assert relative.item() == pytest.approx(0.1, rel=0.02)
+    assert torch.equal(noisy["b"], params["b"])  # zero tensors have no scale to perturb by
+
+    settings = {
+        **TINY,
+        "init": "random",
+        "init_noise": 0.2,
+        "checkpoint_every": 5,
+        "progress": False,
+    }
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    clean = distill(**{**settings, "init_noise": 0.0}, iterations=10, out=str(tmp_path / "clean"))
+    data = distill(**settings, iterations=10, out=str(straight))
+    assert data.manifest["init_noise"] == 0.2
+    assert not torch.equal(data.images, clean.images)  # the noise reached the meta-gradients
+    distill(**settings, iterations=5, out=str(split))
+    (split / "distilled.safetensors").unlink()
+    resumed = distill(**settings, iterations=10, out=str(split), resume=True)
+    assert torch.equal(resumed.images, data.images) and torch.equal(resumed.lrs, data.lrs)
+
+
+def test_init_noise_nonsense_is_refused(tmp_path, capsys):
+    status = main(["distill", "--out", str(tmp_path / "run"), "--init-noise", "-0.5"])
+    err = capsys.readouterr().err
+    assert status != 0 and "--init-noise must be a number >= 0" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_scores_the_objective_on_networks_distillation_never_draws():
+    from types import SimpleNamespace
+
+    from datadistill.distill import VAL_NETS, _make_validation
+    from datadistill.inits import InitDistribution
+
+    model = torch.nn.Linear(4, 3)
+    nets = [{"weight": torch.full((3, 4), float(i)), "bias": torch.zeros(3)} for i in range(7)]
+    inits = InitDistribution("pretrained-random", model, pool=nets, heldout=nets[:1])
+    held_out = SimpleNamespace(images=torch.randn(6, 4), labels=torch.tensor([0, 1, 2, 0, 1, 2]))
+    cfg = DistillConfig(objective="poison", source_class=0, target_class=2, val_size=6)
+    validation, sampled = _make_validation(cfg, inits, held_out, torch.device("cpu"))
+    # The last VAL_NETS training nets score iterates and are never sampled for distillation.
+    assert [float(n["weight"][0, 0]) for n in validation.nets] == [3.0, 4.0, 5.0, 6.0]
+    assert len(sampled.pool) == 7 - VAL_NETS and len(inits.pool) == 7
+    gen = torch.Generator().manual_seed(0)
+    assert all(float(sampled.sample(gen)["weight"][0, 0]) < 3 for _ in range(50))
+    assert validation.labels.tolist() == [2, 1, 2, 2, 1, 2]  # class K scored as T
+    small = InitDistribution("pretrained-random", model, pool=nets[:VAL_NETS], heldout=nets[:1])
+    with pytest.raises(ValueError, match="pre-train more"):
+        _make_validation(cfg, small, held_out, torch.device("cpu"))

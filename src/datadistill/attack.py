@@ -89,6 +89,12 @@ class AttackConfig:
     lr: float = 0.03  # Adam lr on the pixels and the raw step size
     lr_init: float = 0.03  # starting step size (one step of 0.1 on a few K→T images wrecks a LeNet)
     batch_size: int = 1024  # real images per meta-loss evaluation
+    init_noise: float = (
+        0.0  # perturb each sampled pool net by this × each tensor's rms (distill only)
+    )
+    select: bool = (
+        False  # keep the iterate best on val_size held-out images and 4 held-back pool nets
+    )
     models: int = 20  # held-out networks to report over (capped at the pool's held-out part)
     baselines: bool = True  # also run the real-image baselines
     val_size: int = 5000  # validation images carved from the training split for lr tuning (≤ 1/5)
@@ -146,6 +152,8 @@ class AttackConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a positive number, got {value!r}"
                 )
+        if not (math.isfinite(self.init_noise) and self.init_noise >= 0):
+            raise ValueError(f"--init-noise must be a number >= 0, got {self.init_noise!r}")
         if not (math.isfinite(self.max_other_drop) and self.max_other_drop >= 0):
             raise ValueError(f"max_other_drop must be ≥ 0 points, got {self.max_other_drop!r}")
         if not self.lr_grid or not all(math.isfinite(v) and v > 0 for v in self.lr_grid):
@@ -616,6 +624,8 @@ def distill_attack(
             == (cfg.source_class, cfg.target_class)
             and m.get("iterations") == iterations
             and m.get("images_per_class") == cfg.images_per_class
+            and m.get("init_noise", 0.0) == cfg.init_noise
+            and m.get("val_size", 0) == (cfg.val_size if cfg.select else 0)
             and m.get("init") == cfg.init
             and m.get("pretrained")
             == (str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None)
@@ -650,7 +660,10 @@ def distill_attack(
         eval_models=eval_models or cfg.models,
         # Halve the Adam lr at every quarter of the run (distill's default, every tenth, stalls short runs).
         decay_every=max(iterations // 4, 1),
-        eval_every=max(iterations // 4, 1),
+        init_noise=cfg.init_noise,
+        val_size=cfg.val_size if cfg.select else 0,
+        # With selection, score 40 iterates; otherwise a curve point per quarter is enough.
+        eval_every=max(iterations // (40 if cfg.select else 4), 1),
         checkpoint_every=max(iterations, 1),
         data_dir=cfg.data_dir,
         device=cfg.device,
@@ -888,6 +901,20 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr-init", type=float, default=d.lr_init, help="starting step size")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per meta-loss")
     p.add_argument(
+        "--init-noise",
+        type=float,
+        default=d.init_noise,
+        help="distil for pool nets perturbed by N(0, (σ·rms)²) per tensor, so the step does not fit "
+        "the few training nets (default 0: off)",
+    )
+    p.add_argument(
+        "--select",
+        action=argparse.BooleanOptionalAction,
+        default=d.select,
+        help="result = the iterate best on --val-size held-out training images (K relabelled T) "
+        "replayed from 4 pool nets held back from distillation (default off: the last iterate)",
+    )
+    p.add_argument(
         "--models", type=int, default=d.models, help="held-out victims to report over (20)"
     )
     p.add_argument(
@@ -928,6 +955,8 @@ def run_cli(args: argparse.Namespace) -> int:
         lr=args.lr,
         lr_init=args.lr_init,
         batch_size=args.batch_size,
+        init_noise=args.init_noise,
+        select=args.select,
         models=args.models,
         baselines=args.baselines,
         val_size=args.val_size,

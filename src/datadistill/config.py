@@ -62,6 +62,9 @@ class DistillConfig:
     vmap_inits: bool | None = (
         None  # batch the inits of an iteration with torch.func.vmap; None: on for cuda
     )
+    init_noise: float = (
+        0.0  # distillation only: add N(0, (σ·rms of each tensor)²) to every sampled θ_0 (0: off)
+    )
     objective: str = "task"  # task | poison
     source_class: int | None = None  # poison: class K whose images should be predicted as T
     target_class: int | None = None  # poison: class T
@@ -125,6 +128,16 @@ class DistillConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{_flag(name)} must be a positive number, got {value!r}")
+        if not (
+            isinstance(self.init_noise, int | float)
+            and not isinstance(self.init_noise, bool)
+            and math.isfinite(self.init_noise)
+            and self.init_noise >= 0
+        ):
+            raise ValueError(
+                f"--init-noise must be a number >= 0 (relative to each weight tensor's rms), "
+                f"got {self.init_noise!r}"
+            )
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(
                 f"--time-limit must be a positive number of minutes, got {self.time_limit!r}"

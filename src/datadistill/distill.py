@@ -42,10 +42,12 @@ from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps, make_setting
-from datadistill.objectives import make_objective
+from datadistill.objectives import make_objective, poison_labels
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 CHECKPOINT = "checkpoint.safetensors"
+# Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
+VAL_NETS = 4
 PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 # Settings that may differ between a run and its resumption (they do not change the distilled result).
 RESUMABLE_CHANGES = {
@@ -146,6 +148,36 @@ class _Validation:
             )
             for p in self.nets
         )
+
+
+def _make_validation(cfg: DistillConfig, inits, held_out, device: torch.device):
+    """``(validation or None, inits to distil from)`` for ``--val-size``.
+
+    The held-out images carry the objective's labels (class K relabelled T for ``poison``), so the selected
+    iterate is the one best at the objective. The networks are ones distillation never trains on: the fixed
+    init itself; fresh draws for ``random``; for ``pretrained-random`` the last ``VAL_NETS`` networks of the
+    pool's training part, which are then removed from the pool that distillation samples (otherwise the
+    selection would reward fitting the very networks the attack or adaptation was tuned on).
+    """
+    if held_out is None:
+        return None, inits
+    labels = held_out.labels
+    if cfg.objective == "poison":
+        labels = poison_labels(labels, cfg.source_class, cfg.target_class)
+    if inits.kind == "pretrained-random":
+        if len(inits.pool) <= VAL_NETS:
+            raise ValueError(
+                f"--val-size with init pretrained-random sets aside {VAL_NETS} of the pool's training "
+                f"networks for validation, but the pool has only {len(inits.pool)}: pre-train more "
+                "networks (datadistill pretrain --count) or drop --val-size"
+            )
+        nets = list(inits.pool[-VAL_NETS:])
+        inits = dataclasses.replace(inits, pool=inits.pool[:-VAL_NETS])
+    else:
+        n_val = 1 if inits.is_fixed else VAL_NETS
+        nets = [inits.sample(_generator(cfg.seed, "val-init", j)) for j in range(n_val)]
+    on_device = [{n: p.to(device) for n, p in net.items()} for net in nets]
+    return _Validation(held_out.images.to(device), labels.to(device), on_device), inits
 
 
 def _split_validation(cfg: DistillConfig, train):
@@ -366,6 +398,7 @@ def distill(
     )
     model, inits = setting.model, setting.inits
     _check_classes(cfg, train.num_classes)
+    validation, inits = _make_validation(cfg, inits, held_out, device)  # may refuse: before writing
     out = _resolve_out(cfg, cfg.model or type(model).arch)
     if not cfg.resume and ((out / CHECKPOINT).exists() or (out / DISTILLED_FILE).exists()):
         raise FileExistsError(
@@ -375,20 +408,6 @@ def distill(
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    validation = None
-    if held_out is not None:
-        n_val = 1 if inits.is_fixed else 4
-        validation = _Validation(
-            held_out.images.to(device),
-            held_out.labels.to(device),
-            [
-                {
-                    n: p.to(device)
-                    for n, p in inits.sample(_generator(cfg.seed, "val-init", j)).items()
-                }
-                for j in range(n_val)
-            ],
-        )
     state = _initial_state(cfg, train, device, images)
     if cfg.resume:
         resumed_from = _load_checkpoint(out, state, cfg)
@@ -439,7 +458,14 @@ def distill(
         # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
         step_start = time.perf_counter()
         params0 = [
-            {n: p.to(device) for n, p in inits.sample(_generator(cfg.seed, it, "init", j)).items()}
+            {
+                n: p.to(device)
+                for n, p in _perturbed(
+                    inits.sample(_generator(cfg.seed, it, "init", j)),
+                    cfg.init_noise,
+                    _generator(cfg.seed, it, "init-noise", j),
+                ).items()
+            }
             for j in range(world.rank * k, (world.rank + 1) * k)
         ]
         if vmap_inits:
@@ -508,6 +534,21 @@ def distill(
     return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, progress)
 
 
+def _perturbed(params: Params, noise: float, generator: torch.Generator) -> Params:
+    """θ_0 + ε with ε ~ N(0, (noise · rms(θ))²) per tensor (``--init-noise``; 0 returns ``params``).
+
+    Distilling for a cloud of networks around every draw, rather than for the draws themselves, keeps the
+    images from fitting the quirks of the few networks of a pre-trained pool.
+    """
+    if noise == 0:
+        return params
+    out = {}
+    for name, p in params.items():
+        rms = p.detach().pow(2).mean().sqrt()
+        out[name] = p + noise * rms * torch.randn(p.shape, generator=generator, dtype=p.dtype)
+    return out
+
+
 def _out_of_time(world: World, cfg: DistillConfig, started: float) -> bool:
     if cfg.time_limit is None:
         return False
@@ -569,6 +610,7 @@ def _finish(
         "seed": cfg.seed,
         "iterations": state.iteration,
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images
+        "init_noise": cfg.init_noise,
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
