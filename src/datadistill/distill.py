@@ -46,9 +46,9 @@ from datadistill.objectives import make_objective, poison_labels
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 CHECKPOINT = "checkpoint.safetensors"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 # Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
 VAL_NETS = 4
-PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 # Settings that may differ between a run and its resumption (they do not change the distilled result).
 RESUMABLE_CHANGES = {
     "iterations",
@@ -135,8 +135,8 @@ class _Validation:
     """Held-out training images and fixed networks on which iterates are compared (``--val-size``)."""
 
     images: Tensor  # [N, C, H, W]
-    labels: Tensor  # [N]
-    # θ_0 of the networks to replay from: the fixed init, or draws from the training distribution
+    labels: Tensor  # [N], the objective's labels (class K relabelled T for poison)
+    # θ_0 of the networks to replay from, never drawn in distillation (see _make_validation)
     nets: list[Params]
 
     def score(self, model, steps: Steps) -> float:
