@@ -72,6 +72,9 @@ def _parse() -> argparse.Namespace:
         help="perturb sampled pool nets (σ · rms per tensor)",
     )
     p.add_argument(
+        "--source-weight", type=float, default=1.0, help="weight of class-K images in the objective"
+    )
+    p.add_argument(
         "--select",
         action="store_true",
         help="keep the iterate best on held-out training images and 4 held-back pool nets",
@@ -170,6 +173,7 @@ def main() -> None:
                 lr=args.lr,
                 lr_init=args.lr_init,
                 init_noise=args.init_noise,
+                source_weight=args.source_weight,
                 select=args.select,
                 baselines=args.baselines,
                 models=args.models,

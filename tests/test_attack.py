@@ -246,3 +246,26 @@ def test_selection_needs_more_pool_nets_than_it_holds_back(pool_dir, tmp_path):
         run_attack(cfg)
     with pytest.raises(ValueError, match="--init-noise"):
         AttackConfig(init_noise=-1.0).validate(10)
+
+
+def test_source_weight_is_a_weighted_mean_and_one_is_the_papers_loss():
+    import torch.nn.functional as F
+
+    from datadistill.config import DistillConfig
+    from datadistill.objectives import poison_objective
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    params = dict(model.named_parameters())
+    x, y = torch.randn(8, 5), torch.tensor([0, 1, 2, 0, 1, 2, 2, 1])
+    poisoned = torch.tensor([2, 1, 2, 2, 1, 2, 2, 1])  # K = 0 relabelled T = 2
+    per_image = F.cross_entropy(model(x), poisoned, reduction="none")
+    plain = poison_objective(x, y, 0, 2)(model, params)
+    assert torch.allclose(plain, per_image.mean())
+    w = torch.tensor([4.0, 1, 1, 4, 1, 1, 1, 1])
+    weighted = poison_objective(x, y, 0, 2, source_weight=4.0)(model, params)
+    assert torch.allclose(weighted, (w * per_image).sum() / w.sum())
+    with pytest.raises(ValueError, match="needs --objective poison"):
+        DistillConfig(source_weight=2.0).validate()
+    with pytest.raises(ValueError, match="--source-weight must be a positive number"):
+        AttackConfig(source_weight=0.0).validate(10)

@@ -89,12 +89,12 @@ class AttackConfig:
     lr: float = 0.03  # Adam lr on the pixels and the raw step size
     lr_init: float = 0.03  # starting step size (one step of 0.1 on a few K→T images wrecks a LeNet)
     batch_size: int = 1024  # real images per meta-loss evaluation
-    init_noise: float = (
-        0.0  # perturb each sampled pool net by this × each tensor's rms (distill only)
-    )
-    select: bool = (
-        False  # keep the iterate best on val_size held-out images and 4 held-back pool nets
-    )
+    # weight of class-K images in the objective (1: the paper's plain mean over the real batch)
+    source_weight: float = 1.0
+    # perturb each sampled pool net by this × each tensor's rms (distillation only; 0: off)
+    init_noise: float = 0.0
+    # keep the iterate best on val_size held-out images and 4 pool nets held back from distillation
+    select: bool = False
     models: int = 20  # held-out networks to report over (capped at the pool's held-out part)
     baselines: bool = True  # also run the real-image baselines
     val_size: int = 5000  # validation images carved from the training split for lr tuning (≤ 1/5)
@@ -152,6 +152,10 @@ class AttackConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a positive number, got {value!r}"
                 )
+        if not (math.isfinite(self.source_weight) and self.source_weight > 0):
+            raise ValueError(
+                f"--source-weight must be a positive number, got {self.source_weight!r}"
+            )
         if not (math.isfinite(self.init_noise) and self.init_noise >= 0):
             raise ValueError(f"--init-noise must be a number >= 0, got {self.init_noise!r}")
         if not (math.isfinite(self.max_other_drop) and self.max_other_drop >= 0):
@@ -625,7 +629,8 @@ def distill_attack(
             and m.get("iterations") == iterations
             and m.get("images_per_class") == cfg.images_per_class
             and m.get("init_noise", 0.0) == cfg.init_noise
-            and m.get("val_size", 0) == (cfg.val_size if cfg.select else 0)
+            and m.get("source_weight", 1.0) == cfg.source_weight
+            and (m.get("val_size", 0) > 0) == cfg.select
             and m.get("init") == cfg.init
             and m.get("pretrained")
             == (str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None)
@@ -661,7 +666,9 @@ def distill_attack(
         # Halve the Adam lr at every quarter of the run (distill's default, every tenth, stalls short runs).
         decay_every=max(iterations // 4, 1),
         init_noise=cfg.init_noise,
-        val_size=cfg.val_size if cfg.select else 0,
+        source_weight=cfg.source_weight,
+        # the same cap as the baselines' validation split: a fifth of the training images
+        val_size=min(cfg.val_size, len(train.labels) // 5) if cfg.select else 0,
         # With selection, score 40 iterates; otherwise a curve point per quarter is enough.
         eval_every=max(iterations // (40 if cfg.select else 4), 1),
         checkpoint_every=max(iterations, 1),
@@ -901,6 +908,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr-init", type=float, default=d.lr_init, help="starting step size")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per meta-loss")
     p.add_argument(
+        "--source-weight",
+        type=float,
+        default=d.source_weight,
+        help="weight of class-K images in the objective, relative to the others (default 1: the "
+        "plain mean over the real batch, as in the paper; larger favours success over sparing)",
+    )
+    p.add_argument(
         "--init-noise",
         type=float,
         default=d.init_noise,
@@ -955,6 +969,7 @@ def run_cli(args: argparse.Namespace) -> int:
         lr=args.lr,
         lr_init=args.lr_init,
         batch_size=args.batch_size,
+        source_weight=args.source_weight,
         init_noise=args.init_noise,
         select=args.select,
         models=args.models,

@@ -68,6 +68,7 @@ class DistillConfig:
     objective: str = "task"  # task | poison
     source_class: int | None = None  # poison: class K whose images should be predicted as T
     target_class: int | None = None  # poison: class T
+    source_weight: float = 1.0  # poison: weight of class-K images in the loss (1: the plain mean)
     resize: int | None = None  # resize images to NxN (e.g. 28 for USPS next to MNIST)
     pad: int | None = None  # then pad each side with N background pixels (USPS: resize 20, pad 4)
     channels: int | None = None  # convert images to this many channels (3 for MNIST next to SVHN)
@@ -137,6 +138,19 @@ class DistillConfig:
             raise ValueError(
                 f"--init-noise must be a number >= 0 (relative to each weight tensor's rms), "
                 f"got {self.init_noise!r}"
+            )
+        if not (
+            isinstance(self.source_weight, int | float)
+            and not isinstance(self.source_weight, bool)
+            and math.isfinite(self.source_weight)
+            and self.source_weight > 0
+        ):
+            raise ValueError(
+                f"--source-weight must be a positive number, got {self.source_weight!r}"
+            )
+        if self.source_weight != 1.0 and self.objective != "poison":
+            raise ValueError(
+                "--source-weight weighs class K in the poison objective; it needs --objective poison"
             )
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(

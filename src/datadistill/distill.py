@@ -453,6 +453,7 @@ def distill(
             train_y[batch],
             source_class=cfg.source_class,
             target_class=cfg.target_class,
+            source_weight=cfg.source_weight,
         )
         steps = state.steps()
         # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
@@ -611,6 +612,7 @@ def _finish(
         "iterations": state.iteration,
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "init_noise": cfg.init_noise,
+        "source_weight": cfg.source_weight,
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
