@@ -269,3 +269,28 @@ def test_source_weight_is_a_weighted_mean_and_one_is_the_papers_loss():
         DistillConfig(source_weight=2.0).validate()
     with pytest.raises(ValueError, match="--source-weight must be a positive number"):
         AttackConfig(source_weight=0.0).validate(10)
+
+
+def test_selected_attack_keeps_its_best_iterate_and_skips_the_held_back_nets(tmp_path):
+    pool = tmp_path / "pool"
+    pretrain(
+        **{**POOL, "count": 9, "heldout": 3}, out=pool
+    )  # 6 training nets: 2 sampled, 4 held back
+    cfg = AttackConfig(
+        **{**ATTACK, "iterations": 20},
+        pretrained=str(pool),
+        out=str(tmp_path / "run"),
+        select=True,
+        val_size=200,
+        init_noise=0.1,
+        source_weight=3.0,
+        baselines=False,
+    )
+    result = run_attack(cfg)
+    m = json.loads((Path(result["run_dir"]) / "distilled-0to1" / "manifest.json").read_text())
+    assert m["val_size"] == 200 and 1 <= m["selected_iteration"] <= 20
+    assert m["init_noise"] == 0.1 and m["source_weight"] == 3.0
+    assert result["rows"][0]["n_models"] == 3
+    history = json.loads((Path(result["run_dir"]) / "distilled-0to1" / "metrics.json").read_text())
+    scores = [r["val_accuracy"] for r in history if "val_accuracy" in r]
+    assert len(scores) == 20 and m["val_accuracy"] == max(scores)
