@@ -610,9 +610,9 @@ def _finish(
         "channels": cfg.channels,
         "seed": cfg.seed,
         "iterations": state.iteration,
-        # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "init_noise": cfg.init_noise,
         "source_weight": cfg.source_weight,
+        # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
