@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from datadistill.artifacts import DISTILLED_FILE, DistilledData, write_json
+from datadistill.config import check_init_noise, check_source_weight
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.evaluate import setting_from_manifest
 from datadistill.inits import InitDistribution
@@ -152,12 +153,8 @@ class AttackConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a positive number, got {value!r}"
                 )
-        if not (math.isfinite(self.source_weight) and self.source_weight > 0):
-            raise ValueError(
-                f"--source-weight must be a positive number, got {self.source_weight!r}"
-            )
-        if not (math.isfinite(self.init_noise) and self.init_noise >= 0):
-            raise ValueError(f"--init-noise must be a number >= 0, got {self.init_noise!r}")
+        check_source_weight(self.source_weight)
+        check_init_noise(self.init_noise)
         if not (math.isfinite(self.max_other_drop) and self.max_other_drop >= 0):
             raise ValueError(f"max_other_drop must be ≥ 0 points, got {self.max_other_drop!r}")
         if not self.lr_grid or not all(math.isfinite(v) and v > 0 for v in self.lr_grid):

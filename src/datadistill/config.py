@@ -129,25 +129,8 @@ class DistillConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{_flag(name)} must be a positive number, got {value!r}")
-        if not (
-            isinstance(self.init_noise, int | float)
-            and not isinstance(self.init_noise, bool)
-            and math.isfinite(self.init_noise)
-            and self.init_noise >= 0
-        ):
-            raise ValueError(
-                f"--init-noise must be a number >= 0 (relative to each weight tensor's rms), "
-                f"got {self.init_noise!r}"
-            )
-        if not (
-            isinstance(self.source_weight, int | float)
-            and not isinstance(self.source_weight, bool)
-            and math.isfinite(self.source_weight)
-            and self.source_weight > 0
-        ):
-            raise ValueError(
-                f"--source-weight must be a positive number, got {self.source_weight!r}"
-            )
+        check_init_noise(self.init_noise)
+        check_source_weight(self.source_weight)
         if self.source_weight != 1.0 and self.objective != "poison":
             raise ValueError(
                 "--source-weight weighs class K in the poison objective; it needs --objective poison"
@@ -191,6 +174,25 @@ def _flag(name: str) -> str:
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{_flag(name)} must be a positive integer, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_init_noise(value: Any) -> None:
+    """Raise ValueError unless ``--init-noise`` is a finite number ≥ 0 (shared by distill and attack)."""
+    if not (_is_number(value) and value >= 0):
+        raise ValueError(
+            "--init-noise must be a number >= 0 (relative to each weight tensor's rms), "
+            f"got {value!r}"
+        )
+
+
+def check_source_weight(value: Any) -> None:
+    """Raise ValueError unless ``--source-weight`` is a finite number > 0 (shared by distill and attack)."""
+    if not (_is_number(value) and value > 0):
+        raise ValueError(f"--source-weight must be a positive number, got {value!r}")
 
 
 def list_presets() -> list[str]:
