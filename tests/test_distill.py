@@ -1,6 +1,7 @@
 """The outer loop: it learns, it resumes bit-for-bit, it refuses nonsense without losing saved work."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,13 @@ from datadistill import DistilledData, distill, evaluate
 from datadistill.artifacts import load_tensors
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config, to_dict
-from datadistill.distill import CHECKPOINT, PREVIOUS_CHECKPOINT, DistillationDiverged, _class_cover
+from datadistill.distill import (
+    CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    DistillationDiverged,
+    _class_cover,
+    collapsed,
+)
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -227,6 +234,35 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_keeps_it(tmp_path, m
     ):
         distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), resume=True, progress=False)
     assert (out / CHECKPOINT).read_bytes() == saved
+
+
+def test_collapse_is_learning_then_chance_not_a_slow_start():
+    chance = math.log(10)
+    learned = [2.3, 1.8, 1.2, 0.9]
+    assert collapsed(learned + [chance] * 6, 10, window=5)
+    assert not collapsed(learned + [chance] * 4 + [0.8], 10, window=5)  # recovered
+    assert not collapsed([chance] * 50, 10, window=5)  # never learned: a slow start, no alarm
+    assert not collapsed(learned, 10, window=5)  # too short to tell
+
+
+def test_a_collapsed_run_is_told_once_and_goes_on(tmp_path, monkeypatch, capsys):
+    distill_module = sys.modules["datadistill.distill"]
+    real = distill_module.meta_grad
+    calls = []
+
+    def collapsing(*args, **kwargs):
+        g = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) > 25:  # after learning for 25 iterations, the net predicts uniformly
+            g.loss = torch.tensor(math.log(10))
+        return g
+
+    monkeypatch.setattr(distill_module, "meta_grad", collapsing)
+    monkeypatch.setattr(distill_module, "COLLAPSE_WINDOW", 8)
+    data = distill(**TINY, iterations=50, out=str(tmp_path / "run"), progress=False)
+    err = capsys.readouterr().err
+    assert err.count("has likely collapsed") == 1 and "another --seed" in err
+    assert data.manifest["iterations"] == 50
 
 
 def test_evaluate_cli_writes_the_contract_json(tmp_path, capsys):

@@ -66,6 +66,9 @@ RESUMABLE_CHANGES = {
     "time_limit",
 }
 BEST_TENSORS = ("images", "labels", "raw_lrs")
+# A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
+# collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
+COLLAPSE_WINDOW = 200
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
 
@@ -429,6 +432,7 @@ def distill(
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
     started = time.perf_counter()
     step_seconds, first_iteration = 0.0, state.iteration  # time in meta-gradients + updates only
+    warned_collapse = False
 
     bar = tqdm(
         total=cfg.iterations,
@@ -519,6 +523,18 @@ def distill(
             postfix["acc"] = f"{record['accuracy']:.1f}"
         bar.set_postfix(postfix)
         bar.update(1)
+        if not warned_collapse and state.iteration % (COLLAPSE_WINDOW // 4) == 0:
+            warned_collapse = collapsed(
+                [r["loss"] for r in state.history], train.num_classes, COLLAPSE_WINDOW
+            )
+            if warned_collapse and world.is_main:
+                tqdm.write(
+                    f"warning: the meta-loss has sat at chance level (ln {train.num_classes} = "
+                    f"{math.log(train.num_classes):.3f}) for the last {COLLAPSE_WINDOW} iterations after "
+                    "having been lower: this run has likely collapsed and will not recover. Restart it "
+                    "with another --seed or a lower --lr.",
+                    file=sys.stderr,
+                )
         if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
             if world.is_main:
                 last_good = _save_checkpoint(out, state, cfg)
@@ -533,6 +549,15 @@ def distill(
         "seconds_per_iteration": per_iteration,
     }
     return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, progress)
+
+
+def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WINDOW) -> bool:
+    """True when the last ``window`` meta-losses all sit at chance level (≥ 0.95 ln K) although an earlier
+    one was well below it (< 0.9 ln K): the run learned, then collapsed. A slow start is not a collapse."""
+    if len(losses) <= window:
+        return False
+    chance = math.log(num_classes)
+    return min(losses[-window:]) >= 0.95 * chance and min(losses[:-window]) < 0.9 * chance
 
 
 def _perturbed(params: Params, noise: float, generator: torch.Generator) -> Params:
