@@ -8,6 +8,7 @@ Only rank 0 logs and writes files. Outside torchrun (no ``WORLD_SIZE``) everythi
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ def init_world(device: str = "cpu") -> World:
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+        # Without it, gloo's worker threads can outlive the interpreter and abort the process at exit
+        # ("terminate called without an active exception", SIGABRT) after all work is done.
+        atexit.register(shutdown)
     return World(dist.get_rank(), dist.get_world_size())
 
 
@@ -77,5 +81,6 @@ def local_device(device: str) -> str:
 
 
 def shutdown() -> None:
+    """Leave the process group (registered to run at exit by ``init_world``; safe to call twice)."""
     if dist.is_initialized():
         dist.destroy_process_group()
