@@ -107,9 +107,7 @@ class AttackConfig:
     tune_models: int = 3  # pool networks (training part, never held-out) per lr when tuning
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID  # step sizes tried for the baselines
     max_other_drop: float = 5.0  # baselines' lr: other-class validation accuracy may drop this much
-    pool_count: int = (
-        70  # when pre-training a pool: networks in all (60 for the attacker, as measured)
-    )
+    pool_count: int = 70  # when pre-training a pool: networks in all (60 for the attacker)
     pool_heldout: int = 10  # … of which held out for evaluation (the victims)
     pool_epochs: int = 1  # … passes over the training set per network
     seed: int = 0  # seeds the distillation, the validation split and the baseline images
