@@ -55,6 +55,14 @@ def _flat(grads) -> torch.Tensor:
     return torch.cat([grads.images.flatten(), grads.lrs.flatten()])
 
 
+def _markdown_row(row: dict) -> str:
+    return (
+        f"| {row['updates']} | {row['method']} | {row['s_per_meta_grad_onednn_on']:.3f} | "
+        f"{row['s_per_meta_grad_onednn_off']:.3f} | {row['off_over_on']:.2f} | "
+        f"{row['relative_grad_difference']:.1e} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -96,18 +104,11 @@ def main() -> None:
                     "times_off": times[False],
                 }
             )
-            print(
-                f"| {3 * steps} | {method} | {on:.3f} | {off:.3f} | {off / on:.2f} | {difference:.1e} |",
-                flush=True,
-            )
+            print(_markdown_row(rows[-1]), flush=True)
     print("\n| updates | method | oneDNN on (s) | oneDNN off (s) | off / on | grad rel. diff |")
     print("|---:|---|---:|---:|---:|---:|")
     for row in rows:
-        print(
-            f"| {row['updates']} | {row['method']} | {row['s_per_meta_grad_onednn_on']:.3f} | "
-            f"{row['s_per_meta_grad_onednn_off']:.3f} | {row['off_over_on']:.2f} | "
-            f"{row['relative_grad_difference']:.1e} |"
-        )
+        print(_markdown_row(row))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         info = {
