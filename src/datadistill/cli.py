@@ -25,9 +25,23 @@ from datadistill.config import DistillConfig, list_presets, load_config
 
 
 def _field_help(cls) -> dict[str, str]:
-    """The trailing comment of each dataclass field, used as its --help text (one source of truth)."""
-    source = inspect.getsource(cls)
-    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.M))
+    """The comments of each dataclass field, used as its --help text (one source of truth).
+
+    A field's comments may follow its default on the same line or, when the formatter wrapped the default
+    in parentheses, sit on the lines below it; they all belong to the field until the next one starts.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    helps: dict[str, list[str]] = {}
+    field = None
+    for line in inspect.getsource(cls).splitlines():
+        start = re.match(r"\s+(\w+): ", line)
+        if start and start.group(1) in names:
+            field = start.group(1)
+        elif re.match(r"\s+(def|@)", line):
+            field = None  # the methods after the fields
+        if field and "#" in line:
+            helps.setdefault(field, []).append(line.split("#", 1)[1].strip())
+    return {name: " ".join(parts) for name, parts in helps.items()}
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
@@ -44,7 +58,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: Sequence[
             if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
             else hint
         )
-        kw = dict(dest=f.name, default=None, help=f"{helps.get(f.name, '')} (default: {f.default})")
+        text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        kw = dict(dest=f.name, default=None, help=f"{text} (default: {f.default})")
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(base) is tuple:
