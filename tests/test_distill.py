@@ -548,73 +548,6 @@ def test_validation_scores_the_objective_on_networks_distillation_never_draws():
         _make_validation(cfg, small, held_out, torch.device("cpu"))
 
 
-def test_ema_result_is_the_moving_average_of_the_iterates(tmp_path):
-    """--ema: the result, the curve and the checkpoint carry the average; the iterate is scored beside it."""
-    out = tmp_path / "run"
-    data = distill(
-        **{**TINY, "eval_every": 5},
-        ema=0.9,
-        iterations=20,
-        checkpoint_every=20,
-        out=str(out),
-        progress=False,
-    )
-    history = json.loads((out / "metrics.json").read_text())
-    scored = [r for r in history if "accuracy" in r]
-    assert scored and all("accuracy_iterate" in r for r in scored)
-    checkpoint = load_tensors(out / CHECKPOINT)
-    assert torch.equal(data.images, checkpoint["average.images"])
-    assert not torch.equal(data.images, checkpoint["images"])  # the last iterate is not the result
-    assert data.manifest["ema"] == 0.9
-    # The average is what replay reproduces.
-    again = evaluate(out, models=1)
-    assert again.accuracy_mean == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
-
-
-def test_ema_average_follows_the_warmed_up_decay():
-    from datadistill.distill import _State
-
-    images, raw = torch.zeros(1, 2, 1, 2, 2, requires_grad=True), torch.zeros(3, requires_grad=True)
-    labels = torch.zeros(1, 2, dtype=torch.long)
-    opt = torch.optim.Adam([images, raw])
-    state = _State(images, labels, raw, opt, 0, [])
-    state.average = {
-        "images": images.detach().clone(),
-        "labels": labels,
-        "raw_lrs": raw.detach().clone(),
-    }
-    expected = torch.zeros(3)
-    for t in range(30):
-        state.iteration = t
-        with torch.no_grad():
-            raw.fill_(float(t + 1))
-        state.update_average(0.9)
-        decay = min(0.9, (1 + t) / (10 + t))
-        expected = decay * expected + (1 - decay) * (t + 1)
-    torch.testing.assert_close(state.average["raw_lrs"], expected)
-    assert torch.equal(state.average["labels"], labels)  # class labels are not averaged
-
-
-def test_ema_resumes_bit_for_bit(tmp_path):
-    settings = {**TINY, "checkpoint_every": 5, "ema": 0.8, "progress": False}
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    a = distill(**settings, iterations=10, out=str(straight))
-    distill(**settings, iterations=5, out=str(split))
-    (split / "distilled.safetensors").unlink()
-    b = distill(**settings, iterations=10, out=str(split), resume=True)
-    assert torch.equal(a.images, b.images) and torch.equal(a.lrs, b.lrs)
-    with pytest.raises(ValueError, match="ema"):  # another average is another result
-        distill(**{**settings, "ema": 0.5}, iterations=15, out=str(split), resume=True)
-
-
-@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
-def test_ema_nonsense_is_refused(tmp_path, capsys, value):
-    status = main(["distill", "--out", str(tmp_path / "run"), "--ema", value])
-    err = capsys.readouterr().err
-    assert status != 0 and "--ema must be a decay in [0, 1)" in err and err.count("\n") == 1
-    assert not (tmp_path / "run").exists()
-
-
 def test_help_shows_the_comment_of_every_setting(capsys):
     """Settings whose default the formatter wrapped onto its own line keep their help text."""
     with pytest.raises(SystemExit):
@@ -623,7 +556,6 @@ def test_help_shows_the_comment_of_every_setting(capsys):
     for flag, words in [
         ("--val-size", "hold out N training images"),
         ("--init-noise", "distillation only"),
-        ("--ema", "exponential moving average"),
         ("--decay-every", "every 10% of iterations"),
     ]:
         assert words in text, flag

@@ -78,10 +78,6 @@ class DistillConfig:
     val_size: int = (
         0  # hold out N training images; the result is the iterate best on them (0: the last)
     )
-    ema: float = (
-        0.0  # decay D of an exponential moving average of the learned tensors; the curve, --val-size
-        # and the result then use the average instead of the last iterate (0: off; e.g. 0.998)
-    )
     time_limit: float | None = (
         None  # stop after this many minutes of distillation (then evaluate and save as usual)
     )
@@ -135,11 +131,6 @@ class DistillConfig:
                 raise ValueError(f"{_flag(name)} must be a positive number, got {value!r}")
         check_init_noise(self.init_noise)
         check_source_weight(self.source_weight)
-        if not (_is_number(self.ema) and 0 <= self.ema < 1):
-            raise ValueError(
-                f"--ema must be a decay in [0, 1) (0: off; 0.998 averages over ≈ 500 iterations), "
-                f"got {self.ema!r}"
-            )
         if self.source_weight != 1.0 and self.objective != "poison":
             raise ValueError(
                 "--source-weight weighs class K in the poison objective; it needs --objective poison"

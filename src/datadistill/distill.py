@@ -108,53 +108,24 @@ class _State:
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
     # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
     best: dict[str, Any] | None = None
-    # with --ema: the moving average of the learned tensors (the candidate result instead of the iterate)
-    average: dict[str, Tensor] | None = None
 
     def steps(self) -> Steps:
-        """The current iterate (what the next meta-gradient is taken at)."""
-        return _as_steps(self.images, self.labels, self.raw_lrs, self.label_kind)
-
-    def candidate(self) -> Steps:
-        """What the curve, ``--val-size`` and the result see: the moving average with ``--ema``, else the
-        current iterate."""
-        source = self.average if self.average is not None else vars(self)
-        return _as_steps(*(source[k].detach() for k in BEST_TENSORS), self.label_kind)
-
-    def update_average(self, decay: float) -> None:
-        """Fold the current iterate into the moving average (after each optimizer step, ``--ema``).
-
-        The decay ramps up as min(D, (1 + t) / (10 + t)) so that the starting pixels are forgotten
-        within the first iterations rather than after ≈ 1 / (1 − D) of them.
-        """
-        if self.average is None:
-            return
-        weight = 1 - min(decay, (1 + self.iteration) / (10 + self.iteration))
-        with torch.no_grad():
-            for k in BEST_TENSORS:
-                if self.average[k].is_floating_point():
-                    self.average[k].lerp_(getattr(self, k).detach(), weight)
+        return Steps(
+            self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
+        )
 
     def snapshot(self, val_accuracy: float) -> dict[str, Any]:
-        """A detached copy of the candidate's tensors, tagged with the iteration and validation accuracy."""
-        source = self.average if self.average is not None else vars(self)
+        """A detached copy of the learned tensors, tagged with the iteration and its validation accuracy."""
         return {
             "iteration": self.iteration,
             "val_accuracy": val_accuracy,
-            **{k: source[k].detach().clone() for k in BEST_TENSORS},
+            **{k: getattr(self, k).detach().clone() for k in BEST_TENSORS},
         }
 
     def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(images, labels, raw_lrs)`` of the result: the best validated candidate, else the last one."""
-        if self.best is not None:
-            source = self.best
-        else:
-            source = self.average if self.average is not None else vars(self)
+        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else the last."""
+        source = self.best if self.best is not None else vars(self)
         return tuple(source[k].detach() for k in BEST_TENSORS)
-
-
-def _as_steps(images: Tensor, labels: Tensor, raw_lrs: Tensor, label_kind: str) -> Steps:
-    return Steps(images, label_targets(labels, label_kind), F.softplus(raw_lrs))
 
     def label_grad(self, d_targets: Tensor) -> Tensor:
         """∂L/∂labels from ∂L/∂targets (the chain rule through ``label_targets``)."""
@@ -297,10 +268,7 @@ def _initial_state(
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    state = _State(images, labels, raw, opt, 0, [], cfg.label_targets)
-    if cfg.ema:
-        state.average = {k: getattr(state, k).detach().clone() for k in BEST_TENSORS}
-    return state
+    return _State(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 
 def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
@@ -311,8 +279,6 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
     }
     if state.best is not None:
         tensors.update({f"best.{k}": state.best[k] for k in BEST_TENSORS})
-    if state.average is not None:
-        tensors.update({f"average.{k}": state.average[k] for k in BEST_TENSORS})
     opt = state.optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():
@@ -363,9 +329,6 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         if "best" in meta:
             best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
             state.best = {**json.loads(meta["best"]), **best}
-        if state.average is not None:
-            for k in BEST_TENSORS:
-                state.average[k].copy_(tensors[f"average.{k}"])
         return path
     if errors:
         raise ValueError(f"no usable checkpoint in {folder}: " + "; ".join(errors))
@@ -536,22 +499,17 @@ def distill(
         if d_labels:
             state.labels.grad = state.label_grad(d_labels[0])
         state.optimizer.step()
-        state.update_average(cfg.ema)
         step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
 
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
             n_curve = 1 if inits.is_fixed else 4
-            candidate = state.candidate()
-            after = _evaluate_split(world, model, candidate, inits, test_x, test_y, n_curve)[0]
+            after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
-            if state.average is not None:  # the iterate too, to show what the average buys
-                last = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)
-                record["accuracy_iterate"] = statistics.fmean(last[0])
             if validation is not None:
-                record["val_accuracy"] = validation.score(model, candidate)
+                record["val_accuracy"] = validation.score(model, state.steps())
                 if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
                     state.best = state.snapshot(record["val_accuracy"])
         state.history.append(record)
@@ -681,7 +639,6 @@ def _finish(
         "source_weight": cfg.source_weight,
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "val_size": cfg.val_size,
-        "ema": cfg.ema,  # > 0: the result is (the best validated) moving average, not an iterate
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
         "meta_grad": cfg.meta_grad,

@@ -84,8 +84,7 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
     """Meta-loss and evaluation accuracy against outer iteration.
 
     Args:
-        history: records with ``iteration`` and ``loss``, some also with ``accuracy`` (and ``accuracy_std``;
-            with ``--ema`` also ``accuracy_iterate``, drawn as a second line).
+        history: records with ``iteration`` and ``loss``, some also with ``accuracy`` (and ``accuracy_std``).
     """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     its = [h["iteration"] for h in history if "loss" in h]
@@ -98,16 +97,8 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
         x = [h["iteration"] for h in evals]
         y = torch.tensor([h["accuracy"] for h in evals])
         s = torch.tensor([h.get("accuracy_std", 0.0) for h in evals])
-        ax_acc.plot(
-            x,
-            y,
-            marker="o",
-            label="moving average (--ema)" if "accuracy_iterate" in evals[0] else None,
-        )
+        ax_acc.plot(x, y, marker="o")
         ax_acc.fill_between(x, (y - s).tolist(), (y + s).tolist(), alpha=0.2)
-        if "accuracy_iterate" in evals[0]:
-            ax_acc.plot(x, [h["accuracy_iterate"] for h in evals], lw=0.8, label="last iterate")
-            ax_acc.legend()
     ax_acc.set_xlabel("iteration")
     ax_acc.set_ylabel("test accuracy (%)")
     fig.tight_layout()
