@@ -3,6 +3,8 @@
     DATADISTILL_DATA=../shared/datasets python benchmarks/publish_gallery.py NAME=RUN_DIR[:MODELS] ... \
         [--describe NAME="text"]
 
+An entry's description is kept when it is republished without --describe.
+
 Prints the gallery table afterwards; docs/RESULTS.md records which runs (and commands) produced each entry.
 """
 
@@ -26,7 +28,7 @@ def main() -> None:
             run,
             name,
             models=int(models) if models else None,
-            description=descriptions.get(name, ""),
+            description=descriptions.get(name),  # None: keep the old text
         )
         acc = manifest["accuracy"]
         print(

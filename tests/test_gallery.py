@@ -82,3 +82,27 @@ def test_pulled_adaptation_entry_brings_its_pretrained_network(tmp_path):
     out = pull("usps-to-mnist-fixed-100", tmp_path / "u2m")
     assert (out / "pretrained" / "net_0000.safetensors").is_file()
     assert DistilledData.load(out).manifest["pretrained"] == str(out / "pretrained")
+
+
+def test_republishing_keeps_the_description_unless_a_new_one_is_given(tmp_path):
+    from datadistill.gallery import publish
+
+    datadistill.distill(
+        dataset="digits",
+        model="mlp",
+        init="fixed",
+        steps=1,
+        epochs=1,
+        images_per_class=1,
+        iterations=2,
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
+    gallery = tmp_path / "gallery"
+    assert (
+        publish(tmp_path / "run", "d", gallery_dir=gallery, description="first")["description"]
+        == "first"
+    )
+    assert publish(tmp_path / "run", "d", gallery_dir=gallery)["description"] == "first"
+    assert publish(tmp_path / "run", "d", gallery_dir=gallery, description="")["description"] == ""
+    assert publish(tmp_path / "run", "new", gallery_dir=gallery)["description"] == ""

@@ -88,10 +88,13 @@ def publish(
     *,
     models: int | None = None,
     data_dir: str | None = None,
-    description: str = "",
+    description: str | None = None,
     gallery_dir: str | Path = GALLERY_DIR,
 ) -> dict[str, Any]:
     """Evaluate a run folder on the CPU and copy it into the gallery with that accuracy in its manifest.
+
+    ``description=None`` keeps the description of the entry being replaced (empty for a new entry), so
+    republishing a better run of the same setting does not blank the text users see in ``gallery``.
 
     Returns:
         The manifest written.
@@ -106,6 +109,9 @@ def publish(
             "ships only sets whose init travels with them (fixed, random, pretrained-fixed)"
         )
     folder = Path(gallery_dir) / name
+    if description is None:
+        old = folder / MANIFEST_FILE
+        description = json.loads(old.read_text()).get("description", "") if old.is_file() else ""
     if init == "pretrained-fixed":
         _copy_fixed_network(Path(data.manifest["pretrained"]), folder / PRETRAINED_DIR)
         data.manifest["pretrained"] = str(folder / PRETRAINED_DIR)
