@@ -128,7 +128,8 @@ def main() -> None:
             "accuracy_min": min(result.accuracies),
             "n_models": result.n_models,
             "accuracy_before_mean": result.accuracy_before_mean,
-            "paper": PAPER.get(preset),
+            # Table 1 has hard labels only; learned-label runs have no paper figure to stand beside
+            "paper": None if data.manifest.get("soft_labels") else PAPER.get(preset),
             "distill_seconds": round(distill_seconds, 1),
             "seconds_per_iteration": round(data.manifest["seconds_per_iteration"], 4),
             "evaluate_seconds": round(time.perf_counter() - start, 1),
