@@ -255,3 +255,15 @@ def test_adaptation_presets_pair_a_pool_with_28x28_targets(preset):
     # ... and in the command the preset gives for pre-training a USPS pool.
     if source == "usps":
         assert "--resize 20 --pad 4" in find_preset(preset).read_text()
+
+
+@pytest.mark.parametrize("init", ["pretrained-fixed", "pretrained-random"])
+def test_learned_labels_work_with_pretrained_inits(pool_dir, tmp_path, init):
+    out = tmp_path / "run"
+    extra = {"inits_per_iteration": 1} if init == "pretrained-random" else {}
+    common = dict(ADAPT, iterations=4, learn_labels=True, label_targets="free", images_per_step=5)
+    data = distill(init=init, pretrained=str(pool_dir), out=str(out), **common, **extra)
+    assert data.soft_labels and data.labels.shape == (1, 5, 10)
+    assert not torch.allclose(data.labels.sum(-1), torch.ones(1, 5))  # learned, not a distribution
+    again = evaluate(out, progress=False)  # held-out pool nets for pretrained-random
+    assert again.accuracy_mean == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
