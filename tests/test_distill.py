@@ -490,6 +490,48 @@ def test_val_size_nonsense_is_refused(tmp_path, capsys, value, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_ema_result_is_the_running_average_of_the_iterates(tmp_path):
+    out = tmp_path / "run"
+    data = distill(**TINY, ema=0.5, iterations=3, checkpoint_every=1, out=str(out), progress=False)
+    now = load_tensors(out / CHECKPOINT)
+    before = load_tensors(out / PREVIOUS_CHECKPOINT)
+    # The third update (iteration index 2) used decay min(0.5, 3 / 12) = 0.25.
+    for key in ("images", "raw_lrs"):
+        expected = torch.lerp(before[f"average.{key}"], now[key], 0.75)
+        assert torch.allclose(now[f"average.{key}"], expected, atol=1e-7), key
+        assert not torch.equal(now[f"average.{key}"], now[key])  # an average, not the iterate
+    saved = _tensors(out)
+    assert torch.equal(saved["images"], now["average.images"])
+    assert torch.allclose(saved["lrs"], torch.nn.functional.softplus(now["average.raw_lrs"]))
+    assert data.manifest["ema"] == 0.5
+    # The curve scores the average too: replaying the saved set gives the last curve point.
+    history = json.loads((out / "metrics.json").read_text())
+    assert history[-1]["iteration"] == 3
+    assert history[-1]["accuracy"] == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
+
+
+def test_ema_resumes_bit_for_bit_and_cannot_be_changed_on_resume(tmp_path):
+    settings = {**TINY, "ema": 0.9, "eval_every": 5, "checkpoint_every": 5, "progress": False}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    distill(**settings, iterations=12, out=str(straight))
+    distill(**settings, iterations=5, out=str(split))
+    (split / "distilled.safetensors").unlink()
+    distill(**settings, iterations=12, out=str(split), resume=True)
+    a, b = _tensors(straight), _tensors(split)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    with pytest.raises(ValueError, match="ema"):
+        distill(**{**settings, "ema": 0.0}, iterations=15, out=str(split), resume=True)
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
+def test_ema_nonsense_is_refused(tmp_path, capsys, value):
+    status = main(["distill", "--out", str(tmp_path / "run"), "--iterations", "1", "--ema", value])
+    err = capsys.readouterr().err
+    assert status != 0 and "--ema must be a decay in [0, 1)" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_noise_perturbs_each_tensor_by_its_rms_and_resumes_bit_for_bit(tmp_path):
     from datadistill.distill import _perturbed
 

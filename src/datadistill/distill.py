@@ -108,23 +108,47 @@ class _State:
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
     # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
     best: dict[str, Any] | None = None
+    # with --ema: the running average of each learned tensor (the ones not learned stay out)
+    average: dict[str, Tensor] | None = None
 
     def steps(self) -> Steps:
         return Steps(
             self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
         )
 
+    def current(self) -> dict[str, Tensor]:
+        """The detached tensors that stand for the run now: the averages with --ema, else the iterate."""
+        average = self.average or {}
+        return {k: average.get(k, getattr(self, k)).detach() for k in BEST_TENSORS}
+
+    def current_steps(self) -> Steps:
+        """``Steps`` of ``current()``: what curve points and --val-size score."""
+        now = self.current()
+        return Steps(
+            now["images"],
+            label_targets(now["labels"], self.label_kind),
+            F.softplus(now["raw_lrs"]),
+        )
+
+    def update_average(self, decay: float) -> None:
+        """Move the averages towards the new iterate; the decay ramps up from 0.1 so early ones don't lag."""
+        if self.average is None:
+            return
+        decay = min(decay, (1 + self.iteration) / (10 + self.iteration))
+        for key, average in self.average.items():
+            average.lerp_(getattr(self, key).detach(), 1 - decay)
+
     def snapshot(self, val_accuracy: float) -> dict[str, Any]:
-        """A detached copy of the learned tensors, tagged with the iteration and its validation accuracy."""
+        """A copy of ``current()``, tagged with the iteration and its validation accuracy."""
         return {
             "iteration": self.iteration,
             "val_accuracy": val_accuracy,
-            **{k: getattr(self, k).detach().clone() for k in BEST_TENSORS},
+            **{k: t.clone() for k, t in self.current().items()},
         }
 
     def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else the last."""
-        source = self.best if self.best is not None else vars(self)
+        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else ``current()``."""
+        source = self.best if self.best is not None else self.current()
         return tuple(source[k].detach() for k in BEST_TENSORS)
 
     def label_grad(self, d_targets: Tensor) -> Tensor:
@@ -268,7 +292,14 @@ def _initial_state(
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    return _State(images, labels, raw, opt, 0, [], cfg.label_targets)
+    state = _State(images, labels, raw, opt, 0, [], cfg.label_targets)
+    if cfg.ema:
+        state.average = {
+            k: getattr(state, k).detach().clone()
+            for k in BEST_TENSORS
+            if getattr(state, k).requires_grad
+        }
+    return state
 
 
 def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
@@ -279,6 +310,7 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
     }
     if state.best is not None:
         tensors.update({f"best.{k}": state.best[k] for k in BEST_TENSORS})
+    tensors.update({f"average.{k}": t for k, t in (state.average or {}).items()})
     opt = state.optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():
@@ -317,6 +349,8 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
             state.raw_lrs.copy_(tensors["raw_lrs"])
             if state.labels.is_floating_point():
                 state.labels.copy_(tensors["labels"])
+            for key, average in (state.average or {}).items():
+                average.copy_(tensors[f"average.{key}"])
         opt_state: dict[int, dict[str, Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -499,17 +533,19 @@ def distill(
         if d_labels:
             state.labels.grad = state.label_grad(d_labels[0])
         state.optimizer.step()
+        state.update_average(cfg.ema)
         step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
 
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
             n_curve = 1 if inits.is_fixed else 4
-            after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
+            now = state.current_steps()
+            after = _evaluate_split(world, model, now, inits, test_x, test_y, n_curve)[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
             if validation is not None:
-                record["val_accuracy"] = validation.score(model, state.steps())
+                record["val_accuracy"] = validation.score(model, now)
                 if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
                     state.best = state.snapshot(record["val_accuracy"])
         state.history.append(record)
@@ -641,6 +677,7 @@ def _finish(
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
+        "ema": cfg.ema,  # >0: the result is (selected among) iterate averages
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
         "label_targets": cfg.label_targets,
