@@ -510,6 +510,31 @@ def test_ema_result_is_the_running_average_of_the_iterates(tmp_path):
     assert history[-1]["accuracy"] == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
 
 
+def test_ema_with_val_size_keeps_the_best_of_averages_and_iterates(tmp_path):
+    out = tmp_path / "run"
+    data = distill(
+        **{**TINY, "eval_every": 5},
+        ema=0.9,
+        val_size=300,
+        iterations=30,
+        out=str(out),
+        progress=False,
+    )
+    history = json.loads((out / "metrics.json").read_text())
+    points = [r for r in history if "val_accuracy" in r]
+    assert len(points) == 6 and all("iterate_accuracy" in r for r in points)
+    candidates = [(r["val_accuracy"], r["iteration"], "average") for r in points]
+    candidates += [(r["iterate_val_accuracy"], r["iteration"], "iterate") for r in points]
+    best = max(score for score, _, _ in candidates)
+    m = data.manifest
+    assert m["val_accuracy"] == best
+    assert (best, m["selected_iteration"], m["selected_from"]) in candidates
+    # The saved set is the selected candidate: replaying it reproduces its recorded test accuracy.
+    point = next(r for r in points if r["iteration"] == m["selected_iteration"])
+    key = "accuracy" if m["selected_from"] == "average" else "iterate_accuracy"
+    assert m["accuracy"]["accuracy_mean"] == pytest.approx(point[key])
+
+
 def test_ema_resumes_bit_for_bit_and_cannot_be_changed_on_resume(tmp_path):
     settings = {**TINY, "ema": 0.9, "eval_every": 5, "checkpoint_every": 5, "progress": False}
     straight, split = tmp_path / "straight", tmp_path / "split"

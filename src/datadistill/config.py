@@ -57,8 +57,10 @@ class DistillConfig:
         None  # halve the Adam lr every N iterations; None: every 10% of iterations
     )
     decay_factor: float = 0.5  # StepLR factor
-    ema: float = 0.0  # >0: average the learned tensors over iterations with this decay (e.g. 0.99);
-    # curve points, --val-size selection and the result then use the average (0: the iterates themselves)
+    ema: float = (
+        0.0  # >0: average the learned tensors over iterations with this decay (e.g. 0.995);
+    )
+    # curve points and the result use the average, and --val-size picks the best of averages and iterates
     lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
     meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
     vmap_inits: bool | None = (

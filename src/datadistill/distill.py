@@ -138,12 +138,18 @@ class _State:
         for key, average in self.average.items():
             average.lerp_(getattr(self, key).detach(), 1 - decay)
 
-    def snapshot(self, val_accuracy: float) -> dict[str, Any]:
-        """A copy of ``current()``, tagged with the iteration and its validation accuracy."""
+    def snapshot(self, val_accuracy: float, of_iterate: bool = False) -> dict[str, Any]:
+        """A copy of ``current()`` (or of the iterate itself), tagged with the iteration, its validation
+        accuracy and whether it is an average or an iterate."""
+        if of_iterate or self.average is None:
+            source, tensors = "iterate", {k: getattr(self, k) for k in BEST_TENSORS}
+        else:
+            source, tensors = "average", self.current()
         return {
             "iteration": self.iteration,
             "val_accuracy": val_accuracy,
-            **{k: t.clone() for k, t in self.current().items()},
+            "source": source,
+            **{k: t.detach().clone() for k, t in tensors.items()},
         }
 
     def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -323,7 +329,9 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "version": __version__,
     }
     if state.best is not None:
-        metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
+        metadata["best"] = json.dumps(
+            {k: state.best[k] for k in ("iteration", "val_accuracy", "source") if k in state.best}
+        )
     path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
     if path.exists():
         os.replace(path, previous)
@@ -548,6 +556,15 @@ def distill(
                 record["val_accuracy"] = validation.score(model, now)
                 if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
                     state.best = state.snapshot(record["val_accuracy"])
+            if state.average is not None:
+                # The iterate is a candidate too, and its curve beside the average's shows what averaging adds.
+                iterate = state.steps()
+                after = _evaluate_split(world, model, iterate, inits, test_x, test_y, n_curve)[0]
+                record["iterate_accuracy"] = statistics.fmean(after)
+                if validation is not None:
+                    record["iterate_val_accuracy"] = validation.score(model, iterate)
+                    if record["iterate_val_accuracy"] > state.best["val_accuracy"]:
+                        state.best = state.snapshot(record["iterate_val_accuracy"], of_iterate=True)
         state.history.append(record)
         if writer is not None:
             writer.add_scalar("meta_loss", record["loss"], state.iteration)
@@ -676,8 +693,12 @@ def _finish(
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
+        # "average" (--ema) or "iterate": which of the two the result is
+        "selected_from": (state.best or {}).get(
+            "source", "average" if state.average else "iterate"
+        ),
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
-        "ema": cfg.ema,  # >0: the result is (selected among) iterate averages
+        "ema": cfg.ema,  # >0: the result is an average of iterates, or with --val-size the best candidate
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
         "label_targets": cfg.label_targets,
