@@ -122,7 +122,6 @@ def main() -> None:
             "selected_iteration": data.manifest.get(
                 "selected_iteration"
             ),  # with val_size: the kept one
-            "selected_from": data.manifest.get("selected_from"),  # with ema: average or iterate
             "val_accuracy": data.manifest.get("val_accuracy"),
             "accuracy_mean": result.accuracy_mean,
             "accuracy_std": result.accuracy_std,

@@ -57,10 +57,6 @@ class DistillConfig:
         None  # halve the Adam lr every N iterations; None: every 10% of iterations
     )
     decay_factor: float = 0.5  # StepLR factor
-    ema: float = (
-        0.0  # >0: average the learned tensors over iterations with this decay (e.g. 0.995);
-    )
-    # curve points and the result use the average, and --val-size picks the best of averages and iterates
     lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
     meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
     vmap_inits: bool | None = (
@@ -142,10 +138,6 @@ class DistillConfig:
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(
                 f"--time-limit must be a positive number of minutes, got {self.time_limit!r}"
-            )
-        if not (_is_number(self.ema) and 0 <= self.ema < 1):
-            raise ValueError(
-                f"--ema must be a decay in [0, 1) (e.g. 0.99; 0 turns averaging off), got {self.ema!r}"
             )
         if not 0 < self.decay_factor <= 1:
             raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")

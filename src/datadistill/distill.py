@@ -108,53 +108,23 @@ class _State:
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
     # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
     best: dict[str, Any] | None = None
-    # with --ema: the running average of each learned tensor (the ones not learned stay out)
-    average: dict[str, Tensor] | None = None
 
     def steps(self) -> Steps:
         return Steps(
             self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
         )
 
-    def current(self) -> dict[str, Tensor]:
-        """The detached tensors that stand for the run now: the averages with --ema, else the iterate."""
-        average = self.average or {}
-        return {k: average.get(k, getattr(self, k)).detach() for k in BEST_TENSORS}
-
-    def current_steps(self) -> Steps:
-        """``Steps`` of ``current()``: what curve points and --val-size score."""
-        now = self.current()
-        return Steps(
-            now["images"],
-            label_targets(now["labels"], self.label_kind),
-            F.softplus(now["raw_lrs"]),
-        )
-
-    def update_average(self, decay: float) -> None:
-        """Move the averages towards the new iterate; the decay ramps up from 0.1 so early ones don't lag."""
-        if self.average is None:
-            return
-        decay = min(decay, (1 + self.iteration) / (10 + self.iteration))
-        for key, average in self.average.items():
-            average.lerp_(getattr(self, key).detach(), 1 - decay)
-
-    def snapshot(self, val_accuracy: float, of_iterate: bool = False) -> dict[str, Any]:
-        """A copy of ``current()`` (or of the iterate itself), tagged with the iteration, its validation
-        accuracy and whether it is an average or an iterate."""
-        if of_iterate or self.average is None:
-            source, tensors = "iterate", {k: getattr(self, k) for k in BEST_TENSORS}
-        else:
-            source, tensors = "average", self.current()
+    def snapshot(self, val_accuracy: float) -> dict[str, Any]:
+        """A detached copy of the learned tensors, tagged with the iteration and its validation accuracy."""
         return {
             "iteration": self.iteration,
             "val_accuracy": val_accuracy,
-            "source": source,
-            **{k: t.detach().clone() for k, t in tensors.items()},
+            **{k: getattr(self, k).detach().clone() for k in BEST_TENSORS},
         }
 
     def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else ``current()``."""
-        source = self.best if self.best is not None else self.current()
+        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else the last."""
+        source = self.best if self.best is not None else vars(self)
         return tuple(source[k].detach() for k in BEST_TENSORS)
 
     def label_grad(self, d_targets: Tensor) -> Tensor:
@@ -298,14 +268,7 @@ def _initial_state(
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    state = _State(images, labels, raw, opt, 0, [], cfg.label_targets)
-    if cfg.ema:
-        state.average = {
-            k: getattr(state, k).detach().clone()
-            for k in BEST_TENSORS
-            if getattr(state, k).requires_grad
-        }
-    return state
+    return _State(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 
 def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
@@ -316,7 +279,6 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
     }
     if state.best is not None:
         tensors.update({f"best.{k}": state.best[k] for k in BEST_TENSORS})
-    tensors.update({f"average.{k}": t for k, t in (state.average or {}).items()})
     opt = state.optimizer.state_dict()
     for index, slots in opt["state"].items():
         for key, value in slots.items():
@@ -329,9 +291,7 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "version": __version__,
     }
     if state.best is not None:
-        metadata["best"] = json.dumps(
-            {k: state.best[k] for k in ("iteration", "val_accuracy", "source") if k in state.best}
-        )
+        metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
     path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
     if path.exists():
         os.replace(path, previous)
@@ -357,8 +317,6 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
             state.raw_lrs.copy_(tensors["raw_lrs"])
             if state.labels.is_floating_point():
                 state.labels.copy_(tensors["labels"])
-            for key, average in (state.average or {}).items():
-                average.copy_(tensors[f"average.{key}"])
         opt_state: dict[int, dict[str, Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -541,30 +499,19 @@ def distill(
         if d_labels:
             state.labels.grad = state.label_grad(d_labels[0])
         state.optimizer.step()
-        state.update_average(cfg.ema)
         step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
 
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
             n_curve = 1 if inits.is_fixed else 4
-            now = state.current_steps()
-            after = _evaluate_split(world, model, now, inits, test_x, test_y, n_curve)[0]
+            after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
             if validation is not None:
-                record["val_accuracy"] = validation.score(model, now)
+                record["val_accuracy"] = validation.score(model, state.steps())
                 if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
                     state.best = state.snapshot(record["val_accuracy"])
-            if state.average is not None:
-                # The iterate is a candidate too, and its curve beside the average's shows what averaging adds.
-                iterate = state.steps()
-                after = _evaluate_split(world, model, iterate, inits, test_x, test_y, n_curve)[0]
-                record["iterate_accuracy"] = statistics.fmean(after)
-                if validation is not None:
-                    record["iterate_val_accuracy"] = validation.score(model, iterate)
-                    if record["iterate_val_accuracy"] > state.best["val_accuracy"]:
-                        state.best = state.snapshot(record["iterate_val_accuracy"], of_iterate=True)
         state.history.append(record)
         if writer is not None:
             writer.add_scalar("meta_loss", record["loss"], state.iteration)
@@ -693,12 +640,7 @@ def _finish(
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images
         "val_size": cfg.val_size,
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
-        # "average" (--ema) or "iterate": which of the two the result is
-        "selected_from": (state.best or {}).get(
-            "source", "average" if state.average else "iterate"
-        ),
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
-        "ema": cfg.ema,  # >0: the result is an average of iterates, or with --val-size the best candidate
         "meta_grad": cfg.meta_grad,
         "learn": cfg.learn,
         "label_targets": cfg.label_targets,
