@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "configs"
+PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
 
 
 @dataclass
@@ -32,8 +33,13 @@ class DistillConfig:
         "xavier"  # weight init of fixed/random: xavier (paper) | kaiming | orthogonal | default
     )
     pretrained: str | None = None  # folder of a `datadistill pretrain` pool (pretrained-* inits)
-    steps: int = 10  # distilled GD steps, each with its own batch of images
-    epochs: int = 3  # passes over the steps; one learned lr per update (steps × epochs)
+    protocol: str = "replay"  # replay: steps replayed in order with learned lrs (paper) | dataset: train normally on them
+    steps: int | None = (
+        None  # distilled GD steps, each with its own images; None: 10 (replay), 1 (dataset)
+    )
+    epochs: int | None = (
+        None  # passes over the steps, one learned lr per update; None: 3 (replay), 1 (dataset)
+    )
     images_per_class: int = 1  # images of each class in every step
     learn: str = (
         "all"  # all: pixels and step sizes; lrs: keep the starting images, learn only step sizes
@@ -59,6 +65,15 @@ class DistillConfig:
     decay_factor: float = 0.5  # StepLR factor
     lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
     meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
+    inner_optimizer: str = (
+        "momentum"  # dataset protocol: sgd | momentum (0.9) | adam, on the distilled set
+    )
+    unroll: int = 100  # dataset protocol: N inner updates from a fresh init per outer iteration
+    window: int | None = (
+        None  # dataset protocol: back-propagate through a random window of W of the N updates; None: all
+    )
+    inner_batch: int | None = None  # dataset protocol: distilled images per inner update; None: all
+    learn_lr: bool = True  # learn the step size(s); --no-learn-lr keeps --lr-init throughout
     vmap_inits: bool | None = (
         None  # batch the inits of an iteration with torch.func.vmap; None: on for cuda
     )
@@ -89,10 +104,23 @@ class DistillConfig:
     tensorboard: bool = False  # also write TensorBoard logs to <out>/tensorboard
 
     def validate(self) -> DistillConfig:
-        """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        """Raise ValueError, naming the setting and what is allowed, for nonsense values.
+
+        Fills ``steps`` and ``epochs`` left at None with the protocol's defaults.
+        """
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"
+            )
+        dataset_protocol = self.protocol == "dataset"
+        if self.steps is None:
+            self.steps = 1 if dataset_protocol else 10
+        if self.epochs is None:
+            self.epochs = 1 if dataset_protocol else 3
         for name in (
             "steps",
             "epochs",
+            "unroll",
             "images_per_class",
             "iterations",
             "batch_size",
@@ -107,6 +135,8 @@ class DistillConfig:
             "images_per_step",
             "resize",
             "channels",
+            "window",
+            "inner_batch",
         ):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -164,7 +194,42 @@ class DistillConfig:
             )
         if not 0 <= self.seed < 1_000_000_000:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
+        if dataset_protocol:
+            self._validate_dataset_protocol()
         return self
+
+    def _validate_dataset_protocol(self) -> None:
+        from datadistill.minibatch_unroll import INNER_OPTIMIZERS
+
+        if (self.steps, self.epochs) != (1, 1):
+            raise ValueError(
+                "--protocol dataset trains on one set of images with one step size: leave --steps and "
+                f"--epochs at 1 (got {self.steps} and {self.epochs}) and size the set with "
+                "--images-per-class"
+            )
+        if self.inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(
+                f"--inner-optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, "
+                f"got {self.inner_optimizer!r}"
+            )
+        if self.meta_grad != "autograd":
+            raise ValueError(
+                "--protocol dataset back-propagates through --window updates (memory grows with the "
+                "window, not --unroll): use --meta-grad autograd"
+            )
+        if self.vmap_inits:
+            raise ValueError(
+                "--vmap-inits batches the replay protocol only; drop it with --protocol dataset"
+            )
+        if (
+            self.window is not None
+            and not isinstance(self.window, bool)
+            and self.window > self.unroll
+        ):
+            raise ValueError(
+                f"--window {self.window} is longer than --unroll {self.unroll}: use at most "
+                f"{self.unroll} (or leave it out to back-propagate through all updates)"
+            )
 
 
 def _flag(name: str) -> str:

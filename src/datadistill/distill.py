@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps, make_setting
+from datadistill.minibatch_unroll import Recipe, batch_order, train, truncated_meta_grad
 from datadistill.objectives import make_objective, poison_labels
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
@@ -66,6 +68,7 @@ RESUMABLE_CHANGES = {
     "time_limit",
 }
 BEST_TENSORS = ("images", "labels", "raw_lrs")
+Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
 COLLAPSE_WINDOW = 200
@@ -142,14 +145,11 @@ class _Validation:
     # θ_0 of the networks to replay from, never drawn in distillation (see _make_validation)
     nets: list[Params]
 
-    def score(self, model, steps: Steps) -> float:
-        """Mean accuracy (%) on the held-out images after replaying ``steps`` from each network."""
+    def score(self, model, steps: Steps, trainer: Trainer) -> float:
+        """Mean accuracy (%) on the held-out images after training on ``steps`` from each network."""
         steps = Steps(steps.images.detach(), steps.labels.detach(), steps.lrs.detach())
         return statistics.fmean(
-            accuracy(
-                model, unroll(model, p, steps, create_graph=False)[-1], self.images, self.labels
-            )
-            for p in self.nets
+            accuracy(model, trainer(p, steps), self.images, self.labels) for p in self.nets
         )
 
 
@@ -264,7 +264,7 @@ def _initial_state(
         labels = cover.argmax(dim=1).repeat(cfg.steps, 1)  # [S, n]
     raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
     images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
-    raw = raw.to(device).requires_grad_()
+    raw = raw.to(device).requires_grad_(cfg.learn_lr)
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
@@ -426,6 +426,8 @@ def distill(
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
         )
     decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
+    recipe = inner_recipe(cfg)
+    trainer = _trainer(model, recipe)
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
     writer = _tensorboard(out) if cfg.tensorboard and world.is_main else None
@@ -473,7 +475,23 @@ def distill(
             }
             for j in range(world.rank * k, (world.rank + 1) * k)
         ]
-        if vmap_inits:
+        if recipe is not None:  # the dataset protocol: minibatch training, random truncated window
+            first = world.rank * k
+            grads = [
+                truncated_meta_grad(
+                    model,
+                    p,
+                    steps.images,
+                    steps.labels,
+                    steps.lrs,
+                    recipe,
+                    objective,
+                    window=cfg.window,
+                    generator=_generator(cfg.seed, it, "inner", first + j),
+                )
+                for j, p in enumerate(params0)
+            ]
+        elif vmap_inits:
             grads = [batched_meta_grad(model, params0, steps, objective)]
         else:
             grads = [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
@@ -494,8 +512,8 @@ def distill(
         state.optimizer.zero_grad(set_to_none=True)
         if state.images.requires_grad:
             state.images.grad = d_images
-        # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
-        state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
+        if state.raw_lrs.requires_grad:  # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
+            state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
         if d_labels:
             state.labels.grad = state.label_grad(d_labels[0])
         state.optimizer.step()
@@ -505,11 +523,13 @@ def distill(
         record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
             n_curve = 1 if inits.is_fixed else 4
-            after = _evaluate_split(world, model, state.steps(), inits, test_x, test_y, n_curve)[0]
+            after = _evaluate_split(
+                world, model, state.steps(), inits, test_x, test_y, n_curve, train=trainer
+            )[0]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
             if validation is not None:
-                record["val_accuracy"] = validation.score(model, state.steps())
+                record["val_accuracy"] = validation.score(model, state.steps(), trainer)
                 if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
                     state.best = state.snapshot(record["val_accuracy"])
         state.history.append(record)
@@ -548,7 +568,48 @@ def distill(
         "distill_seconds_this_session": round(seconds, 1),
         "seconds_per_iteration": per_iteration,
     }
-    return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, progress)
+    return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, trainer)
+
+
+def inner_recipe(cfg: DistillConfig) -> Recipe | None:
+    """The dataset protocol's inner training from the config (None for the replay protocol)."""
+    if cfg.protocol != "dataset":
+        return None
+    return Recipe(optimizer=cfg.inner_optimizer, updates=cfg.unroll, batch_size=cfg.inner_batch)
+
+
+def recipe_manifest(cfg: DistillConfig) -> dict[str, Any] | None:
+    """The manifest's record of how the set trains a network in distillation (dataset protocol)."""
+    recipe = inner_recipe(cfg)
+    if recipe is None:
+        return None
+    return {
+        "optimizer": recipe.optimizer,
+        "updates": recipe.updates,
+        "batch_size": recipe.batch_size,
+        "momentum": recipe.momentum if recipe.optimizer == "momentum" else None,
+        "betas": list(recipe.betas) if recipe.optimizer == "adam" else None,
+        "window": cfg.window,
+        "learned_lr": cfg.learn_lr,
+    }
+
+
+def _trainer(model, recipe: Recipe | None) -> Trainer:
+    """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0."""
+    if recipe is None:
+        return lambda params, steps: unroll(model, params, steps, create_graph=False)[-1]
+
+    def train_minibatch(params: Params, steps: Steps) -> Params:
+        images = steps.images.reshape(-1, *steps.images.shape[-3:])
+        soft = steps.labels.is_floating_point()
+        labels = (
+            steps.labels.reshape(-1, steps.labels.shape[-1]) if soft else steps.labels.reshape(-1)
+        )
+        order = batch_order(len(images), recipe, _generator("evaluation-order"))
+        trained, _ = train(model, params, images, labels, steps.lrs.reshape(()), recipe, order)
+        return {n: p.detach() for n, p in trained.items()}
+
+    return train_minibatch
 
 
 def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WINDOW) -> bool:
@@ -591,20 +652,22 @@ def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
             )
 
 
-def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, progress=False):
+def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, *, train: Trainer):
     """``evaluate_steps`` with the n networks dealt out over the ranks, results gathered in order."""
     n = min(n, inits.max_evaluation_models() or n)
     share = range(world.rank, n, world.size)
     after, before = [], []
     for i in share:
-        a, b = evaluate_steps(model, steps, inits, test_x, test_y, 1, start=i, progress=False)
+        a, b = evaluate_steps(
+            model, steps, inits, test_x, test_y, 1, start=i, progress=False, train=train
+        )
         after += a
         before += b
     return world.gather_floats(after), world.gather_floats(before)
 
 
 def _finish(
-    cfg, world, out, state, setting, train, test_x, test_y, timing, progress
+    cfg, world, out, state, setting, train, test_x, test_y, timing, trainer
 ) -> DistilledData:
     model, inits = setting.model, setting.inits
     n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
@@ -612,8 +675,17 @@ def _finish(
         n_eval = min(n_eval, inits.max_evaluation_models())
     images, labels, raw_lrs = state.chosen()
     steps = Steps(images, label_targets(labels, state.label_kind), F.softplus(raw_lrs))
-    after, before = _evaluate_split(world, model, steps, inits, test_x, test_y, n_eval)
-    result = EvalResult.from_accuracies(after, before, init=inits.kind)
+    after, before = _evaluate_split(
+        world, model, steps, inits, test_x, test_y, n_eval, train=trainer
+    )
+    recipe = inner_recipe(cfg)
+    result = EvalResult.from_accuracies(
+        after,
+        before,
+        init=inits.kind,
+        protocol=cfg.protocol,
+        recipe="distilled" if recipe is not None else "",
+    )
     manifest = {
         "dataset": cfg.dataset,
         "model": cfg.model or type(model).arch,
@@ -642,7 +714,11 @@ def _finish(
         "selected_iteration": state.best["iteration"] if state.best else state.iteration,
         "val_accuracy": state.best["val_accuracy"] if state.best else None,
         "meta_grad": cfg.meta_grad,
+        # what the set is distilled for; `evaluate` uses it by default
+        "protocol": cfg.protocol,
+        "recipe": recipe_manifest(cfg),
         "learn": cfg.learn,
+        "learn_lr": cfg.learn_lr,
         "label_targets": cfg.label_targets,
         "processes": world.size,
         "accuracy": {

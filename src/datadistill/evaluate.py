@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ class EvalResult:
         "replay"  # replay: distilled steps in order with learned lrs (the paper's protocol)
     )
     init: str = ""
+    # how the networks were trained under the protocol: "" (replay), "distilled" (the set's own inner recipe),
+    # or a description of the field's recipe (dataset protocol)
+    recipe: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +186,7 @@ def evaluate_steps(
     *,
     start: int = 0,
     progress: bool = False,
+    train: Callable[[Params, Steps], Params] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Accuracies (%) after and before replaying ``steps`` from ``n_models`` evaluation inits.
 
@@ -192,6 +197,7 @@ def evaluate_steps(
         test_images: ``[N, C, H, W]`` real test images; ``test_labels``: ``[N]``.
         n_models: networks to train.
         start: index of the first evaluation init (to split the work across processes).
+        train: ``(θ_0, steps) -> θ`` how a network trains on the set; default: replay ``steps`` in order.
     """
     device = test_images.device
     steps = Steps(steps.images.detach(), steps.labels.detach(), steps.lrs.detach())
@@ -206,7 +212,10 @@ def evaluate_steps(
     for params in bar:
         params = {k: v.to(device) for k, v in params.items()}
         before.append(accuracy(model, params, test_images, test_labels))
-        trained = unroll(model, params, steps, create_graph=False)[-1]
+        if train is None:
+            trained = unroll(model, params, steps, create_graph=False)[-1]
+        else:
+            trained = train(params, steps)
         after.append(accuracy(model, trained, test_images, test_labels))
         bar.set_postfix(acc=f"{statistics.fmean(after):.2f}")
     return after, before

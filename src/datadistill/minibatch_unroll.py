@@ -1,0 +1,245 @@
+"""Differentiable minibatch training on a distilled set, and its random-truncated meta-gradient.
+
+The field's protocol (DC, DSA, MTT, …) trains a fresh network on the distilled images as an ordinary training
+set. Distilling for it unrolls that training (back-propagation through time, grown up as in Feng et al.,
+ICLR 2024, "Embarrassingly simple dataset distillation"):
+
+    B_n          = minibatch n of the M distilled images (epoch-wise reshuffles),     n = 0 … N−1
+    g_n          = ∇_θ ℓ(x̃[B_n], ỹ[B_n]; θ_n)
+    θ_{n+1}, s_{n+1} = opt(θ_n, s_n, g_n; η)        opt ∈ {sgd, momentum, adam}, s its state (velocity, moments)
+
+and the meta-loss L(θ_e) on real data is back-propagated through a random window (random truncated BPTT):
+e ~ U{W, …, N}; updates 0 … e−W−1 run without a graph, updates e−W … e−1 with one. Memory grows with W, not
+with N, and sampling e makes the images good at every length of training, not only at N.
+
+Everything is a pure function over parameter dicts, as in ``unroll``: forward passes go through
+``torch.func.functional_call`` and nothing is mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
+
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
+# Added under Adam's square root: keeps ∂√v/∂v finite where a gradient entry is exactly 0 (a dead ReLU's
+# bias), where autograd would otherwise multiply ∞ by 0. Its effect on the update is below float64 rounding.
+_SQRT_GUARD = 1e-30
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained on the distilled set, in distillation and in its own evaluation.
+
+    Attributes:
+        optimizer: ``sgd`` (θ −= η g), ``momentum`` (v = μ v + g; θ −= η v, as ``torch.optim.SGD``) or
+            ``adam`` (as ``torch.optim.Adam``).
+        updates: N, the optimiser steps from θ_0.
+        batch_size: images per update; ``None`` uses all M every update.
+        momentum: μ of ``momentum``.
+        betas: Adam's (β1, β2).
+        eps: Adam's ε.
+    """
+
+    optimizer: str = "momentum"
+    updates: int = 100
+    batch_size: int | None = None
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(
+                f"--inner-optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+
+
+@dataclass
+class OptState:
+    """An inner optimiser's state: the step count and per-parameter slots (``velocity``; ``m`` and ``v``)."""
+
+    step: int = 0
+    slots: dict[str, Params] = field(default_factory=dict)
+
+    def detached(self) -> OptState:
+        return OptState(self.step, {k: _detach(s) for k, s in self.slots.items()})
+
+
+def _detach(params: Params) -> Params:
+    return {name: p.detach() for name, p in params.items()}
+
+
+def init_state(params: Params, recipe: Recipe) -> OptState:
+    """Zero slots for ``recipe.optimizer`` (none for plain SGD)."""
+    names = {"sgd": (), "momentum": ("velocity",), "adam": ("m", "v")}[recipe.optimizer]
+    zeros = {name: torch.zeros_like(p) for name, p in params.items()}
+    return OptState(0, {slot: dict(zeros) for slot in names})
+
+
+def optimizer_step(
+    params: Params, grads: Params, state: OptState, lr: Tensor | float, recipe: Recipe
+) -> tuple[Params, OptState]:
+    """One update of ``recipe.optimizer``; new ``(θ, state)``, differentiable in θ, g, lr and the state.
+
+    momentum: v ← μ v + g, θ ← θ − η v.   adam: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g²,
+    θ ← θ − η m̂ / (√v̂ + ε) with m̂ = m / (1−β1^t), v̂ = v / (1−β2^t).
+    """
+    step = state.step + 1
+    if recipe.optimizer == "sgd":
+        return {n: p - lr * grads[n] for n, p in params.items()}, OptState(step)
+    if recipe.optimizer == "momentum":
+        velocity = {n: recipe.momentum * state.slots["velocity"][n] + grads[n] for n in params}
+        new = {n: p - lr * velocity[n] for n, p in params.items()}
+        return new, OptState(step, {"velocity": velocity})
+    b1, b2 = recipe.betas
+    m = {n: b1 * state.slots["m"][n] + (1 - b1) * grads[n] for n in params}
+    v = {n: b2 * state.slots["v"][n] + (1 - b2) * grads[n] ** 2 for n in params}
+    c1, c2 = 1 - b1**step, 1 - b2**step
+    new = {
+        n: p - lr * (m[n] / c1) / ((v[n] / c2 + _SQRT_GUARD).sqrt() + recipe.eps)
+        for n, p in params.items()
+    }
+    return new, OptState(step, {"m": m, "v": v})
+
+
+def batch_order(num_images: int, recipe: Recipe, generator: torch.Generator) -> Tensor:
+    """``[N, B]`` image indices of every update: consecutive chunks of epoch-wise random permutations.
+
+    As a shuffling data loader without ``drop_last`` would, except that a chunk never straddles two epochs
+    unevenly: the last chunk of an epoch is topped up from the next permutation, so every update sees B images.
+    """
+    size = num_images if recipe.batch_size is None else min(recipe.batch_size, num_images)
+    needed = recipe.updates * size
+    epochs = -(-needed // num_images)
+    flat = torch.cat([torch.randperm(num_images, generator=generator) for _ in range(epochs)])
+    return flat[:needed].view(recipe.updates, size)
+
+
+def train(
+    model: nn.Module,
+    params: Params,
+    images: Tensor,
+    targets: Tensor,
+    lr: Tensor | float,
+    recipe: Recipe,
+    order: Tensor,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    state: OptState | None = None,
+    create_graph: bool = False,
+) -> tuple[Params, OptState]:
+    """Updates ``start … stop−1`` of minibatch training on ``images``; return ``(θ_stop, state)``.
+
+    Args:
+        model: the network (called functionally; its own parameters are never used or changed).
+        params: θ_start.
+        images: ``[M, C, H, W]`` distilled images; ``targets``: ``[M]`` classes or ``[M, K]`` soft targets.
+        lr: the step size η (a tensor to differentiate through it).
+        recipe: optimiser, N, batch size.
+        order: ``[N, B]`` minibatch indices (``batch_order``).
+        start, stop: which updates to run (default all N).
+        state: the optimiser's state at ``start`` (default: fresh).
+        create_graph: keep every update's graph, so that θ_stop is differentiable in the images, targets, lr
+            and θ_start; ``False`` is plain training (each θ detached, memory flat).
+    """
+    stop = recipe.updates if stop is None else stop
+    state = init_state(params, recipe) if state is None else state
+    if not create_graph:
+        params, state = _leaves(params), state.detached()
+    elif not all(p.requires_grad for p in params.values()):
+        params = {
+            n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()
+        }
+    for n in range(start, stop):
+        batch = order[n].to(images.device)
+        loss = inner_loss(model, params, images[batch], targets[batch])
+        grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
+        params, state = optimizer_step(
+            params, dict(zip(params, grads, strict=True)), state, lr, recipe
+        )
+        if not create_graph:
+            params, state = _leaves(params), state.detached()
+    return params, state
+
+
+def _leaves(params: Params) -> Params:
+    return {name: p.detach().requires_grad_() for name, p in params.items()}
+
+
+def window_end(recipe: Recipe, window: int | None, generator: torch.Generator) -> int:
+    """e ~ U{W, …, N}: where the back-propagated window of W updates ends (N when there is no window)."""
+    if window is None or window >= recipe.updates:
+        return recipe.updates
+    return int(torch.randint(window, recipe.updates + 1, (1,), generator=generator))
+
+
+def truncated_meta_grad(
+    model: nn.Module,
+    params0: Params,
+    images: Tensor,
+    targets: Tensor,
+    lr: Tensor,
+    recipe: Recipe,
+    objective: Objective,
+    *,
+    window: int | None,
+    generator: torch.Generator,
+) -> MetaGrads:
+    """Meta-gradient of ``objective(θ_e)`` through the last W of e minibatch updates (random truncated BPTT).
+
+    Args:
+        model: the network (called functionally).
+        params0: θ_0, never differentiated.
+        images: ``[..., C, H, W]`` distilled images (e.g. a stored ``[1, M, C, H, W]``).
+        targets: matching ``[...]`` classes or ``[..., K]`` soft targets (their gradient is returned when
+            floating point).
+        lr: the step size η, any shape with one element.
+        recipe: the inner training; ``recipe.updates`` is N.
+        objective: ``(model, θ_e) -> scalar`` meta-loss on real data.
+        window: W, the updates back-propagated through; ``None`` back-propagates through all N.
+        generator: draws e and the minibatches (seed it per outer iteration and init to resume bit-exact).
+
+    Returns:
+        ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``.
+    """
+    end = window_end(recipe, window, generator)
+    begin = end - (recipe.updates if window is None else min(window, recipe.updates))
+    flat_x = images.detach().reshape(-1, *images.shape[-3:])  # [M, C, H, W]
+    soft = targets.is_floating_point()
+    flat_y = targets.detach().reshape(-1, targets.shape[-1]) if soft else targets.reshape(-1)
+    order = batch_order(len(flat_x), recipe, generator)  # [N, B]
+    theta, state = train(
+        model, params0, flat_x, flat_y, lr.detach().reshape(()), recipe, order, stop=begin
+    )
+    x = flat_x.requires_grad_()
+    y = flat_y.requires_grad_() if soft else flat_y
+    eta = lr.detach().reshape(()).requires_grad_()
+    theta = {n: p.detach().requires_grad_() for n, p in theta.items()}
+    theta, _ = train(
+        model,
+        theta,
+        x,
+        y,
+        eta,
+        recipe,
+        order,
+        start=begin,
+        stop=end,
+        state=state.detached(),
+        create_graph=True,
+    )
+    loss = objective(model, theta)
+    wrt = (x, eta) + ((y,) if soft else ())
+    grads = torch.autograd.grad(loss, wrt)
+    return MetaGrads(
+        images=grads[0].reshape(images.shape),
+        lrs=grads[1].reshape(lr.shape),
+        labels=grads[2].reshape(targets.shape) if soft else None,
+        loss=loss.detach(),
+    )
