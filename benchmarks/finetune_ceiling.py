@@ -22,8 +22,9 @@ import torch
 
 import datadistill
 from datadistill.data import load_dataset
-from datadistill.evaluate import accuracy, make_setting
+from datadistill.evaluate import accuracy
 from datadistill.pretrain import train_networks
+from datadistill.setting import make_setting
 
 # the sibling benchmark's USPS geometries, so that both place USPS digits alike
 from table2 import USPS_GEOMETRIES

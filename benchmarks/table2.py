@@ -51,8 +51,10 @@ from datadistill.baselines import (
     tune_lr,
 )
 from datadistill.data import load_dataset
-from datadistill.evaluate import accuracy, evaluate_steps, make_setting
-from datadistill.pretrain import pretrain, read_manifest, train_networks
+from datadistill.evaluate import accuracy, evaluate_steps
+from datadistill.pools import read_manifest
+from datadistill.pretrain import pretrain, train_networks
+from datadistill.setting import make_setting
 from datadistill.unroll import Steps
 
 # Wang et al. 2018, Table 2 (LeNet, 100 distilled images). (mean, std or None); PAPER.md marks the

@@ -15,9 +15,9 @@ from datadistill.evaluate import (
     DATASET_PROTOCOL,
     accuracy,
     evaluate_as_dataset,
-    make_setting,
     train_as_dataset,
 )
+from datadistill.setting import make_setting
 
 # Small budgets on the embedded digits set (1437 train / 360 test, 8x8): 2 steps x 2 images per class.
 SMALL = dict(dataset="digits", model="mlp", steps=2, epochs=2, images_per_class=2, seed=0)

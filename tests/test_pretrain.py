@@ -12,12 +12,12 @@ from datadistill import distill, evaluate
 from datadistill.artifacts import DistilledData, load_tensors
 from datadistill.evaluate import evaluate_as_dataset
 from datadistill.models import build_model, init_params
+from datadistill.pools import load_pool
 from datadistill.pretrain import (
     _cosine,
     _init_generator,
     _shuffle_generator,
     add_cli,
-    load_pool,
     pretrain,
     run_cli,
     train_networks,

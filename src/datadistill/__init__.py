@@ -9,15 +9,14 @@ Example:
     >>> datadistill.evaluate(data).accuracy_mean  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
-from datadistill.artifacts import DistilledData  # noqa: E402
-from datadistill.config import DistillConfig  # noqa: E402
-from datadistill.data import load_dataset  # noqa: E402
-from datadistill.distill import distill  # noqa: E402
-from datadistill.evaluate import evaluate  # noqa: E402
-from datadistill.gallery import load_pretrained  # noqa: E402
-from datadistill.models import build_model  # noqa: E402
+from datadistill._version import __version__  # noqa: F401  (datadistill.__version__)
+from datadistill.artifacts import DistilledData
+from datadistill.config import DistillConfig
+from datadistill.data import load_dataset
+from datadistill.distill import distill
+from datadistill.evaluate import evaluate
+from datadistill.gallery import load_pretrained
+from datadistill.models import build_model
 
 __all__ = [
     "DistillConfig",

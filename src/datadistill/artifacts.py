@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 
-from datadistill import __version__
-from datadistill.unroll import Params, Steps, unroll
+from datadistill._version import __version__
+from datadistill.types import Steps
 
 DISTILLED_FILE = "distilled.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -94,13 +94,6 @@ class DistilledData:
     def steps(self) -> Steps:
         """The schedule as ``unroll`` consumes it."""
         return Steps(self.images, self.targets(), self.lrs)
-
-    def train(self, model: nn.Module, params: Params) -> Params:
-        """Replay the distilled steps, in order and with the learned lrs, from θ_0 = ``params``; return θ_T."""
-        device = next(iter(params.values())).device
-        steps = Steps(self.images.to(device), self.targets().to(device), self.lrs.to(device))
-        final = unroll(model, params, steps, create_graph=False)[-1]
-        return {name: p.detach() for name, p in final.items()}
 
     def save(self, folder: str | Path) -> Path:
         """Write ``distilled.safetensors`` and ``manifest.json`` into ``folder`` (created if needed)."""

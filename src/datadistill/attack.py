@@ -51,8 +51,8 @@ from torch.func import functional_call
 from datadistill.artifacts import DISTILLED_FILE, DistilledData, write_json
 from datadistill.config import check_init_noise, check_source_weight
 from datadistill.data import ImageDataset, load_dataset
-from datadistill.evaluate import setting_from_manifest
 from datadistill.inits import InitDistribution
+from datadistill.setting import setting_from_manifest
 from datadistill.unroll import Params, Steps, unroll
 
 ATTACK_INITS = ("pretrained-random", "pretrained-fixed")
@@ -559,7 +559,8 @@ def run_baselines(
 
 def ensure_pool(cfg: AttackConfig, folder: Path) -> dict[str, Any]:
     """The manifest of the pool in ``folder``, pre-training it first when the folder holds none."""
-    from datadistill.pretrain import MANIFEST_FILE, pretrain, read_manifest
+    from datadistill.pools import read_manifest
+    from datadistill.pretrain import MANIFEST_FILE, pretrain
 
     if (folder / MANIFEST_FILE).is_file():
         return read_manifest(folder)
@@ -583,7 +584,7 @@ def ensure_pool(cfg: AttackConfig, folder: Path) -> dict[str, Any]:
 
 
 def _default_model(dataset: str) -> str:
-    from datadistill.evaluate import DEFAULT_MODEL_FOR
+    from datadistill.setting import DEFAULT_MODEL_FOR
 
     return DEFAULT_MODEL_FOR.get(dataset, "lenet")
 

@@ -43,8 +43,9 @@ from torch import Tensor, nn
 
 from datadistill.artifacts import write_json
 from datadistill.data import ImageDataset, load_dataset
-from datadistill.evaluate import Setting, accuracy, evaluate_steps, make_setting
+from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.inits import InitDistribution
+from datadistill.setting import Setting, make_setting
 from datadistill.unroll import Params, Steps, inner_loss, unroll
 
 IMAGE_BASELINES = ("random-real", "optimized-real", "kmeans", "average-real")
@@ -62,7 +63,7 @@ class BaselinesConfig:
 
     dataset: str = "digits"  # registered data set name
     model: str | None = (
-        None  # registered model; None: the data set's default (evaluate.DEFAULT_MODEL_FOR)
+        None  # registered model; None: the data set's default (setting.DEFAULT_MODEL_FOR)
     )
     init: str = "fixed"  # fixed | random (p(θ_0) the baselines are trained from)
     init_scheme: str = "xavier"  # weight init of fixed/random inits

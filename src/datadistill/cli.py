@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Sequence
 
-from datadistill import __version__
+from datadistill._version import __version__
 from datadistill.config import DistillConfig, list_presets, load_config
 
 

@@ -18,6 +18,7 @@ import yaml
 
 PRESET_DIR = Path(__file__).parent / "configs"
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
 
 
 @dataclass
@@ -199,8 +200,6 @@ class DistillConfig:
         return self
 
     def _validate_dataset_protocol(self) -> None:
-        from datadistill.minibatch_unroll import INNER_OPTIMIZERS
-
         if (self.steps, self.epochs) != (1, 1):
             raise ValueError(
                 "--protocol dataset trains on one set of images with one step size: leave --steps and "

@@ -13,7 +13,6 @@ image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from datadistill import __version__
+from datadistill._version import __version__
 from datadistill.artifacts import (
     DISTILLED_FILE,
     DistilledData,
@@ -42,9 +41,11 @@ from datadistill.artifacts import (
 from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
-from datadistill.evaluate import EvalResult, accuracy, evaluate_steps, make_setting
+from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
 from datadistill.minibatch_unroll import Recipe, batch_order, train, truncated_meta_grad
 from datadistill.objectives import make_objective, poison_labels
+from datadistill.seeds import generator as _generator
+from datadistill.setting import make_setting
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -82,20 +83,6 @@ class DistillationDiverged(RuntimeError):
 def inverse_softplus(y: float) -> float:
     """x with softplus(x) = y (the raw parameter of a learned step size y > 0)."""
     return y + math.log(-math.expm1(-y))
-
-
-def derived_seed(*parts: int | str) -> int:
-    """A 63-bit seed from integers (run seed, iteration, init index, …), independent of process layout.
-
-    Every random draw of an iteration is seeded this way instead of from one running generator, so a run
-    resumes bit-for-bit from any checkpoint and N processes × k inits reproduce 1 process × N·k inits.
-    """
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def _generator(*parts: int | str) -> torch.Generator:
-    return torch.Generator().manual_seed(derived_seed(*parts))
 
 
 @dataclass

@@ -142,7 +142,7 @@ def save_thumbnails(path: str | Path) -> Path:
 
 def _copy_fixed_network(pool: Path, out: Path) -> None:
     """Write a one-network pool holding the pool's ``pretrained-fixed`` network (``net_0000``)."""
-    from datadistill.pretrain import read_manifest
+    from datadistill.pools import read_manifest
 
     manifest = read_manifest(pool)
     first = next(r for r in manifest["networks"] if r.get("split") != "heldout")

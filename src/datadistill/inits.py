@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from datadistill.models import init_params
-from datadistill.unroll import Params
+from datadistill.types import Params
 
 INIT_KINDS = ("fixed", "random", "pretrained-fixed", "pretrained-random")
 

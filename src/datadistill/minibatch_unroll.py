@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from datadistill.config import INNER_OPTIMIZERS
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
 
-INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 # Added under Adam's square root: keeps ∂√v/∂v finite where a gradient entry is exactly 0 (a dead ReLU's
 # bias), where autograd would otherwise multiply ∞ by 0. Its effect on the update is below float64 rounding.
 _SQRT_GUARD = 1e-30

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from datadistill.unroll import Objective, Params
+from datadistill.types import Objective, Params
 
 OBJECTIVES = ("task", "poison")
 

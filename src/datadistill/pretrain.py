@@ -8,7 +8,7 @@ Xavier init and its own shuffling, and writes a pool folder::
       manifest.json                                       source data, shapes, normalisation, recipe, per-network
                                                           seed, test accuracy and split ("train" | "heldout")
 
-``load_pool`` reads it back as the two lists that ``InitDistribution`` consumes: the training part (sampled by
+``pools.load_pool`` reads it back as the two lists that ``InitDistribution`` consumes: the training part (sampled by
 ``pretrained-random`` during distillation; its first network is the ``pretrained-fixed`` one) and the held-out part
 (only ever used to evaluate ``pretrained-random``).
 
@@ -31,7 +31,6 @@ launch per layer for G networks), but that was not measured here.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -46,16 +45,15 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from datadistill import __version__
-from datadistill.artifacts import MANIFEST_FILE, load_tensors, save_tensors, write_json
+from datadistill._version import __version__
+from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
 from datadistill.data import load_dataset
-from datadistill.distill import derived_seed
 from datadistill.evaluate import accuracy
 from datadistill.models import build_model, init_params
-from datadistill.unroll import Params
+from datadistill.pools import NET_FILE, POOL_KIND
+from datadistill.seeds import generator
+from datadistill.types import Params
 
-POOL_KIND = "datadistill-pretrained-pool"
-NET_FILE = "net_{:04d}.safetensors"
 # Defaults of the fast recipe (see `pretrain`). The paper's is Adam(2e-4, betas .5/.999), 40 epochs on MNIST
 # with a decay at 20 and 130 on USPS: hours per network on 2 CPU cores, so we use a larger lr and fewer epochs.
 DEFAULT_LR = 1e-3
@@ -67,12 +65,12 @@ METHODS = ("loop", "vmap")
 
 def _init_generator(seed: int) -> torch.Generator:
     """The generator of network ``seed``'s Xavier init (independent of its shuffling stream)."""
-    return torch.Generator().manual_seed(derived_seed(seed, "pretrain-init"))
+    return generator(seed, "pretrain-init")
 
 
 def _shuffle_generator(seed: int) -> torch.Generator:
     """The generator of network ``seed``'s mini-batch order: one ``randperm`` per epoch."""
-    return torch.Generator().manual_seed(derived_seed(seed, "pretrain-shuffle"))
+    return generator(seed, "pretrain-shuffle")
 
 
 def _cosine(step: int, total: int) -> float:
@@ -393,91 +391,6 @@ def _postfix(records: Sequence[dict[str, Any]], extra: str = "") -> str:
     if records:
         parts.append(f"acc {statistics.fmean(r['test_accuracy'] for r in records):.2f}%")
     return ", ".join(parts)
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a pool folder written by ``pretrain``.
-
-    Raises:
-        FileNotFoundError: the folder or its manifest is missing.
-        ValueError: the manifest is not a pool's.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"pre-trained pool {folder} does not exist: create one with "
-            "`datadistill pretrain --dataset NAME --model NAME --count N --out DIR`"
-        )
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a pre-trained pool: {MANIFEST_FILE} is missing (a `datadistill pretrain` "
-            "run writes it when all networks are trained; an interrupted run leaves none)"
-        )
-    manifest = json.loads(path.read_text())
-    if manifest.get("kind") != POOL_KIND:
-        raise ValueError(
-            f"{path} is not a pre-trained pool's manifest (kind {manifest.get('kind')!r}, expected "
-            f"{POOL_KIND!r}); pass the --out folder of `datadistill pretrain`"
-        )
-    return manifest
-
-
-def load_pool(folder: str | Path, net: nn.Module) -> tuple[list[Params], list[Params]]:
-    """Load a pool for ``net``: ``(training part, held-out part)``, each a list of parameter dicts.
-
-    The dicts have the names, shapes and dtype of ``net.named_parameters()`` and live on the CPU. The training
-    part keeps the pool's order, so ``pool[0]`` is ``net_0000`` (the ``pretrained-fixed`` network).
-
-    Args:
-        folder: a pool folder written by ``pretrain``.
-        net: the network the pool will initialise (its architecture and input shape are checked).
-
-    Returns:
-        ``(pool, heldout)``.
-
-    Raises:
-        FileNotFoundError: no such folder, no manifest, or a listed network file is missing.
-        ValueError: the pool was trained for another architecture, input shape or number of classes (the
-            message names the pool's model and source data set and what was requested), or a file does not
-            hold the parameters ``net`` needs.
-    """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    arch = getattr(net, "arch", type(net).__name__.lower())
-    requested = (arch, tuple(getattr(net, "in_shape", ())), getattr(net, "num_classes", None))
-    have = (manifest["model"], tuple(manifest["in_shape"]), manifest["num_classes"])
-    if requested != have:
-        raise ValueError(
-            f"pre-trained pool {folder} holds {have[0]} networks trained on {manifest['dataset']} "
-            f"(inputs {have[1]}, {have[2]} classes) but the run needs {requested[0]} for inputs "
-            f"{requested[1]} with {requested[2]} classes: pre-train a pool with that --model, or give the "
-            f"target data the pool's image shape (e.g. --resize {have[1][1]}, --channels {have[1][0]})"
-        )
-    expected = {name: p for name, p in net.named_parameters()}
-    pool: list[Params] = []
-    held: list[Params] = []
-    for record in manifest["networks"]:
-        path = folder / record["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is listed in {folder / MANIFEST_FILE} but missing")
-        tensors = load_tensors(path)
-        if tensors.keys() != expected.keys():
-            raise ValueError(
-                f"{path} does not fit {arch}: parameters {sorted(tensors.keys() ^ expected.keys())} "
-                "are missing or extra; pre-train the pool again for this model"
-            )
-        bad = [n for n, p in expected.items() if tensors[n].shape != p.shape]
-        if bad:
-            detail = ", ".join(
-                f"{n} {tuple(tensors[n].shape)} vs {tuple(expected[n].shape)}" for n in bad
-            )
-            raise ValueError(f"{path} does not fit {arch}: shapes differ ({detail})")
-        params = {n: tensors[n].to(expected[n].dtype) for n in expected}
-        (held if record["split"] == "heldout" else pool).append(params)
-    if not pool:
-        raise ValueError(f"pre-trained pool {folder} has no networks in its training part")
-    return pool, held
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

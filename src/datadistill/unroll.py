@@ -14,7 +14,6 @@ through ``torch.func.functional_call``; nothing is mutated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,34 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-Params = dict[str, Tensor]
-Objective = Callable[[nn.Module, Params], Tensor]  # (model, θ_T) -> scalar meta-loss
+from datadistill.types import Objective, Params, Steps
+
 MetaGradMethod = Literal["autograd", "reverse"]
-
-
-@dataclass
-class Steps:
-    """The distilled training schedule that ``unroll`` replays.
-
-    Attributes:
-        images: ``[steps, per_step, C, H, W]`` distilled images, in normalised pixel space.
-        labels: ``[steps, per_step]`` int64 class labels, or ``[steps, per_step, K]`` float soft targets,
-            used as they are: the inner loss is ``−Σ_k y_k log softmax(f)_k`` (a target need not sum to one;
-            how learned labels become targets is ``artifacts.label_targets``).
-        lrs: ``[steps * epochs]`` positive step sizes, one per GD update.
-    """
-
-    images: Tensor
-    labels: Tensor
-    lrs: Tensor
-
-    @property
-    def num_steps(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def num_updates(self) -> int:
-        return self.lrs.shape[0]
 
 
 @dataclass

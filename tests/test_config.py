@@ -1,0 +1,63 @@
+"""config.py: presets load into a validated DistillConfig; bad keys and values fail with one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from datadistill.config import DistillConfig, list_presets, load_config, save_config
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_shipped_preset_loads_and_validates(name):
+    cfg = load_config(DistillConfig, name)
+    assert isinstance(cfg, DistillConfig)
+    assert cfg.steps >= 1 and cfg.epochs >= 1 and cfg.iterations >= 1
+
+
+def test_preset_values_are_read_and_overrides_win():
+    cfg = load_config(DistillConfig, "mnist_fixed_10", {"iterations": 7, "lr": None})
+    assert (cfg.dataset, cfg.init, cfg.steps, cfg.epochs) == ("mnist", "fixed", 1, 3)
+    assert cfg.iterations == 7  # an override replaces the preset's 2000
+    assert cfg.lr == 0.01  # a None override is skipped, the preset's value stays
+
+
+def test_unknown_key_error_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: digits\nitertions: 5\n")
+    with pytest.raises(ValueError) as err:
+        load_config(DistillConfig, path)
+    message = str(err.value)
+    assert "itertions" in message and str(path) in message
+    assert "iterations" in message  # the close match is suggested
+
+
+def test_unknown_preset_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="mnist_fixed_10"):
+        load_config(DistillConfig, "mnist_fixd_10")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flag"),
+    [
+        ({"steps": 0}, "--steps"),
+        ({"lr": -1.0}, "--lr"),
+        ({"meta_grad": "forward"}, "--meta-grad"),
+        ({"init_images": "zeros"}, "--init-images"),
+        ({"label_targets": "free"}, "--learn-labels"),  # free targets need learned labels
+        ({"source_weight": 3.0}, "--objective poison"),
+        ({"betas": (0.9, 1.5)}, "betas"),
+    ],
+)
+def test_validate_names_the_bad_setting(overrides, flag):
+    with pytest.raises(ValueError, match=flag):
+        load_config(DistillConfig, None, overrides)
+
+
+def test_saved_config_loads_back_to_the_same_settings(tmp_path):
+    cfg = load_config(DistillConfig, "digits", {"iterations": 3, "seed": 5})
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path)
+    again = load_config(DistillConfig, path)
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
