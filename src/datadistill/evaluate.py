@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from datadistill.artifacts import DistilledData, write_json
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.inits import InitDistribution
-from datadistill.models import build_model
+from datadistill.models.user import ModelLike
 from datadistill.unroll import Params, Steps, unroll
 
 DEFAULT_MODELS = {"fixed": 1, "pretrained-fixed": 1, "random": 200, "pretrained-random": 200}
@@ -39,13 +39,26 @@ class Setting:
 
     model: nn.Module
     inits: InitDistribution
-    dataset: str
+    dataset: str  # a registered name or the path of the user's data
     resize: int | None
     channels: int | None
     data_dir: str | None
     pad: int | None = None  # background pixels added on each side after resizing
+    model_spec: str = ""  # what the run records: registered name, module:factory, or python:<Name>
+    # for a user's data: the recorded {"path", "format", "sha256", "test_fraction"} the data must match
+    source: dict[str, Any] | None = None
+    test_fraction: float | None = None  # split of a user's data without a test split
 
     def load(self, split: str) -> ImageDataset:
+        """One split of the data, checked against the recorded content hash for a user's data."""
+        if self.source is not None and self.source.get("format") == "python":
+            raise ValueError(
+                "this run was distilled from data passed in Python (train=...), which the run folder "
+                "does not hold: evaluate it in Python with evaluate(run, test=(x, y)), or save the "
+                "data as .npz and distil from its path"
+            )
+        if self.source is not None:
+            return _load_recorded(self, split)
         return load_dataset(
             self.dataset,
             split,
@@ -53,13 +66,59 @@ class Setting:
             resize=self.resize,
             pad=self.pad,
             channels=self.channels,
+            test_fraction=self.test_fraction,
         )
+
+
+def _load_recorded(setting: Setting, split: str) -> ImageDataset:
+    """Load a user's data from where the run recorded it (or ``data_dir``), refusing changed data."""
+    source = setting.source or {}
+    path, expected = source["path"], source.get("sha256")
+    name = Path(path).name
+    try:
+        data = load_dataset(
+            path,
+            split,
+            data_dir=setting.data_dir,
+            resize=setting.resize,
+            pad=setting.pad,
+            channels=setting.channels,
+            test_fraction=source.get("test_fraction") if _has_no_test(source) else None,
+        )
+    except FileNotFoundError:
+        also = f" nor in --data-dir {setting.data_dir}" if setting.data_dir else ""
+        raise FileNotFoundError(
+            f"this run's data is not at {path}{also} (sha256 {str(expected)[:16]}…): put it back, or "
+            f"pass --data-dir FOLDER with the folder that now holds {name!r}"
+        ) from None
+    found = (data.source or {}).get("sha256")
+    if expected is not None and found != expected:
+        raise ValueError(
+            f"the data at {(data.source or {}).get('path')} changed since this run was made (sha256 "
+            f"{str(expected)[:16]}… expected, {str(found)[:16]}… found): restore it, or pass "
+            f"--data-dir FOLDER holding the original {name!r}"
+        )
+    return data
+
+
+def _has_no_test(source: dict[str, Any]) -> bool:
+    return source.get("test_fraction") is not None
+
+
+def default_model(dataset: str, image_shape: tuple[int, int, int]) -> str:
+    """The network used when none is named: the registered set's default, else one that fits the size."""
+    from datadistill.data import list_datasets
+    from datadistill.models.user import default_model_for
+
+    if isinstance(dataset, str) and dataset in list_datasets():
+        return DEFAULT_MODEL_FOR.get(dataset, "lenet")
+    return default_model_for(image_shape)
 
 
 def make_setting(
     *,
     dataset: str,
-    model: str | None,
+    model: ModelLike | None,
     init: str,
     init_scheme: str = "xavier",
     seed: int = 0,
@@ -70,10 +129,18 @@ def make_setting(
     data_dir: str | None = None,
     image_shape: tuple[int, int, int],
     num_classes: int,
+    source: dict[str, Any] | None = None,
+    test_fraction: float | None = None,
 ) -> Setting:
-    """Build the network and init distribution for a data set of the given (converted) image shape."""
-    name = model or DEFAULT_MODEL_FOR.get(dataset, "lenet")
-    net = build_model(name, tuple(image_shape), num_classes)
+    """Build the network and init distribution for a data set of the given (converted) image shape.
+
+    ``model`` is a registered name, ``module:factory``, a factory callable or an ``nn.Module`` (see
+    :mod:`datadistill.models.user`); None picks :func:`default_model`.
+    """
+    from datadistill.models.user import resolve_model
+
+    chosen = model if model is not None else default_model(dataset, tuple(image_shape))
+    net, spec = resolve_model(chosen, tuple(image_shape), num_classes)
     pool: list[Params] = []
     heldout: list[Params] = []
     if init.startswith("pretrained"):
@@ -85,7 +152,18 @@ def make_setting(
 
         pool, heldout = load_pool(pretrained, net)
     inits = InitDistribution(init, net, init_scheme, seed, pool, heldout)
-    return Setting(net, inits, dataset, resize, channels, data_dir, pad=pad)
+    return Setting(
+        net,
+        inits,
+        dataset,
+        resize,
+        channels,
+        data_dir,
+        pad=pad,
+        model_spec=spec,
+        source=source,
+        test_fraction=test_fraction,
+    )
 
 
 def _model_count(models: int | None, inits: InitDistribution) -> int:
@@ -99,12 +177,18 @@ def _model_count(models: int | None, inits: InitDistribution) -> int:
     return models
 
 
-def setting_from_manifest(manifest: dict[str, Any], *, data_dir: str | None = None) -> Setting:
-    """Rebuild the ``Setting`` a distilled set was made for from its manifest."""
+def setting_from_manifest(
+    manifest: dict[str, Any], *, data_dir: str | None = None, model: ModelLike | None = None
+) -> Setting:
+    """Rebuild the ``Setting`` a distilled set was made for from its manifest.
+
+    ``model`` replaces the recorded network (needed when the run's network was a Python object).
+    """
     shape = manifest["images_shape"][2:]
+    source = manifest.get("data_source")
     return make_setting(
-        dataset=manifest["dataset"],
-        model=manifest["model"],
+        dataset=source["path"] if source and source.get("path") else manifest["dataset"],
+        model=model if model is not None else manifest["model"],
         init=manifest["init"],
         init_scheme=manifest.get("init_scheme", "xavier"),
         seed=manifest.get("init_seed", manifest.get("seed", 0)),
@@ -115,6 +199,18 @@ def setting_from_manifest(manifest: dict[str, Any], *, data_dir: str | None = No
         data_dir=data_dir if data_dir is not None else manifest.get("data_dir"),
         image_shape=tuple(shape),
         num_classes=manifest["num_classes"],
+        source=source,
+    )
+
+
+def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageDataset:
+    """The real test split: ``test`` from Python (normalised like the run), else loaded by the setting."""
+    if test is None:
+        return setting.load("test")
+    from datadistill.data.sources import test_split_from_python
+
+    return test_split_from_python(
+        test, like=manifest, resize=setting.resize, pad=setting.pad, channels=setting.channels
     )
 
 
@@ -220,6 +316,8 @@ def evaluate(
     device: str = "cpu",
     json_path: str | Path | None = None,
     progress: bool = True,
+    model: ModelLike | None = None,
+    test: Any = None,
 ) -> EvalResult:
     """Evaluate a distilled set (or a run folder) with the paper's replay protocol.
 
@@ -230,6 +328,10 @@ def evaluate(
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON (keys ``accuracy_mean``, ``accuracy_std``, ``n_models``,
             ``accuracy_before_mean``, …).
+        model: the network, when the run's was a Python object (an ``nn.Module`` or factory); default:
+            rebuilt from the manifest.
+        test: test data from Python, ``(x, y)`` or a torch ``Dataset`` (needed for runs distilled from
+            ``train=``); normalised with the run's recorded mean and std.
 
     Returns:
         ``EvalResult`` with accuracies in percent.
@@ -237,7 +339,7 @@ def evaluate(
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
-    setting = setting_from_manifest(manifest, data_dir=data_dir)
+    setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
     available = setting.inits.max_evaluation_models()
     if available is not None and n > available:
@@ -245,7 +347,7 @@ def evaluate(
             n = 1  # a fixed init has exactly one network to train
         else:
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
-    test = setting.load("test")
+    test = _test_split(setting, manifest, test)
     dev = torch.device(device)
     steps = Steps(data.images.to(dev), data.targets().to(dev), data.lrs.to(dev))
     after, before = evaluate_steps(
@@ -352,6 +454,8 @@ def evaluate_as_dataset(
     device: str = "cpu",
     json_path: str | Path | None = None,
     progress: bool = True,
+    model: ModelLike | None = None,
+    test: Any = None,
 ) -> EvalResult:
     """Evaluate a distilled set with the field's protocol (``train_as_dataset``), not the paper's replay.
 
@@ -366,17 +470,18 @@ def evaluate_as_dataset(
         data_dir: where the real data lives (default: the manifest's, else $DATADISTILL_DATA / cache).
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON.
+        model, test: as in :func:`evaluate`.
 
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
-    setting = setting_from_manifest(data.manifest, data_dir=data_dir)
+    setting = setting_from_manifest(data.manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
     if setting.inits.is_fixed:
         n = 1  # a fixed init has exactly one network to train
-    test = setting.load("test")
+    test = _test_split(setting, data.manifest, test)
     dev = torch.device(device)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     images, labels = data.images.to(dev), data.targets().to(dev)
