@@ -42,6 +42,7 @@ from datadistill.config import DistillConfig, save_config, to_dict
 from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps, make_setting
+from datadistill.models.user import factory_root
 from datadistill.objectives import make_objective, poison_labels
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
@@ -650,6 +651,8 @@ def _finish(
         # where the data came from and its content hash, so evaluate can find and check it (None: registered)
         "data_source": train.source,
         "model": setting.model_spec,
+        # the folder the model's factory module was imported from (module:factory specs only)
+        "model_root": factory_root(setting.model_spec),
         "init": cfg.init,
         "init_scheme": cfg.init_scheme,
         "init_seed": cfg.seed,

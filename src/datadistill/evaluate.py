@@ -186,6 +186,10 @@ def setting_from_manifest(
     """
     shape = manifest["images_shape"][2:]
     source = manifest.get("data_source")
+    if model is None:
+        from datadistill.models.user import make_importable
+
+        make_importable(manifest["model"], manifest.get("model_root"))
     return make_setting(
         dataset=source["path"] if source and source.get("path") else manifest["dataset"],
         model=model if model is not None else manifest["model"],

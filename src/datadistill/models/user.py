@@ -19,7 +19,10 @@ be evaluated from Python, by passing the same ``model=`` again.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -162,3 +165,33 @@ def _spec_of(factory: Callable[..., Any]) -> str:
 def default_model_for(image_shape: tuple[int, int, int]) -> str:
     """The default network for a user's data set: LeNet from 12x12 pixels up, else the MLP."""
     return "lenet" if min(image_shape[1:]) >= 12 else "mlp"
+
+
+def factory_root(spec: str) -> str | None:
+    """The ``sys.path`` folder the factory of ``spec`` was imported from (None if not a factory spec).
+
+    A run records it so that ``evaluate`` finds ``my_nets.py`` from any working directory.
+    """
+    if not is_factory_spec(spec):
+        return None
+    module_name = spec.partition(":")[0]
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if file is None:
+        return None
+    path = Path(file).resolve()
+    if path.name == "__init__.py":
+        path = path.parent
+    return str(path.parents[len(module_name.split(".")) - 1])
+
+
+def make_importable(spec: str, root: str | None) -> None:
+    """Put ``root`` on ``sys.path`` (at the end) when the factory module of ``spec`` cannot be imported
+    otherwise, so a run's recorded network is found from any working directory."""
+    if not is_factory_spec(spec) or root is None or not Path(root).is_dir():
+        return
+    if (
+        importlib.util.find_spec(spec.partition(":")[0].split(".")[0]) is None
+        and root not in sys.path
+    ):
+        sys.path.append(root)
