@@ -191,6 +191,25 @@ def test_api_python_tensors_and_dataset(tmp_path: Path, arrays, capsys) -> None:
     assert "evaluate(run, test=(x, y))" in line
 
 
+def test_hugging_face_dataset_built_locally(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the optional [hf] extra is not installed")
+    (x, y), (xt, yt) = _images(6, 0), _images(3, 1)
+
+    def build(images, labels):
+        pil = [Image.fromarray(img) for img in images]
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+        return datasets.Dataset.from_dict(
+            {"image": pil, "label": labels.tolist()}, features=features
+        )
+
+    data = distill(train=build(x, y), test=build(xt, yt), steps=1, epochs=1, iterations=2,
+                   eval_every=2, out=str(tmp_path / "run"), progress=False)  # fmt: skip
+    plain = distill(train=(x, y), test=(xt, yt), steps=1, epochs=1, iterations=2,
+                    eval_every=2, out=str(tmp_path / "run2"), progress=False)  # fmt: skip
+    assert data.manifest["data_source"]["sha256"] == plain.manifest["data_source"]["sha256"]
+    torch.testing.assert_close(data.images, plain.images)
+
+
 def test_user_network_from_a_script_module(
     folder: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -177,8 +177,9 @@ def from_python(
     """``(train, test)`` ImageDatasets from data held in Python.
 
     Args:
-        train: ``(x, y)`` tensors or NumPy arrays (layout and pixel rules in the module docstring), or a
-            ``torch.utils.data.Dataset`` whose items are ``(image, label)`` (image a tensor, array or PIL image).
+        train: ``(x, y)`` tensors or NumPy arrays (layout and pixel rules in the module docstring), a
+            ``torch.utils.data.Dataset`` whose items are ``(image, label)`` (image a tensor, array or PIL
+            image), or a Hugging Face ``datasets.Dataset`` with an image and a label column.
         test: the same, or None to split ``train`` by ``test_fraction``.
         name: the name runs show for this data.
 
@@ -571,6 +572,8 @@ def _from_object(data: Any, where: str) -> tuple[Any, Any]:
         x, y = data
         _check_lengths(x, y, where)
         return x, y
+    if hasattr(data, "column_names") and hasattr(data, "features"):
+        return _from_hugging_face(data, where)
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
         images, labels = [], []
         for i in range(len(data)):
@@ -593,6 +596,34 @@ def _from_object(data: Any, where: str) -> tuple[Any, Any]:
         f"{where} got a {type(data).__name__}; give (images, labels) tensors or arrays, or a "
         "torch.utils.data.Dataset of (image, label) items"
     )
+
+
+def _from_hugging_face(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from a Hugging Face ``datasets.Dataset`` with an image and a label column.
+
+    Duck-typed (``column_names``, ``features``), so the ``datasets`` package (extra ``[hf]``) is only
+    needed by whoever builds the object. Columns: the first of image/img/pixel_values/x and of
+    label/labels/y; images are PIL images or arrays.
+    """
+    columns = list(data.column_names)
+    image_col = next((c for c in ("image", "img", "pixel_values", "x") if c in columns), None)
+    label_col = next((c for c in ("label", "labels", "y") if c in columns), None)
+    if image_col is None or label_col is None:
+        raise ValueError(
+            f"{where} Hugging Face dataset has columns {', '.join(columns)}; it needs an image column "
+            "(image, img, pixel_values or x) and a label column (label, labels or y): rename them "
+            "with dataset.rename_column"
+        )
+    images, labels = [], []
+    for row in data:
+        image = row[image_col]
+        if hasattr(image, "mode"):  # a PIL image
+            image = image.convert("L" if image.mode in GRAY_MODES else "RGB")
+        images.append(_as_numpy(image))
+        labels.append(int(row[label_col]))
+    if not images:
+        raise ValueError(f"{where} the Hugging Face dataset is empty")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def _split(x, y, fraction: float, where: str):
