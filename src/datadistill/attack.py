@@ -695,7 +695,7 @@ def _resolve(cfg: AttackConfig) -> tuple[AttackConfig, Path, ImageDataset]:
     train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
     cfg.validate(train.num_classes)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(cfg.out or f"runs/attack-{cfg.dataset}-{stamp}")
+    out = Path(cfg.out or f"runs/attack-{Path(cfg.dataset).name}-{stamp}")
     if cfg.pretrained is None:
         cfg = replace(cfg, pretrained=str(out / "pool"))
     return replace(cfg, init_noise=cfg.noise), out, train
@@ -997,7 +997,9 @@ def run_cli(args: argparse.Namespace) -> int:
         device=args.device,
     )
     if args.out is None:  # one folder for the run and the heat-map
-        cfg = replace(cfg, out=f"runs/attack-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        cfg = replace(
+            cfg, out=f"runs/attack-{Path(cfg.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
     result = run_attack(cfg)
     pool = result["pool"]
     print(

@@ -61,9 +61,11 @@ _SPLIT, _RANDOM, _CANDIDATES, _TUNE, _FULL = range(5)
 class BaselinesConfig:
     """Settings of ``datadistill baselines``: the budget, the protocol and how hard to tune."""
 
-    dataset: str = "digits"  # registered data set name
+    dataset: str = (
+        "digits"  # registered data set name, or a path (image folder, .npz, .pt, .safetensors)
+    )
     model: str | None = (
-        None  # registered model; None: the data set's default (setting.DEFAULT_MODEL_FOR)
+        None  # registered model or module:factory; None: the data set's default (setting.default_model)
     )
     init: str = "fixed"  # fixed | random (p(θ_0) the baselines are trained from)
     init_scheme: str = "xavier"  # weight init of fixed/random inits
@@ -90,6 +92,9 @@ class BaselinesConfig:
     data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
     device: str = "cpu"  # cpu | cuda
     json: str | None = None  # also write the report here
+    test_fraction: float | None = (
+        None  # your data without a test split: share held out (default 0.2)
+    )
 
     def validate(self) -> BaselinesConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
@@ -360,7 +365,13 @@ def tune_lr(
     return best_lr, best_acc
 
 
-def learn_lrs(cfg: BaselinesConfig, images: Tensor, lr_init: float) -> Tensor:
+def learn_lrs(
+    cfg: BaselinesConfig,
+    images: Tensor,
+    lr_init: float,
+    data: dict[str, Any] | None = None,
+    model: Any = None,
+) -> Tensor:
     """Per-update lrs ``[S·E]`` learned by distillation with ``images [S, n, C, H, W]`` kept fixed.
 
     ``distill(learn="lrs")`` draws its meta-loss batches from the whole training split (``distill`` takes no
@@ -369,10 +380,12 @@ def learn_lrs(cfg: BaselinesConfig, images: Tensor, lr_init: float) -> Tensor:
     """
     from datadistill.distill import distill
 
+    # data from Python (run_baselines(train=..., test=...)) goes to distill as it came
+    source = dict(data) if data else {"dataset": cfg.dataset, "test_fraction": cfg.test_fraction}
     with tempfile.TemporaryDirectory(prefix="datadistill-baseline-lrs-") as tmp:
         data = distill(
-            dataset=cfg.dataset,
-            model=cfg.model,
+            **source,
+            model=model if model is not None else cfg.model,
             init=cfg.init,
             init_scheme=cfg.init_scheme,
             steps=cfg.steps,
@@ -458,6 +471,7 @@ class _Context:
     test_y: Tensor
     n_models: int
     device: torch.device
+    python_data: dict[str, Any] | None = None  # train=/test= given in Python, for learned lrs
 
     @property
     def model(self) -> nn.Module:
@@ -500,7 +514,9 @@ def _image_rows(
     rows.append(_row(name, TUNED, after, started, lr=lr, val_accuracy=val_acc))
     if cfg.learn_lrs:
         started = time.perf_counter()
-        learned = learn_lrs(cfg, images, lr).to(ctx.device)
+        # a network object goes on as the object; names and module:factory specs as given
+        net = None if isinstance(cfg.model, str | None) else ctx.setting.model
+        learned = learn_lrs(cfg, images, lr, ctx.python_data, net).to(ctx.device)
         after, _ = evaluate_steps(
             ctx.model,
             Steps(images, labels, learned),
@@ -587,21 +603,37 @@ def _knn_row(ctx: _Context, name: str, per_class: Tensor) -> BaselineRow:
 
 
 def run_baselines(
-    cfg: BaselinesConfig | None = None, *, progress: bool = True, **overrides: Any
+    cfg: BaselinesConfig | None = None,
+    *,
+    progress: bool = True,
+    train: Any = None,
+    test: Any = None,
+    **overrides: Any,
 ) -> BaselineReport:
     """Measure the baselines of ``cfg.only`` for one budget and init kind.
 
     Args:
         cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
         progress: print one line per finished row to stderr.
+        train, test: data from Python instead of ``cfg.dataset``, as in :func:`datadistill.distill`.
 
     Returns:
         a ``BaselineReport`` (also written to ``cfg.json`` when set).
     """
-    cfg = BaselinesConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
+    values = {**(vars(cfg) if cfg else {}), **overrides}
+    python_data = None
+    if train is not None:
+        from datadistill.data.sources import from_python
+
+        values["dataset"] = "python"
+        python_data = {"train": train, "test": test, "test_fraction": values.get("test_fraction")}
+        train, test = from_python(train, test, test_fraction=values.get("test_fraction"))
+    cfg = BaselinesConfig(**values).validate()
     device = torch.device(cfg.device)
-    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
-    test = load_dataset(cfg.dataset, "test", data_dir=cfg.data_dir)
+    if python_data is None:
+        load = dict(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
+        train = load_dataset(cfg.dataset, "train", **load)
+        test = load_dataset(cfg.dataset, "test", **load)
     setting = make_setting(
         dataset=cfg.dataset,
         model=cfg.model,
@@ -611,6 +643,8 @@ def run_baselines(
         data_dir=cfg.data_dir,
         image_shape=train.image_shape,
         num_classes=train.num_classes,
+        source=train.source,
+        test_fraction=cfg.test_fraction,
     )
     setting.model.to(device)
     fit, val = split_train(len(train.labels), cfg.val_size, cfg.seed)
@@ -625,6 +659,7 @@ def run_baselines(
         test.labels.to(device),
         n_models,
         device,
+        python_data,
     )
     x, y = ctx.fit_data()
     k = train.num_classes
@@ -672,7 +707,7 @@ def run_baselines(
         f"accuracy on the {len(test.labels)} test images"
     )
     report = BaselineReport(
-        rows, {**vars(cfg), "model": cfg.model or type(setting.model).arch}, protocol
+        rows, {**vars(cfg), "model": setting.model_spec, "data_source": train.source}, protocol
     )
     if cfg.json:
         write_json(Path(cfg.json), report.to_dict())
@@ -691,8 +726,22 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="real-image baselines (random, optimised, k-means, average, 1-NN, full data) for a budget",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--dataset", default="digits", help="data set name (default: digits)")
-    p.add_argument("--model", default=None, help="network (default: the data set's default)")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="data set name, or a path: image folder, .npz, .pt, .safetensors (default: digits)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="network: registered name or module:factory (default: the data set's default)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="your data without a test split: share of each class held out (default 0.2)",
+    )
     p.add_argument("--init", default="fixed", choices=("fixed", "random"), help="default: fixed")
     p.add_argument("--steps", type=int, default=10, help="GD steps S (default: 10)")
     p.add_argument("--epochs", type=int, default=3, help="epochs E over the steps (default: 3)")
@@ -748,6 +797,7 @@ def config_from_args(args: argparse.Namespace) -> BaselinesConfig:
         json=args.json,
         data_dir=args.data_dir,
         device=args.device,
+        test_fraction=args.test_fraction,
     ).validate()
 
 

@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", help="also write the result as JSON to this file")
     p.add_argument(
-        "--data-dir", help="real data folder (default: $DATADISTILL_DATA, else the cache)"
+        "--data-dir",
+        help="real data folder (default: $DATADISTILL_DATA, else the cache); for a run on your own "
+        "data that has moved: the folder now holding it (found by its file or folder name)",
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument(
@@ -183,6 +185,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 k: m.get(k)
                 for k in (
                     "dataset",
+                    "data_source",
                     "model",
                     "init",
                     "steps",
@@ -253,6 +256,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``datadistill`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # As `python -m` does, so that --model my_nets:make_net finds my_nets.py in the working directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
         argv = [

@@ -25,9 +25,9 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner t
 class DistillConfig:
     """Everything ``datadistill distill`` needs. Defaults follow the reference code (PAPER.md)."""
 
-    dataset: str = "digits"  # registered data set name (datadistill datasets)
+    dataset: str = "digits"  # registered name (datadistill datasets), or a path: image folder, .npz, .pt, .safetensors
     model: str | None = (
-        None  # registered model; None picks the data set's default (lenet for 28x28 digits)
+        None  # registered model or package.module:factory; None: the data set's default (lenet for digits)
     )
     init: str = "fixed"  # fixed | random | pretrained-fixed | pretrained-random
     init_scheme: str = (
@@ -88,6 +88,9 @@ class DistillConfig:
     resize: int | None = None  # resize images to NxN (e.g. 28 for USPS next to MNIST)
     pad: int | None = None  # then pad each side with N background pixels (USPS: resize 20, pad 4)
     channels: int | None = None  # convert images to this many channels (3 for MNIST next to SVHN)
+    test_fraction: float | None = (
+        None  # your data without a test split: share of each class held out for testing (default 0.2)
+    )
     seed: int = 0  # seeds the fixed init, the synthetic pixels, real batches and sampled inits
     eval_models: int | None = None  # networks for the final evaluation; None: 1 fixed, 20 random
     eval_every: int = 200  # evaluate (on a few inits) every N iterations for the curve
@@ -118,6 +121,17 @@ class DistillConfig:
             self.steps = 1 if dataset_protocol else 10
         if self.epochs is None:
             self.epochs = 1 if dataset_protocol else 3
+        if not isinstance(self.dataset, str):
+            raise ValueError(
+                f"--dataset must be a registered name or a path, got a {type(self.dataset).__name__}; "
+                "to distil arrays or a torch Dataset pass train=(x, y) and test=(x, y) instead"
+            )
+        if self.test_fraction is not None and not (
+            _is_number(self.test_fraction) and 0 < self.test_fraction < 1
+        ):
+            raise ValueError(
+                f"--test-fraction must be a number between 0 and 1 (e.g. 0.2), got {self.test_fraction!r}"
+            )
         for name in (
             "steps",
             "epochs",

@@ -43,6 +43,7 @@ from datadistill.data import load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
 from datadistill.minibatch_unroll import Recipe, batch_order, train, truncated_meta_grad
+from datadistill.models.user import factory_root
 from datadistill.objectives import make_objective, poison_labels
 from datadistill.seeds import generator as _generator
 from datadistill.setting import make_setting
@@ -187,11 +188,12 @@ def _split_validation(cfg: DistillConfig, train):
     )
 
 
-def _resolve_out(cfg: DistillConfig, model_name: str) -> Path:
+def _resolve_out(cfg: DistillConfig, dataset_name: str, model_spec: str) -> Path:
     if cfg.out is not None:
         return Path(cfg.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.dataset}-{model_name}-{cfg.init}-{stamp}"
+    model_name = model_spec.split(":")[-1].rsplit(".", 1)[-1]  # module:factory -> factory
+    return Path("runs") / f"{dataset_name}-{model_name}-{cfg.init}-{stamp}"
 
 
 def _initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
@@ -343,6 +345,8 @@ def distill(
     *,
     images: Tensor | None = None,
     progress: bool = True,
+    train: Any = None,
+    test: Any = None,
     **overrides: Any,
 ) -> DistilledData:
     """Distil a data set: learn ``steps`` batches of images and ``steps × epochs`` step sizes (Alg. 1).
@@ -355,6 +359,12 @@ def distill(
         images: optional starting pixels ``[steps, per_step, C, H, W]`` in normalised space (e.g. k-means
             centroids); with ``learn="lrs"`` they stay fixed and only the step sizes are learned.
         progress: show a progress bar.
+        train: data from Python instead of ``cfg.dataset``: ``(x, y)`` tensors or arrays, or a torch
+            ``Dataset`` of ``(image, label)`` (rules in :mod:`datadistill.data.sources`).
+        test: the same for the test split; None holds out ``test_fraction`` (0.2) of ``train``.
+
+    ``model`` (in ``cfg`` or ``overrides``) may also be ``"module:factory"``, a factory
+    ``factory(in_shape, num_classes) -> nn.Module`` or an ``nn.Module`` (see :mod:`datadistill.models.user`).
 
     Returns:
         The ``DistilledData`` (also saved in the run folder ``manifest["run_dir"]``), with the measured
@@ -363,18 +373,35 @@ def distill(
     Raises:
         DistillationDiverged: the meta-loss became NaN/inf (the message names the last good checkpoint).
     """
-    cfg = DistillConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
+    values = {**(vars(cfg) if cfg else {}), **overrides}
+    # A network object or factory is not a setting that YAML can hold: it is recorded by its spec below.
+    model_arg = values.get("model")
+    if model_arg is not None and not isinstance(model_arg, str):
+        values["model"] = None
+    if train is not None:
+        if "dataset" in overrides:
+            raise ValueError("pass either dataset= or train=, not both")
+        values["dataset"] = "python"
+    elif test is not None:
+        raise ValueError("test= needs train= (the data set's own test split is used with dataset=)")
+    cfg = DistillConfig(**values).validate()
     world = init_world(cfg.device)
     device = torch.device(local_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
-    train = load_dataset(cfg.dataset, "train", **load)
-    test = load_dataset(cfg.dataset, "test", **load)
+    load = dict(resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
+    if train is not None:
+        from datadistill.data.sources import from_python
+
+        train, test = from_python(train, test, test_fraction=cfg.test_fraction, **load)
+    else:
+        load.update(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
+        train = load_dataset(cfg.dataset, "train", **load)
+        test = load_dataset(cfg.dataset, "test", **load)
     train, held_out = _split_validation(cfg, train)  # before anything is written: it may refuse
     setting = make_setting(
         dataset=cfg.dataset,
-        model=cfg.model,
+        model=model_arg,
         init=cfg.init,
         init_scheme=cfg.init_scheme,
         seed=cfg.seed,
@@ -385,11 +412,15 @@ def distill(
         data_dir=cfg.data_dir,
         image_shape=train.image_shape,
         num_classes=train.num_classes,
+        source=train.source,
+        test_fraction=cfg.test_fraction,
     )
+    if model_arg is not None and not isinstance(model_arg, str):
+        cfg = dataclasses.replace(cfg, model=setting.model_spec)
     model, inits = setting.model, setting.inits
     _check_classes(cfg, train.num_classes)
     validation, inits = _make_validation(cfg, inits, held_out, device)  # may refuse: before writing
-    out = _resolve_out(cfg, cfg.model or type(model).arch)
+    out = _resolve_out(cfg, train.name, setting.model_spec)
     if not cfg.resume and ((out / CHECKPOINT).exists() or (out / DISTILLED_FILE).exists()):
         raise FileExistsError(
             f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
@@ -674,8 +705,13 @@ def _finish(
         recipe="distilled" if recipe is not None else "",
     )
     manifest = {
-        "dataset": cfg.dataset,
-        "model": cfg.model or type(model).arch,
+        # a registered name, or the resolved path of the user's data ("python" for train= data)
+        "dataset": (train.source or {}).get("path") or cfg.dataset,
+        # where the data came from and its content hash, so evaluate can find and check it (None: registered)
+        "data_source": train.source,
+        "model": setting.model_spec,
+        # the folder the model's factory module was imported from (module:factory specs only)
+        "model_root": factory_root(setting.model_spec),
         "init": cfg.init,
         "init_scheme": cfg.init_scheme,
         "init_seed": cfg.seed,

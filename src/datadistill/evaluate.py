@@ -21,8 +21,10 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from datadistill.artifacts import DistilledData, write_json
+from datadistill.data import ImageDataset
 from datadistill.inits import InitDistribution
-from datadistill.setting import setting_from_manifest
+from datadistill.models.user import ModelLike
+from datadistill.setting import Setting, setting_from_manifest
 from datadistill.unroll import Params, Steps, unroll
 
 DEFAULT_MODELS = {"fixed": 1, "pretrained-fixed": 1, "random": 200, "pretrained-random": 200}
@@ -37,6 +39,17 @@ def _model_count(models: int | None, inits: InitDistribution) -> int:
     if models < 1:
         raise ValueError(f"--models must be a positive integer, got {models}")
     return models
+
+
+def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageDataset:
+    """The real test split: ``test`` from Python (normalised like the run), else loaded by the setting."""
+    if test is None:
+        return setting.load("test")
+    from datadistill.data.sources import test_split_from_python
+
+    return test_split_from_python(
+        test, like=manifest, resize=setting.resize, pad=setting.pad, channels=setting.channels
+    )
 
 
 @dataclass
@@ -161,6 +174,8 @@ def evaluate(
     device: str = "cpu",
     json_path: str | Path | None = None,
     progress: bool = True,
+    model: ModelLike | None = None,
+    test: Any = None,
 ) -> EvalResult:
     """Evaluate a distilled set (or a run folder) with the paper's replay protocol.
 
@@ -171,6 +186,10 @@ def evaluate(
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON (keys ``accuracy_mean``, ``accuracy_std``, ``n_models``,
             ``accuracy_before_mean``, …).
+        model: the network, when the run's was a Python object (an ``nn.Module`` or factory); default:
+            rebuilt from the manifest.
+        test: test data from Python, ``(x, y)`` or a torch ``Dataset`` (needed for runs distilled from
+            ``train=``); normalised with the run's recorded mean and std.
 
     Returns:
         ``EvalResult`` with accuracies in percent.
@@ -178,7 +197,7 @@ def evaluate(
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
-    setting = setting_from_manifest(manifest, data_dir=data_dir)
+    setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
     available = setting.inits.max_evaluation_models()
     if available is not None and n > available:
@@ -186,7 +205,7 @@ def evaluate(
             n = 1  # a fixed init has exactly one network to train
         else:
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
-    test = setting.load("test")
+    test = _test_split(setting, manifest, test)
     dev = torch.device(device)
     steps = Steps(data.images.to(dev), data.targets().to(dev), data.lrs.to(dev))
     after, before = evaluate_steps(
@@ -293,6 +312,8 @@ def evaluate_as_dataset(
     device: str = "cpu",
     json_path: str | Path | None = None,
     progress: bool = True,
+    model: ModelLike | None = None,
+    test: Any = None,
 ) -> EvalResult:
     """Evaluate a distilled set with the field's protocol (``train_as_dataset``), not the paper's replay.
 
@@ -307,17 +328,18 @@ def evaluate_as_dataset(
         data_dir: where the real data lives (default: the manifest's, else $DATADISTILL_DATA / cache).
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON.
+        model, test: as in :func:`evaluate`.
 
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
-    setting = setting_from_manifest(data.manifest, data_dir=data_dir)
+    setting = setting_from_manifest(data.manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
     if setting.inits.is_fixed:
         n = 1  # a fixed init has exactly one network to train
-    test = setting.load("test")
+    test = _test_split(setting, data.manifest, test)
     dev = torch.device(device)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     images, labels = data.images.to(dev), data.targets().to(dev)

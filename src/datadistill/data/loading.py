@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ class ImageDataset:
     class_names: tuple[str, ...]  # human-readable name per label
     mean: tuple[float, ...]  # per-channel mean used to normalise (after channel conversion)
     std: tuple[float, ...]  # per-channel std used to normalise (after channel conversion)
+    # for data from a path or Python: {"path", "format", "sha256", "test_fraction"}; None if registered
+    source: dict | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -165,7 +168,7 @@ def _convert_channels(
 
 
 def load_dataset(
-    name: str,
+    name: str | Path,
     split: str = "train",
     *,
     data_dir: str | Path | None = None,
@@ -173,8 +176,14 @@ def load_dataset(
     pad: int | None = None,
     channels: int | None = None,
     download: bool = True,
+    test_fraction: float | None = None,
 ) -> ImageDataset:
-    """Load one split of a registered data set into memory, normalised.
+    """Load one split of a registered data set, or of your own data at a path, into memory, normalised.
+
+    A registered name always means the registered set. Anything else that looks like a path (it
+    exists, holds a ``/``, starts with ``.`` or ``~``, or ends in ``.npz``/``.pt``/``.safetensors``)
+    is read by :func:`datadistill.data.sources.load_source`: an image folder or an array file, with
+    statistics from its own training split (``test_fraction`` splits a source without a test split).
 
     Files are checked against their known checksums on first use (the result is cached next to
     them), and downloaded from the canonical source if missing and `download` is set. Images go
@@ -213,7 +222,29 @@ def load_dataset(
         >>> usps.images.shape  # doctest: +SKIP
         torch.Size([2007, 1, 28, 28])
     """
+    if not isinstance(name, str | os.PathLike):
+        raise ValueError(
+            f"dataset must be a registered name or a path, got a {type(name).__name__}; to use "
+            "arrays or a torch Dataset, pass train=(x, y) and test=(x, y) instead"
+        )
+    if name not in list_datasets():
+        from datadistill.data.sources import load_source, looks_like_path
+
+        if looks_like_path(name):
+            return load_source(
+                name,
+                split,
+                data_dir=data_dir,
+                resize=resize,
+                pad=pad,
+                channels=channels,
+                test_fraction=test_fraction,
+            )
     spec = get_dataset_spec(name)
+    if test_fraction is not None:
+        raise ValueError(
+            f"--test-fraction splits your own data without a test split; {name!r} has its own"
+        )
     if split not in spec.splits:
         raise ValueError(f"unknown split {split!r} for {name!r}; choose from {spec.splits}")
     size = _parse_size(resize)

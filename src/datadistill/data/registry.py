@@ -128,4 +128,8 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     known = list_datasets()
     close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown dataset {name!r}.{hint} Registered datasets: {', '.join(known)}.")
+    shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    raise ValueError(
+        f"unknown dataset {shown}.{hint} Registered datasets: {', '.join(known)}; or give the path "
+        "of an image folder or a .npz/.pt/.safetensors file (e.g. ./my_images)"
+    )
