@@ -12,6 +12,7 @@ from datadistill import DistilledData
 from datadistill import baselines as bl
 from datadistill.data import load_dataset
 from datadistill.evaluate import (
+    FieldRecipe,
     DATASET_PROTOCOL,
     accuracy,
     evaluate_as_dataset,
@@ -211,9 +212,8 @@ def test_field_protocol_trains_on_images_as_a_dataset(digits, tmp_path):
     )  # 100 images
     images, labels = bl.arrange(per_class, 2, 5)
     theta0 = setting.inits.sample(torch.Generator())
-    trained = train_as_dataset(
-        setting.model, images, labels, theta0, epochs=50, lr=0.01, batch_size=32
-    )
+    recipe = FieldRecipe(epochs=50, lr=0.01, batch_size=32, weight_decay=0.0)
+    trained = train_as_dataset(setting.model, images, labels, theta0, recipe)
     before = accuracy(setting.model, theta0, test.images, test.labels)
     after = accuracy(setting.model, trained, test.images, test.labels)
     assert after > 60.0 and after > before + 30.0
@@ -223,6 +223,9 @@ def test_field_protocol_trains_on_images_as_a_dataset(digits, tmp_path):
     lrs = torch.full((4,), 0.1)
     manifest = {"dataset": "digits", "model": "mlp", "init": "fixed", "num_classes": 10}
     DistilledData(images, labels, lrs, manifest).save(tmp_path / "set")
-    result = evaluate_as_dataset(tmp_path / "set", epochs=50, batch_size=32, progress=False)
+    result = evaluate_as_dataset(
+        tmp_path / "set", model="mlp", models=2, recipe=recipe, progress=False
+    )
     assert result.protocol == DATASET_PROTOCOL == "dataset" and "| dataset |" in result.table()
-    assert result.n_models == 1 and result.accuracy_mean > 60.0
+    assert result.n_models == 2 and result.accuracy_mean > 60.0
+    assert result.recipe.startswith("mlp: SGD m0.9 wd0, lr 0.01 /10 at epoch 25, batch 32")

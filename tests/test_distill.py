@@ -561,3 +561,105 @@ def test_help_shows_the_comment_of_every_setting(capsys):
         ("--decay-every", "every 10% of iterations"),
     ]:
         assert words in text, flag
+
+
+# --- the dataset protocol: unrolled minibatch training, random truncated windows --------------------------
+
+FIELD_TINY = dict(
+    dataset="digits",
+    model="mlp",
+    protocol="dataset",
+    init="random",
+    images_per_class=2,
+    unroll=12,
+    window=4,
+    inner_batch=8,
+    inits_per_iteration=2,
+    batch_size=256,
+    eval_every=10,
+    eval_models=3,
+    lr=0.02,
+    lr_init=0.05,
+    decay_every=1000,
+    learn_labels=True,
+    label_targets="free",
+)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_dataset_protocol_learns_and_records_its_recipe(tmp_path, optimizer):
+    lr_init = 0.002 if optimizer == "adam" else 0.05
+    data = distill(
+        **{**FIELD_TINY, "inner_optimizer": optimizer, "lr_init": lr_init},
+        iterations=20,
+        out=str(tmp_path / optimizer),
+        progress=False,
+    )
+    m = data.manifest
+    assert data.images.shape == (1, 20, 1, 8, 8) and data.lrs.shape == (1,)
+    assert data.labels.shape == (1, 20, 10)  # learned labels work with the protocol
+    assert m["protocol"] == "dataset" and m["accuracy"]["protocol"] == "dataset"
+    assert m["recipe"]["optimizer"] == optimizer and m["recipe"]["updates"] == 12
+    assert m["recipe"]["window"] == 4 and m["recipe"]["batch_size"] == 8
+    history = json.loads((tmp_path / optimizer / "metrics.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert m["accuracy"]["accuracy_mean"] > m["accuracy"]["accuracy_before_mean"] + 30
+
+
+def test_dataset_protocol_resumes_bit_for_bit(tmp_path):
+    straight = distill(**FIELD_TINY, iterations=10, out=str(tmp_path / "a"), progress=False)
+    distill(**FIELD_TINY, iterations=5, checkpoint_every=5, out=str(tmp_path / "b"), progress=False)
+    (tmp_path / "b" / "distilled.safetensors").unlink()
+    resumed = distill(
+        **FIELD_TINY, iterations=10, out=str(tmp_path / "b"), resume=True, progress=False
+    )
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+
+
+def test_dataset_protocol_with_a_fixed_lr_keeps_it(tmp_path):
+    data = distill(
+        **FIELD_TINY, learn_lr=False, iterations=5, out=str(tmp_path / "r"), progress=False
+    )
+    assert data.lrs.item() == pytest.approx(0.05, rel=1e-6)
+    assert data.manifest["recipe"]["learned_lr"] is False
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--window", "20", "--unroll", "10"], "--window 20 is longer than --unroll 10"),
+        (["--window", "0"], "--window must be a positive integer"),
+        (["--unroll", "-3"], "--unroll must be a positive integer"),
+        (["--inner-batch", "0"], "--inner-batch must be a positive integer"),
+        (["--inner-optimizer", "rmsprop"], "--inner-optimizer must be one of sgd, momentum, adam"),
+        (["--steps", "10"], "leave --steps and --epochs at 1"),
+        (["--meta-grad", "reverse"], "use --meta-grad autograd"),
+    ],
+)
+def test_dataset_protocol_flags_refuse_bad_values_in_one_line(tmp_path, capsys, flags, message):
+    from datadistill.cli import main
+
+    code = main(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--protocol",
+            "dataset",
+            *flags,
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_protocol_is_refused(capsys, tmp_path):
+    from datadistill.cli import main
+
+    assert main(["distill", "--protocol", "field", "--out", str(tmp_path / "r")]) == 1
+    assert "--protocol must be one of replay, dataset" in capsys.readouterr().err

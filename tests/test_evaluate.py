@@ -65,3 +65,109 @@ def test_replay_of_a_gallery_set_reproduces_its_manifest_accuracy():
     assert accuracy(setting.model, theta0, test.images, test.labels) == pytest.approx(
         data.manifest["accuracy"]["accuracy_before_mean"], abs=1e-9
     )
+
+
+# --- the field's protocol: fresh networks trained normally on the images ----------------------------------
+
+
+def test_field_recipe_matches_torch_sgd_with_weight_decay_and_the_drop_at_half_way():
+    from datadistill.evaluate import FieldRecipe, train_as_dataset
+
+    model = build_model("mlp", (1, 8, 8), 10).double()
+    params = {
+        k: v.double()
+        for k, v in init_params(model, "default", torch.Generator().manual_seed(2)).items()
+    }
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(12, 1, 8, 8, generator=g, dtype=torch.float64)
+    labels = torch.arange(12) % 10
+    recipe = FieldRecipe(epochs=4, lr=0.05, batch_size=5)
+    trained = train_as_dataset(
+        model, images, labels, params, recipe, generator=torch.Generator().manual_seed(7)
+    )
+
+    reference = build_model("mlp", (1, 8, 8), 10).double()
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            p.copy_(params[name])
+    opt = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    shuffle = torch.Generator().manual_seed(7)
+    for epoch in range(4):
+        if epoch == 2:
+            opt.param_groups[0]["lr"] = 0.005
+        order = torch.randperm(12, generator=shuffle)
+        for i in range(0, 12, 5):
+            opt.zero_grad()
+            batch = order[i : i + 5]
+            torch.nn.functional.cross_entropy(reference(images[batch]), labels[batch]).backward()
+            opt.step()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(trained[name], p.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "--epochs must be a positive integer"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"augment": "flip"}, "--augment must be one of none, dsa"),
+    ],
+)
+def test_field_recipe_refuses_nonsense(kwargs, message):
+    from datadistill.evaluate import FieldRecipe
+
+    with pytest.raises(ValueError, match=message):
+        FieldRecipe(**kwargs)
+
+
+def test_dataset_protocol_is_the_default_for_sets_distilled_for_it(tmp_path, capsys):
+    from datadistill.cli import main
+
+    out = tmp_path / "run"
+    datadistill.distill(
+        dataset="digits",
+        model="mlp",
+        protocol="dataset",
+        init="random",
+        images_per_class=1,
+        unroll=6,
+        iterations=3,
+        eval_models=2,
+        out=str(out),
+        progress=False,
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--models", "2", "--epochs", "2", "--model", "mlp"]) == 0
+    printed = capsys.readouterr().out
+    assert "| dataset | random (PyTorch default) | 2 |" in printed
+    assert "recipe: mlp: SGD m0.9 wd0.0005, lr 0.01 /10 at epoch 1, batch 256, 2 epochs" in printed
+
+    # the replay protocol has no architecture to choose: one line says so
+    assert main(["evaluate", str(out), "--protocol", "replay", "--model", "lenet"]) == 1
+    err = capsys.readouterr().err
+    assert "--model applies to the dataset protocol" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    g = torch.Generator().manual_seed(0)
+    manifest = {
+        "dataset": "digits",
+        "model": "mlp",
+        "init": "fixed",
+        "num_classes": 10,
+        "images_shape": [1, 10, 1, 8, 8],
+        "mean": [0.0],
+        "std": [1.0],
+        "label_targets": None,
+    }
+    data = DistilledData(
+        torch.randn(1, 10, 1, 8, 8, generator=g),
+        torch.arange(10).view(1, 10),
+        torch.ones(1),
+        manifest,
+    )
+    result = evaluate_as_dataset(data, recipe=FieldRecipe(epochs=1), progress=False)
+    assert result.n_models == 5 and result.recipe.startswith("convnet: ")
+    assert len(set(result.accuracies_before)) > 1  # five different fresh inits

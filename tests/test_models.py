@@ -41,7 +41,16 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def test_registry_lists_every_model() -> None:
-    assert list_models() == ["alexcifarnet", "convnet", "lenet", "linear", "mlp"]
+    assert list_models() == [
+        "alexcifarnet",
+        "convnet",
+        "convnet-32",
+        "convnet-64",
+        "lenet",
+        "linear",
+        "mlp",
+        "resnet18",
+    ]
 
 
 @pytest.mark.parametrize(("name", "shape"), CASES)

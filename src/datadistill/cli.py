@@ -102,11 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--protocol",
         choices=["replay", "dataset"],
-        default="replay",
         help="replay: the distilled steps in order with their learned lrs (the paper's protocol); "
-        "dataset: train on the images as an ordinary training set (SGD, momentum 0.9, --epochs)",
+        "dataset: train fresh networks on the images as an ordinary training set with the field's "
+        "recipe (SGD m0.9, wd 5e-4, lr 0.01 /10 at half-way, batch 256, --epochs). Default: the "
+        "protocol the set was distilled for (its manifest)",
     )
-    p.add_argument("--epochs", type=int, default=300, help="epochs of the dataset protocol")
+    p.add_argument(
+        "--model",
+        help="dataset protocol: the network to train (registered name or module:factory; default "
+        "convnet, ConvNet-3 with 128 channels; adaptation sets default to their pre-trained networks)",
+    )
+    p.add_argument(
+        "--epochs", type=int, help="dataset protocol: epochs of the field's recipe (default 300)"
+    )
+    p.add_argument(
+        "--augment",
+        choices=["none", "dsa"],
+        default="none",
+        help="dataset protocol: DSA-style augmentation of every minibatch (default none)",
+    )
 
     p = sub.add_parser("show", help="summarise a distilled set and redraw its image grids")
     p.add_argument("run", metavar="RUN_DIR")
@@ -144,12 +158,17 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from datadistill.evaluate import evaluate, evaluate_as_dataset
+    from datadistill.artifacts import DistilledData
+    from datadistill.evaluate import FieldRecipe, evaluate, evaluate_as_dataset
 
-    if args.protocol == "dataset":
+    data = DistilledData.load(args.run)
+    protocol = args.protocol or data.manifest.get("protocol") or "replay"
+    if protocol == "dataset":
         result = evaluate_as_dataset(
-            args.run,
+            data,
+            model=args.model,
             models=args.models,
+            recipe=FieldRecipe(augment=args.augment),
             epochs=args.epochs,
             data_dir=args.data_dir,
             device=args.device,
@@ -157,8 +176,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
         print(result.table())
         return 0
+    for flag, value in (("--model", args.model), ("--epochs", args.epochs)):
+        if value is not None:
+            raise ValueError(
+                f"{flag} applies to the dataset protocol: add --protocol dataset, or drop {flag} to "
+                "replay the set on the network it was distilled for"
+            )
+    if args.augment != "none":
+        raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
     result = evaluate(
-        args.run,
+        data,
         models=args.models,
         data_dir=args.data_dir,
         device=args.device,

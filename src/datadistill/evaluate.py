@@ -8,6 +8,7 @@ training.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable
@@ -75,12 +76,13 @@ class EvalResult:
         return asdict(self)
 
     def table(self) -> str:
-        """A small Markdown table of the result."""
+        """A small Markdown table of the result (and the training recipe under it, when there is one)."""
+        recipe = f"\nrecipe: {self.recipe}" if self.recipe else ""
         return (
             f"| protocol | init | networks | before training | after |\n|---|---|---|---|---|\n"
             f"| {self.protocol} | {self.init} | {self.n_models} | "
             f"{self.accuracy_before_mean:.2f} ± {self.accuracy_before_std:.2f} | "
-            f"{self.accuracy_mean:.2f} ± {self.accuracy_std:.2f} |"
+            f"{self.accuracy_mean:.2f} ± {self.accuracy_std:.2f} |{recipe}"
         )
 
     @classmethod
@@ -234,6 +236,53 @@ def evaluate(
 # so both exist here, and every result says which protocol produced it (``protocol="dataset"`` here).
 
 DATASET_PROTOCOL = "dataset"  # EvalResult.protocol of networks trained by ``train_as_dataset``
+FIELD_MODEL = "convnet"  # the field's evaluation network: ConvNet-3, 128 channels, instance norm
+FIELD_MODELS = 5  # networks per dataset-protocol evaluation
+AUGMENTATIONS = ("none", "dsa")
+
+
+@dataclass(frozen=True)
+class FieldRecipe:
+    """The field's standard training of a fresh network on a distilled set.
+
+    As in the evaluation code of DC and DSA (Zhao, Mopuri & Bilen, ICLR 2021; Zhao & Bilen, ICML 2021;
+    github.com/VICO-UoE/DatasetCondensation, ``utils.evaluate_synset``), which later work (DM, MTT, IDC, FRePo)
+    reports against: SGD with momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 at half-way, batch 256,
+    300 epochs, optionally with DSA's differentiable-siamese augmentation (``augment="dsa"``).
+    """
+
+    epochs: int = 300
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    augment: str = (
+        "none"  # none | dsa (color, crop, cutout, scale, rotate; no flip, as DSA for digits)
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"--epochs must be a positive integer, got {self.epochs!r}")
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise ValueError(f"batch size must be a positive integer, got {self.batch_size!r}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
+            )
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``SGD m0.9 wd5e-4, lr 0.01 /10 at epoch 150, batch 256, 300 epochs``."""
+        return (
+            f"SGD m{self.momentum:g} wd{self.weight_decay:g}, lr {self.lr:g} /10 at epoch "
+            f"{self.epochs // 2}, batch {self.batch_size}, {self.epochs} epochs, "
+            f"augmentation {self.augment}"
+        )
 
 
 def train_as_dataset(
@@ -241,46 +290,34 @@ def train_as_dataset(
     images: Tensor,
     labels: Tensor,
     params: Params,
+    recipe: FieldRecipe = FieldRecipe(),
     *,
-    epochs: int = 300,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
     generator: torch.Generator | None = None,
 ) -> Params:
     """Train from θ_0 = ``params`` on ``images`` as an ordinary training set (the field's protocol).
 
-    Minibatch SGD with momentum over shuffled images, ``epochs`` passes; the distilled order and learned
-    lrs are *not* replayed:
+    Minibatch SGD with momentum and weight decay over shuffled images; the distilled order and learned lrs
+    are *not* replayed:
 
-        v ← μ v + ∇_θ ℓ(B; θ),   θ ← θ − lr · v,   B a random minibatch of the images.
+        v ← μ v + ∇_θ [ℓ(aug(B); θ) + ½ λ‖θ‖²],   θ ← θ − lr_e · v,   lr_e = lr (e < E/2), lr / 10 after.
 
     Args:
         model: the network (called functionally; its own parameters are never used or changed).
         images: ``[..., C, H, W]`` images, e.g. a distilled ``[S, n, C, H, W]``; flattened to ``[N, C, H, W]``.
         labels: matching int64 classes ``[...]``, or float soft targets ``[..., K]`` (``DistilledData.targets()``).
         params: θ_0 (not modified).
-        epochs: passes over the images.
-        lr: SGD step size.
-        momentum: SGD momentum (0.9, as in the field).
-        weight_decay: L2 penalty of SGD.
-        batch_size: images per minibatch (all of them when there are fewer).
-        generator: CPU generator for the shuffling (None: a fresh one seeded 0, so runs repeat).
+        recipe: epochs, lr, momentum, weight decay, batch size, augmentation.
+        generator: CPU generator for shuffling and augmentation (None: a fresh one seeded 0, so runs repeat).
 
     Returns:
         θ after training, detached.
 
     Example:
-        >>> theta = train_as_dataset(model, data.images, data.labels, theta0, epochs=300)  # doctest: +SKIP
+        >>> theta = train_as_dataset(model, data.images, data.targets(), theta0)  # doctest: +SKIP
     """
+    from datadistill.augment import dsa_augment
     from datadistill.unroll import inner_loss
 
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(
-            f"epochs and batch_size must be positive integers and lr positive, got "
-            f"epochs={epochs!r}, batch_size={batch_size!r}, lr={lr!r}"
-        )
     x = images.detach().reshape(-1, *images.shape[-3:])  # [N, C, H, W]
     y = labels.detach()
     y = y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)  # [N] or [N, K]
@@ -288,12 +325,23 @@ def train_as_dataset(
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     theta = {name: p.detach().clone().requires_grad_() for name, p in params.items()}
-    opt = torch.optim.SGD(list(theta.values()), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    for _ in range(epochs):
+    opt = torch.optim.SGD(
+        list(theta.values()),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
+    for epoch in range(recipe.epochs):
+        if epoch == recipe.epochs // 2 and recipe.epochs > 1:
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr / 10
         order = torch.randperm(len(x), generator=generator).to(x.device)
-        for i in range(0, len(x), batch_size):
-            batch = order[i : i + batch_size]
-            loss = inner_loss(model, theta, x[batch], y[batch])
+        for i in range(0, len(x), recipe.batch_size):
+            batch = order[i : i + recipe.batch_size]
+            inputs = x[batch]
+            if recipe.augment == "dsa":
+                inputs = dsa_augment(inputs, generator)
+            loss = inner_loss(model, theta, inputs, y[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -303,65 +351,81 @@ def train_as_dataset(
 def evaluate_as_dataset(
     data: DistilledData | str | Path,
     *,
+    model: ModelLike | None = None,
     models: int | None = None,
-    epochs: int = 300,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    batch_size: int = 256,
+    recipe: FieldRecipe | None = None,
+    epochs: int | None = None,
     data_dir: str | None = None,
     device: str = "cpu",
     json_path: str | Path | None = None,
     progress: bool = True,
-    model: ModelLike | None = None,
     test: Any = None,
 ) -> EvalResult:
-    """Evaluate a distilled set with the field's protocol (``train_as_dataset``), not the paper's replay.
+    """Evaluate a distilled set with the field's protocol: fresh networks trained on it normally.
 
-    Networks start from the same evaluation inits as ``evaluate`` (held out for random kinds) and are tested
-    on the full real test set; the result has ``protocol="dataset"`` so it cannot be mistaken for a replay
-    number.
+    Fresh networks of architecture ``model`` (default: ConvNet-3 with 128 channels, the field's) start from
+    PyTorch's default initialisation with seeds that distillation never uses, train with ``recipe`` and are
+    tested on the full real test set. Adaptation sets (``pretrained-*`` inits) without a ``model`` start from
+    their pre-trained networks instead (held-out ones for ``pretrained-random``). The result has
+    ``protocol="dataset"`` and the recipe in ``recipe``, so it cannot be mistaken for a replay number.
 
     Args:
         data: a ``DistilledData`` or the folder it was saved to.
-        models: networks to train; default 1 for fixed inits, 200 held-out inits for random ones.
-        epochs, lr, momentum, batch_size: the SGD recipe of ``train_as_dataset``.
+        model: the evaluation network: a registered name (``convnet``, ``lenet``, ``mlp``, ``resnet18``, …),
+            ``module:factory``, a factory or an ``nn.Module``.
+        models: networks to train (default 5).
+        recipe: the training (default ``FieldRecipe()``); ``epochs`` overrides its epochs.
         data_dir: where the real data lives (default: the manifest's, else $DATADISTILL_DATA / cache).
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON.
-        model, test: as in :func:`evaluate`.
+        test: the real test split from Python, as in :func:`evaluate`.
 
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
-    setting = setting_from_manifest(data.manifest, data_dir=data_dir, model=model)
-    n = _model_count(models, setting.inits)
-    if setting.inits.is_fixed:
-        n = 1  # a fixed init has exactly one network to train
+    recipe = recipe or FieldRecipe()
+    if epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    if models is not None and (
+        isinstance(models, bool) or not isinstance(models, int) or models < 1
+    ):
+        raise ValueError(f"--models must be a positive integer, got {models!r}")
+    adaptation = data.manifest.get("init", "").startswith("pretrained") and model is None
+    setting = setting_from_manifest(
+        data.manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
+    )
+    n = models or FIELD_MODELS
+    if adaptation:
+        n = _model_count(models, setting.inits)
+        available = setting.inits.max_evaluation_models()
+        n = min(n, available) if available is not None else n
+        inits = setting.inits.evaluation_inits(n)
+        init_kind = setting.inits.kind
+    else:
+        fresh = InitDistribution("random", setting.model, "default")
+        inits = fresh.evaluation_inits(n)
+        init_kind = "random (PyTorch default)"
     test = _test_split(setting, data.manifest, test)
     dev = torch.device(device)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     images, labels = data.images.to(dev), data.targets().to(dev)
     after, before = [], []
-    inits = setting.inits.evaluation_inits(n)
     for i, params in enumerate(tqdm(inits, total=n, desc="evaluate", disable=not progress)):
         params = {k: v.to(dev) for k, v in params.items()}
         before.append(accuracy(setting.model, params, test_x, test_y))
+        generator = torch.Generator().manual_seed(i)  # network i's shuffling and augmentation
         trained = train_as_dataset(
-            setting.model,
-            images,
-            labels,
-            params,
-            epochs=epochs,
-            lr=lr,
-            momentum=momentum,
-            batch_size=batch_size,
-            generator=torch.Generator().manual_seed(i),  # network i's shuffling, repeatable
+            setting.model, images, labels, params, recipe, generator=generator
         )
         after.append(accuracy(setting.model, trained, test_x, test_y))
     result = EvalResult.from_accuracies(
-        after, before, init=setting.inits.kind, protocol=DATASET_PROTOCOL
+        after,
+        before,
+        init=init_kind,
+        protocol=DATASET_PROTOCOL,
+        recipe=f"{setting.model_spec}: {recipe.describe()}",
     )
     if json_path is not None:
         write_json(Path(json_path), result.to_dict())

@@ -16,7 +16,7 @@ Example:
     >>> logits = torch.func.functional_call(model, params, (x,))  # doctest: +SKIP
 """
 
-from . import alexcifarnet, convnet, lenet, mlp  # noqa: F401  (registers the models)
+from . import alexcifarnet, convnet, lenet, mlp, resnet  # noqa: F401  (registers the models)
 from .alexcifarnet import AlexCifarNet
 from .base import ImageClassifier
 from .convnet import ConvNet

@@ -1,0 +1,152 @@
+"""The field's table: distil MNIST and Fashion-MNIST at 1 and 10 images per class, train fresh networks on them.
+
+For every cell it distils with the cell's preset (``configs/<data>_<k>_per_class.yaml``: ConvNet-3 of width 32,
+unrolled momentum SGD, random truncated back-propagation, learned labels) within ``--minutes``, then trains
+``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
+mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
+rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
+
+    DATADISTILL_DATA=../shared/datasets python benchmarks/field_table.py --minutes 28 --out runs/field \
+        --json runs/field_table.json [--cells mnist:10 fashion-mnist:1] [--cross-arch lenet mlp resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import datadistill
+from datadistill import DistillConfig, DistilledData, load_dataset
+from datadistill.config import load_config
+from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+from published import FIELD, FIELD_BARS
+
+PRESETS = {"mnist": "mnist", "fashion-mnist": "fashion"}
+
+
+def random_real(run: DistilledData, per_class: int, seed: int) -> DistilledData:
+    """``per_class`` random real training images of every class, as a set the same trainer can use."""
+    train = load_dataset(run.manifest["dataset"], "train")
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(train.num_classes):
+        pool = (train.labels == c).nonzero().squeeze(1)
+        picks.append(pool[torch.randperm(len(pool), generator=gen)[:per_class]])
+    index = torch.cat(picks)
+    manifest = {**run.manifest, "learn_labels": False, "label_targets": None}
+    return DistilledData(
+        train.images[index].unsqueeze(0), train.labels[index].unsqueeze(0), torch.ones(1), manifest
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--cells", nargs="+", default=["mnist:10", "mnist:1", "fashion-mnist:10", "fashion-mnist:1"]
+    )
+    parser.add_argument("--minutes", type=float, default=28.0, help="distillation budget per cell")
+    parser.add_argument("--models", type=int, default=5, help="evaluation networks per row")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--augment", choices=["none", "dsa"], default="none")
+    parser.add_argument("--cross-arch", nargs="*", default=[], help="also train these on mnist:10")
+    parser.add_argument("--no-real", action="store_true", help="skip the random-real-images row")
+    parser.add_argument("--out", default="runs/field")
+    parser.add_argument("--json", default="runs/field_table.json")
+    args = parser.parse_args()
+
+    recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    rows: list[dict] = []
+    for cell in args.cells:
+        dataset, per_class = cell.split(":")
+        k = int(per_class)
+        folder = Path(args.out) / f"{dataset}-{k}"
+        started = time.perf_counter()
+        if (folder / "distilled.safetensors").exists():
+            data = DistilledData.load(folder)
+        else:
+            data = datadistill.distill(
+                _preset(dataset, k),
+                time_limit=args.minutes,
+                out=str(folder),
+                progress=False,
+            )
+        distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
+        models = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
+        for model in models:
+            result = evaluate_as_dataset(
+                data, model=model, models=args.models, recipe=recipe, progress=False
+            )
+            rows.append(
+                _row(
+                    dataset,
+                    k,
+                    f"datadistill ({data.manifest['iterations']} its)",
+                    model,
+                    result,
+                    distill_minutes,
+                    machine,
+                )
+            )
+            _report(rows, args.json, recipe)
+        if not args.no_real:
+            real = random_real(data, k, seed=0)
+            result = evaluate_as_dataset(
+                real, model="convnet", models=args.models, recipe=recipe, progress=False
+            )
+            rows.append(_row(dataset, k, "random real images", "convnet", result, 0.0, machine))
+            _report(rows, args.json, recipe)
+        print(f"{cell}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _preset(dataset: str, k: int) -> DistillConfig:
+    return load_config(DistillConfig, f"{PRESETS[dataset]}_{k}_per_class")
+
+
+def _row(dataset, k, method, model, result, minutes, machine) -> dict:
+    published = FIELD.get((dataset, k), {})
+    must, aim = FIELD_BARS.get((dataset, k), (None, None))
+    return {
+        "dataset": dataset,
+        "images_per_class": k,
+        "method": method,
+        "eval_model": model,
+        "accuracy_mean": round(result.accuracy_mean, 2),
+        "accuracy_std": round(result.accuracy_std, 2),
+        "accuracies": result.accuracies,
+        "n_models": result.n_models,
+        "recipe": result.recipe,
+        "distill_minutes": round(minutes, 1),
+        "published": published,
+        "must_reach": must,
+        "aim": aim,
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _report(rows: list[dict], json_path: str, recipe: FieldRecipe) -> None:
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps({"recipe": recipe.describe(), "rows": rows}, indent=1))
+    print(f"\nfield protocol: {recipe.describe()}")
+    print(
+        "| data | ipc | method | eval net | accuracy | distil min | published (best) | must reach |"
+    )
+    print("|---|---:|---|---|---:|---:|---|---:|")
+    for r in rows:
+        best = max(r["published"].items(), key=lambda kv: kv[1]) if r["published"] else ("", "")
+        print(
+            f"| {r['dataset']} | {r['images_per_class']} | {r['method']} | {r['eval_model']} | "
+            f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} | {r['distill_minutes']} | "
+            f"{best[1]} ({best[0]}) | {r['must_reach']} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
