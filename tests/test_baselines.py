@@ -12,8 +12,8 @@ from datadistill import DistilledData
 from datadistill import baselines as bl
 from datadistill.data import load_dataset
 from datadistill.evaluate import (
-    FieldRecipe,
     DATASET_PROTOCOL,
+    FieldRecipe,
     accuracy,
     evaluate_as_dataset,
     train_as_dataset,
