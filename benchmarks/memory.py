@@ -10,6 +10,12 @@ and that peak minus the real batch's own forward/backward peak (what the unrolle
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/memory.py --steps 1 10 30 100 --json runs/memory.json
 
+With ``--truncated N1 N2 …`` it measures the dataset protocol's meta-gradient instead: N momentum-SGD updates of
+LeNet on 100 distilled images (all of them per update), back-propagated through a random window of ``--window``
+updates, whose memory must not grow with N:
+
+    python benchmarks/memory.py --truncated 100 1000 --window 50 --json runs/memory_truncated.json
+
 (Needs no data set.)
 """
 
@@ -73,13 +79,73 @@ print(json.dumps({**rss, "allocator_peak_mib": peak, "real_batch_peak_mib": real
 """
 
 
+TRUNCATED_CHILD = r"""
+import json, resource, sys, time, torch
+from datadistill.models import build_model, init_params
+from datadistill.minibatch_unroll import Recipe, truncated_meta_grad
+from datadistill.objectives import task_objective
+updates, window, iterations = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+g = torch.Generator().manual_seed(0)
+model = build_model("lenet", (1, 28, 28), 10)
+params0 = init_params(model, "xavier", g)
+objective = task_objective(torch.randn(1024, 1, 28, 28, generator=g), torch.randint(10, (1024,), generator=g))
+images, labels = torch.randn(1, 100, 1, 28, 28, generator=g), torch.arange(100).view(1, 100) % 10
+recipe = Recipe(optimizer="momentum", updates=updates)
+kib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = kib()
+start = time.perf_counter()
+for i in range(iterations):
+    # e ~ U{W..N}: what stays in memory is the window's graph of W updates, whatever e is
+    truncated_meta_grad(model, params0, images, labels, torch.tensor([0.01]), recipe, objective,
+                        window=window, generator=torch.Generator().manual_seed(i))
+per_it = (time.perf_counter() - start) / iterations
+print(json.dumps({"seconds_per_iteration": per_it, "peak_rss_mib": kib() / 1024,
+                  "added_mib": (kib() - before) / 1024}))
+"""
+
+
+def truncated(updates: list[int], window: int, iterations: int, json_path: str) -> None:
+    """Peak RSS of the random-truncated meta-gradient against the number of unrolled updates N."""
+    rows = []
+    for n in updates:
+        out = subprocess.run(
+            [sys.executable, "-c", TRUNCATED_CHILD, str(n), str(window), str(iterations)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append(
+            {"updates": n, "window": window, **json.loads(out.stdout.strip().splitlines()[-1])}
+        )
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        machine = {
+            "platform": platform.platform(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        Path(json_path).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print("| updates N | window W | s per meta-gradient | peak RSS (MiB) |\n|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['updates']} | {r['window']} | {r['seconds_per_iteration']:.2f} | {r['peak_rss_mib']:.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 10, 30, 100])
     parser.add_argument("--methods", nargs="+", default=["autograd", "reverse"])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--json", default="runs/memory.json")
+    parser.add_argument(
+        "--truncated", type=int, nargs="*", help="dataset protocol: these N instead"
+    )
+    parser.add_argument("--window", type=int, default=50, help="with --truncated: the window W")
     args = parser.parse_args()
+    if args.truncated:
+        truncated(args.truncated, args.window, args.iterations, args.json)
+        return
 
     rows = []
     for steps in args.steps:
