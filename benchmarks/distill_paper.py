@@ -95,7 +95,9 @@ def main() -> None:
             # estimate made too long.
             per_it = 1.1 * probe.manifest["seconds_per_iteration"]
             iterations = max(20, int(args.minutes * 60 / per_it))
-            schedule = {"iterations": iterations, "decay_every": max(1, iterations // 4)}
+            schedule = {"iterations": iterations}
+            if cfg.schedule == "step":  # the paper's halvings, four in the budget rather than ten
+                schedule["decay_every"] = max(1, iterations // 4)
             cfg = load_config(
                 DistillConfig,
                 preset,

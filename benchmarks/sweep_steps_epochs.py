@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                     epochs=epochs,
                     images_per_class=args.images_per_class,
                     iterations=args.iterations,
+                    schedule="step",  # the schedule its published sweep was measured with
                     batch_size=args.batch_size,
                     lr=args.lr,
                     eval_every=args.iterations,

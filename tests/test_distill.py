@@ -22,6 +22,8 @@ from datadistill.distill import (
     DistillationDiverged,
     _class_cover,
     collapsed,
+    outer_lr,
+    schedule_progress,
 )
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
@@ -34,7 +36,8 @@ TINY = dict(
     eval_every=10,
     lr=0.05,
     lr_init=0.1,
-    decay_every=1000,
+    schedule="step",
+    decay_every=1000,  # a constant Adam lr
 )
 
 
@@ -559,6 +562,7 @@ def test_help_shows_the_comment_of_every_setting(capsys):
         ("--val-size", "hold out N training images"),
         ("--init-noise", "distillation only"),
         ("--decay-every", "every 10% of iterations"),
+        ("--schedule", "whichever of the two comes first"),
     ]:
         assert words in text, flag
 
@@ -580,6 +584,7 @@ FIELD_TINY = dict(
     eval_models=3,
     lr=0.02,
     lr_init=0.05,
+    schedule="step",
     decay_every=1000,
     learn_labels=True,
     label_targets="free",
@@ -663,3 +668,119 @@ def test_unknown_protocol_is_refused(capsys, tmp_path):
 
     assert main(["distill", "--protocol", "field", "--out", str(tmp_path / "r")]) == 1
     assert "--protocol must be one of replay, dataset" in capsys.readouterr().err
+
+
+# --- the outer Adam lr schedule ----------------------------------------------------------------------------
+
+QUICK = dict(  # 300 iterations in a few seconds: one step of ten digits, small real batches
+    dataset="digits",
+    model="mlp",
+    steps=1,
+    epochs=1,
+    batch_size=32,
+    lr=0.05,
+    lr_init=0.1,
+    eval_every=1000,
+    checkpoint_every=1000,
+    eval_models=1,
+    progress=False,
+)
+
+
+def _lrs(folder: Path) -> list[float]:
+    return [r["lr"] for r in json.loads((folder / "metrics.json").read_text())]
+
+
+def test_cosine_default_leaves_a_short_run_its_lr_where_step_halves_it_ten_times(tmp_path):
+    distill(**QUICK, iterations=300, out=str(tmp_path / "cosine"))
+    distill(**QUICK, iterations=300, schedule="step", out=str(tmp_path / "step"))
+    cosine, step = _lrs(tmp_path / "cosine"), _lrs(tmp_path / "step")
+    assert len(cosine) == len(step) == 300
+    assert step[-1] == 0.05 / 512  # the paper's default: nine halvings by the last tenth
+    # The cosine ends just above its floor, 5% of the start, whatever the run's length.
+    assert 0.05 * 0.05 < cosine[-1] < 0.05 * 0.051
+    assert cosine[0] == 0.05 and all(a >= b for a, b in zip(cosine, cosine[1:], strict=False))
+    assert sum(cosine) > 2 * sum(step)
+
+
+def test_step_schedule_sets_the_papers_lrs_exactly(tmp_path):
+    distill(**QUICK, iterations=30, schedule="step", out=str(tmp_path / "a"))
+    assert _lrs(tmp_path / "a") == [0.05 * 0.5 ** (i // 3) for i in range(30)]
+    distill(
+        **QUICK,
+        iterations=12,
+        schedule="step",
+        decay_every=5,
+        decay_factor=0.25,
+        out=str(tmp_path / "b"),
+    )
+    assert _lrs(tmp_path / "b") == [0.05 * 0.25 ** (i // 5) for i in range(12)]
+
+
+def test_cosine_schedule_resumes_bit_for_bit(tmp_path):
+    straight = distill(**{**QUICK, "checkpoint_every": 7}, iterations=20, out=str(tmp_path / "a"))
+    # The same run, continued from its checkpoint at iteration 14 (the newest one is removed).
+    folder = tmp_path / "a"
+    (folder / CHECKPOINT).unlink()
+    (folder / "distilled.safetensors").unlink()
+    assert load_tensors(folder / PREVIOUS_CHECKPOINT, with_metadata=True)[1]["iteration"] == "14"
+    resumed = distill(
+        **{**QUICK, "checkpoint_every": 7}, iterations=20, out=str(folder), resume=True
+    )
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    assert _lrs(folder)[14:] == [outer_lr(DistillConfig(**_settings(QUICK), iterations=20), i,
+                                          i / 20) for i in range(14, 20)]  # fmt: skip
+
+
+def _settings(values: dict) -> dict:
+    return {k: v for k, v in values.items() if k != "progress"}
+
+
+def test_time_limited_cosine_reaches_its_floor_by_the_limit(tmp_path):
+    data = distill(**QUICK, iterations=10**6, time_limit=0.02, out=str(tmp_path / "t"))
+    lrs = _lrs(tmp_path / "t")
+    assert data.manifest["iterations"] == len(lrs) < 10**6  # the clock, not the count, ended it
+    assert lrs[0] == pytest.approx(0.05, rel=1e-3)
+    assert lrs[-1] < 0.05 * 0.2  # the iteration count alone would barely have moved it
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_schedule_progress_follows_whichever_end_comes_first():
+    assert schedule_progress(30, 300) == 0.1
+    assert schedule_progress(30, 300, time_fraction=0.5) == 0.5
+    assert schedule_progress(270, 300, time_fraction=0.5) == 0.9
+    assert schedule_progress(30, 300, time_fraction=2.0) == 1.0
+    # A resumed time-limited session spends its own limit on the rest of the schedule.
+    assert schedule_progress(30, 300, time_fraction=0.5, start=0.6) == pytest.approx(0.8)
+    cfg = DistillConfig(lr=0.1, final_lr_fraction=0.1)
+    assert outer_lr(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert outer_lr(cfg, 0, 0.5) == pytest.approx(0.055)
+    assert outer_lr(cfg, 0, 1.0) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--schedule", "linear"], "--schedule must be one of cosine, step"),
+        (["--decay-every", "50"], "add --schedule step"),
+        (["--decay-factor", "0.3"], "add --schedule step"),
+        (["--final-lr-fraction", "0"], "--final-lr-fraction must be in (0, 1]"),
+        (["--schedule", "step", "--decay-factor", "1.5"], "--decay-factor must be in (0, 1]"),
+    ],
+)
+def test_schedule_nonsense_gives_one_line(tmp_path, capsys, args, message):
+    status = main(["distill", "--dataset", "digits", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert status == 1 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoint_from_before_schedules_resumes_only_with_the_step_schedule(tmp_path):
+    from datadistill.distill import _check_compatible
+
+    old = {k: v for k, v in to_dict(DistillConfig(**TINY)).items() if k != "schedule"}
+    _check_compatible(old, DistillConfig(**TINY), tmp_path)  # TINY asks for step: accepted
+    cosine = {k: v for k, v in TINY.items() if k not in ("schedule", "decay_every")}
+    with pytest.raises(ValueError, match="schedule: 'step' -> 'cosine'"):
+        _check_compatible(old, DistillConfig(**cosine), tmp_path)

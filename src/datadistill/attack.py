@@ -674,7 +674,8 @@ def distill_attack(
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         eval_models=eval_models or cfg.models,
-        # Halve the Adam lr at every quarter of the run (distill's default, every tenth, stalls short runs).
+        # Halve the Adam lr at every quarter of the run (every tenth stalls short runs).
+        schedule="step",
         decay_every=max(iterations // 4, 1),
         init_noise=cfg.noise,
         source_weight=cfg.source_weight,

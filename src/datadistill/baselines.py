@@ -395,6 +395,7 @@ def learn_lrs(
             lr_init=lr_init,
             lr=cfg.lrs_lr,
             batch_size=cfg.lrs_batch_size,
+            schedule="step",
             decay_every=max(1, cfg.lrs_iterations // 2),
             iterations=cfg.lrs_iterations,
             inits_per_iteration=cfg.lrs_inits_per_iteration,

@@ -19,6 +19,7 @@ import yaml
 PRESET_DIR = Path(__file__).parent / "configs"
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
+SCHEDULES = ("cosine", "step")  # how the outer Adam lr falls over a run (distill.outer_lr)
 
 
 @dataclass
@@ -60,10 +61,16 @@ class DistillConfig:
     batch_size: int = 1024  # real images per meta-loss evaluation
     lr: float = 0.01  # Adam lr on pixels and raw step sizes
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas
-    decay_every: int | None = (
-        None  # halve the Adam lr every N iterations; None: every 10% of iterations
+    schedule: str = (
+        "cosine"  # outer Adam lr: cosine (from --lr down to --final-lr-fraction of it by the end
+        # of the run: --iterations, or under --time-limit whichever of the two comes first) | step
+        # (the paper's: times --decay-factor every --decay-every iterations)
     )
-    decay_factor: float = 0.5  # StepLR factor
+    final_lr_fraction: float = 0.05  # cosine: the Adam lr at the end, as a fraction of --lr
+    decay_every: int | None = (
+        None  # step: halve the Adam lr every N iterations; None: every 10% of iterations
+    )
+    decay_factor: float = 0.5  # step: the factor applied every --decay-every iterations
     lr_init: float = 0.02  # initial learned step size (softplus-parameterised)
     meta_grad: str = "autograd"  # autograd (whole graph) | reverse (memory-saving backward walk)
     inner_optimizer: str = (
@@ -184,8 +191,7 @@ class DistillConfig:
             raise ValueError(
                 f"--time-limit must be a positive number of minutes, got {self.time_limit!r}"
             )
-        if not 0 < self.decay_factor <= 1:
-            raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")
+        self._validate_schedule()
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.meta_grad not in ("autograd", "reverse"):
@@ -212,6 +218,25 @@ class DistillConfig:
         if dataset_protocol:
             self._validate_dataset_protocol()
         return self
+
+    def _validate_schedule(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if not (_is_number(self.decay_factor) and 0 < self.decay_factor <= 1):
+            raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")
+        if not (_is_number(self.final_lr_fraction) and 0 < self.final_lr_fraction <= 1):
+            raise ValueError(
+                "--final-lr-fraction must be in (0, 1] (the cosine schedule's last lr over --lr), "
+                f"got {self.final_lr_fraction!r}"
+            )
+        # Silently ignoring a step setting would train with another schedule than the user asked for.
+        if self.schedule != "step" and (self.decay_every is not None or self.decay_factor != 0.5):
+            raise ValueError(
+                f"--decay-every and --decay-factor set the step schedule, but --schedule is "
+                f"{self.schedule}: add --schedule step (the paper's), or drop them"
+            )
 
     def _validate_dataset_protocol(self) -> None:
         if (self.steps, self.epochs) != (1, 1):

@@ -67,8 +67,11 @@ RESUMABLE_CHANGES = {
     "lr",
     "decay_every",
     "decay_factor",
+    "final_lr_fraction",
     "time_limit",
 }
+# A checkpoint written before a setting existed ran with the behaviour of this value (else: today's default).
+SETTINGS_BEFORE_THEY_EXISTED = {"schedule": "step"}
 BEST_TENSORS = ("images", "labels", "raw_lrs")
 Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
@@ -97,6 +100,7 @@ class _State:
     iteration: int
     history: list[dict[str, Any]]
     label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
+    progress: float = 0.0  # how far through its lr schedule the run is, in [0, 1] (outer_lr)
     # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
     best: dict[str, Any] | None = None
 
@@ -277,6 +281,7 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "param_groups": json.dumps(opt["param_groups"]),
         "config": json.dumps(to_dict(cfg)),
         "history": json.dumps(state.history),
+        "schedule_progress": repr(state.progress),
         "version": __version__,
     }
     if state.best is not None:
@@ -315,6 +320,7 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         state.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         state.iteration = int(meta["iteration"])
         state.history = json.loads(meta["history"])
+        state.progress = float(meta.get("schedule_progress", 0.0))
         if "best" in meta:
             best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
             state.best = {**json.loads(meta["best"]), **best}
@@ -328,12 +334,14 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
 
 def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
     now = to_dict(cfg)
-    defaults = to_dict(DistillConfig())  # a key newer than the checkpoint had its default then
+    # a key newer than the checkpoint had its default then (or the behaviour the code had before it)
+    defaults = {**to_dict(DistillConfig()), **SETTINGS_BEFORE_THEY_EXISTED}
     # With --val-size the evaluation points are the candidates for the result, so they must not move.
     resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.val_size else set())
-    differ = sorted(k for k in now if k not in resumable and saved.get(k, defaults[k]) != now[k])
+    then = {k: saved.get(k, defaults[k]) for k in now}
+    differ = sorted(k for k in now if k not in resumable and then[k] != now[k])
     if differ:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
+        detail = ", ".join(f"{k}: {then[k]!r} -> {now[k]!r}" for k in differ)
         raise ValueError(
             f"cannot resume {path}: settings differ from the checkpoint ({detail}); "
             "use the original settings or start a new run with another --out"
@@ -443,7 +451,6 @@ def distill(
         raise ValueError(
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
         )
-    decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
     recipe = inner_recipe(cfg)
     trainer = _trainer(model, recipe)
     train_x, train_y = train.images.to(device), train.labels.to(device)
@@ -452,6 +459,10 @@ def distill(
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
     started = time.perf_counter()
     step_seconds, first_iteration = 0.0, state.iteration  # time in meta-gradients + updates only
+    # Distillation time without the test-curve evaluations, carried over from earlier sessions (history).
+    elapsed_before = state.history[-1].get("elapsed_seconds", 0.0) if state.history else 0.0
+    curve_seconds = 0.0  # this session's test-curve evaluations
+    progress_before = state.progress  # where an earlier session left the schedule (--time-limit)
     warned_collapse = False
 
     bar = tqdm(
@@ -462,13 +473,16 @@ def distill(
     )
     while state.iteration < cfg.iterations:
         it = state.iteration
-        if _out_of_time(world, cfg, started):
+        time_fraction = _time_fraction(world, cfg, started)
+        if time_fraction is not None and time_fraction > 1:
             if world.is_main:
                 _save_checkpoint(out, state, cfg)
                 tqdm.write(f"time limit reached after {it} iterations", file=sys.stderr)
             break
+        state.progress = schedule_progress(it, cfg.iterations, time_fraction, progress_before)
+        lr = outer_lr(cfg, it, state.progress)
         for group in state.optimizer.param_groups:
-            group["lr"] = cfg.lr * cfg.decay_factor ** (it // decay_every)
+            group["lr"] = lr
         batch = torch.randperm(len(train_x), generator=_generator(cfg.seed, it, "batch"))
         batch = batch[: cfg.batch_size].to(device)
         objective = make_objective(
@@ -538,12 +552,21 @@ def distill(
         step_seconds += time.perf_counter() - step_start
         state.iteration = it + 1
 
-        record: dict[str, Any] = {"iteration": state.iteration, "loss": loss.item()}
+        record: dict[str, Any] = {
+            "iteration": state.iteration,
+            "loss": loss.item(),
+            "lr": lr,  # the outer Adam lr of this update
+            # wall time of distillation so far, all sessions, without the test-curve evaluations
+            "elapsed_seconds": elapsed_before + time.perf_counter() - started - curve_seconds,
+        }
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
             n_curve = 1 if inits.is_fixed else 4
+            curve_start = time.perf_counter()
             after = _evaluate_split(
                 world, model, state.steps(), inits, test_x, test_y, n_curve, train=trainer
             )[0]
+            record["eval_seconds"] = time.perf_counter() - curve_start  # not in elapsed_seconds
+            curve_seconds += record["eval_seconds"]
             record["accuracy"] = statistics.fmean(after)
             record["accuracy_std"] = statistics.pstdev(after)
             if validation is not None:
@@ -584,6 +607,7 @@ def distill(
         writer.close()
     timing = {
         "distill_seconds_this_session": round(seconds, 1),
+        "curve_seconds_this_session": round(curve_seconds, 1),  # test-curve evaluations within it
         "seconds_per_iteration": per_iteration,
     }
     return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, trainer)
@@ -654,11 +678,50 @@ def _perturbed(params: Params, noise: float, generator: torch.Generator) -> Para
     return out
 
 
-def _out_of_time(world: World, cfg: DistillConfig, started: float) -> bool:
+def _time_fraction(world: World, cfg: DistillConfig, started: float) -> float | None:
+    """The share of ``--time-limit`` this session has used (None without a limit); above 1: stop.
+
+    Averaged over the ranks, so that all of them stop at the same iteration and set the same lr.
+    """
     if cfg.time_limit is None:
-        return False
-    late = torch.tensor([float(time.perf_counter() - started > 60 * cfg.time_limit)])
-    return bool(world.all_reduce_sum([late])[0] > 0)  # all ranks stop at the same iteration
+        return None
+    used = torch.tensor(
+        [(time.perf_counter() - started) / (60 * cfg.time_limit)], dtype=torch.float64
+    )
+    return float(world.all_reduce_sum([used])[0]) / world.size
+
+
+def schedule_progress(
+    iteration: int, iterations: int, time_fraction: float | None = None, start: float = 0.0
+) -> float:
+    """How far through its lr schedule a run is at ``iteration`` (0-based), in [0, 1].
+
+    Without a time limit: ``iteration / iterations``, a function of the iteration alone, so a resumed run
+    sets the same lrs as an uninterrupted one (bit-for-bit). With one (``time_fraction``: the share of the
+    limit this session has used), whichever end comes first: ``max(iteration / iterations,
+    start + (1 − start) · time_fraction)``, where ``start`` is the progress an earlier session reached, so
+    a resumed session spends its own limit on the rest of the schedule. That makes the lrs depend on the
+    machine's speed: a time-limited run is not bit-for-bit repeatable (its iterates, not only its length).
+    """
+    by_iteration = iteration / iterations
+    if time_fraction is None:
+        return min(by_iteration, 1.0)
+    return min(max(by_iteration, start + (1 - start) * time_fraction), 1.0)
+
+
+def outer_lr(cfg: DistillConfig, iteration: int, progress: float) -> float:
+    """The outer Adam lr of the update at ``iteration`` (0-based), ``progress`` from ``schedule_progress``.
+
+    ``step`` (the paper's code): ``lr · decay_factor^⌊iteration / decay_every⌋``, by iterations alone;
+    ``decay_every`` defaults to a tenth of the run, so the lr ends at lr/512 however short the run is.
+    ``cosine``: ``lr · (f + (1 − f) · (1 + cos πp) / 2)`` with ``f = final_lr_fraction``, p = progress:
+    the same total decay for a run of any length, and a time-limited run reaches it by the limit.
+    """
+    if cfg.schedule == "step":
+        decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
+        return cfg.lr * cfg.decay_factor ** (iteration // decay_every)
+    floor = cfg.final_lr_fraction
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
