@@ -784,3 +784,24 @@ def test_checkpoint_from_before_schedules_resumes_only_with_the_step_schedule(tm
     cosine = {k: v for k, v in TINY.items() if k not in ("schedule", "decay_every")}
     with pytest.raises(ValueError, match="schedule: 'step' -> 'cosine'"):
         _check_compatible(old, DistillConfig(**cosine), tmp_path)
+
+
+def test_history_times_distillation_without_the_curve_checks(tmp_path, monkeypatch):
+    distill_module = sys.modules["datadistill.distill"]  # the package's `distill` is the function
+    original = distill_module._evaluate_split
+
+    def slow_check(*args, **kwargs):
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(distill_module, "_evaluate_split", slow_check)
+    out = tmp_path / "run"
+    data = distill(**{**TINY, "eval_every": 5}, iterations=20, out=str(out), progress=False)
+    history = json.loads((out / "metrics.json").read_text())
+    checks = [r for r in history if "accuracy" in r]
+    assert [r["iteration"] for r in checks] == [5, 10, 15, 20]
+    assert all(r["eval_seconds"] >= 0.3 for r in checks)
+    elapsed = [r["elapsed_seconds"] for r in history]
+    steps = [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)]
+    assert min(steps) > 0 and max(steps) < 0.3  # no check's sleep inside distillation time
+    assert data.manifest["curve_seconds_this_session"] >= 1.2
