@@ -737,10 +737,16 @@ def _settings(values: dict) -> dict:
     return {k: v for k, v in values.items() if k != "progress"}
 
 
-def test_time_limited_cosine_reaches_its_floor_by_the_limit(tmp_path):
-    data = distill(**QUICK, iterations=10**6, time_limit=0.02, out=str(tmp_path / "t"))
+def test_time_limited_cosine_reaches_its_floor_by_the_limit_and_checks_the_last_set(tmp_path):
+    data = distill(
+        **QUICK, iterations=10**6, time_limit=0.02, val_size=100, out=str(tmp_path / "t")
+    )
     lrs = _lrs(tmp_path / "t")
     assert data.manifest["iterations"] == len(lrs) < 10**6  # the clock, not the count, ended it
+    # The set at the limit was scored (no --eval-every point came before), so it is the result.
+    last = json.loads((tmp_path / "t" / "metrics.json").read_text())[-1]
+    assert "accuracy" in last and data.manifest["val_accuracy"] == last["val_accuracy"]
+    assert data.manifest["selected_iteration"] == len(lrs)
     assert lrs[0] == pytest.approx(0.05, rel=1e-3)
     assert lrs[-1] < 0.05 * 0.2  # the iteration count alone would barely have moved it
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))

@@ -463,6 +463,23 @@ def distill(
     elapsed_before = state.history[-1].get("elapsed_seconds", 0.0) if state.history else 0.0
     curve_seconds = 0.0  # this session's test-curve evaluations
     progress_before = state.progress  # where an earlier session left the schedule (--time-limit)
+
+    def check(record: dict[str, Any]) -> float:
+        """Score the current set into ``record`` (test curve; --val-size candidate); its test seconds."""
+        n_curve = 1 if inits.is_fixed else 4
+        curve_start = time.perf_counter()
+        after = _evaluate_split(
+            world, model, state.steps(), inits, test_x, test_y, n_curve, train=trainer
+        )[0]
+        record["eval_seconds"] = time.perf_counter() - curve_start  # not in elapsed_seconds
+        record["accuracy"] = statistics.fmean(after)
+        record["accuracy_std"] = statistics.pstdev(after)
+        if validation is not None:
+            record["val_accuracy"] = validation.score(model, state.steps(), trainer)
+            if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
+                state.best = state.snapshot(record["val_accuracy"])
+        return record["eval_seconds"]
+
     warned_collapse = False
 
     bar = tqdm(
@@ -475,6 +492,10 @@ def distill(
         it = state.iteration
         time_fraction = _time_fraction(world, cfg, started)
         if time_fraction is not None and time_fraction > 1:
+            if state.history and "accuracy" not in state.history[-1]:
+                # The last iterates, at the schedule's lowest lr, get a check too: with --val-size
+                # the set stopped at is a candidate for the result.
+                curve_seconds += check(state.history[-1])
             if world.is_main:
                 _save_checkpoint(out, state, cfg)
                 tqdm.write(f"time limit reached after {it} iterations", file=sys.stderr)
@@ -560,19 +581,7 @@ def distill(
             "elapsed_seconds": elapsed_before + time.perf_counter() - started - curve_seconds,
         }
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
-            n_curve = 1 if inits.is_fixed else 4
-            curve_start = time.perf_counter()
-            after = _evaluate_split(
-                world, model, state.steps(), inits, test_x, test_y, n_curve, train=trainer
-            )[0]
-            record["eval_seconds"] = time.perf_counter() - curve_start  # not in elapsed_seconds
-            curve_seconds += record["eval_seconds"]
-            record["accuracy"] = statistics.fmean(after)
-            record["accuracy_std"] = statistics.pstdev(after)
-            if validation is not None:
-                record["val_accuracy"] = validation.score(model, state.steps(), trainer)
-                if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
-                    state.best = state.snapshot(record["val_accuracy"])
+            curve_seconds += check(record)
         state.history.append(record)
         if writer is not None:
             writer.add_scalar("meta_loss", record["loss"], state.iteration)
