@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import DistilledData, write_json
+from datadistill.artifacts import DistilledData, check_writable, write_json
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.inits import InitDistribution
 from datadistill.models import build_model
@@ -234,6 +234,8 @@ def evaluate(
     Returns:
         ``EvalResult`` with accuracies in percent.
     """
+    if json_path is not None:
+        check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
@@ -370,6 +372,8 @@ def evaluate_as_dataset(
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
+    if json_path is not None:
+        check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     setting = setting_from_manifest(data.manifest, data_dir=data_dir)
