@@ -225,3 +225,29 @@ def test_distill_help_shows_what_the_bare_command_runs(capsys):
         "(default: 512 from the digits preset; 1024 with --dataset",
     ):
         assert words in text, words
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["baselines", "--dataset", "digits", "--json", "{locked}/b.json"],
+        ["linear", "--json", "{locked}/l.json"],
+        [
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--count",
+            "1",
+            "--out",
+            "{locked}/p",
+        ],
+    ],
+)
+def test_every_command_checks_its_destinations_first(tmp_path, read_only, capsys, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    assert main([part.format(locked=locked) for part in command]) == 1
+    _one_line_error(capsys, f"{locked} is read-only; choose another --")

@@ -294,6 +294,16 @@ COMMANDS = {
 }
 
 
+def _check_destinations(args: argparse.Namespace) -> None:
+    """Every command's --json file and --out folder can be written: say so before any work is done."""
+    from datadistill.artifacts import check_writable
+
+    if getattr(args, "json", None) is not None:
+        check_writable(args.json, "--json")
+    if getattr(args, "out", None) is not None:
+        check_writable(args.out, "--out", folder=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``datadistill`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -308,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_destinations(args)
         if args.command in PLUGGED_COMMANDS:
             module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[args.command]}")
             return module.run_cli(args)
