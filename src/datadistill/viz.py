@@ -73,7 +73,7 @@ def save_step_grids(
                 ax.set_yticks([])
                 ax.set_xlabel(_label_text(labels[s, c], class_names), fontsize=7)
             lr_text = ", ".join(f"{v:.3g}" for v in lrs_by_step[s].tolist())
-            axes[r][0].set_title(f"step {s}: lr {lr_text}", fontsize=8, loc="left")
+            axes[r][0].set_title(f"step {s}: lr per epoch {lr_text}", fontsize=8, loc="left")
         epochs = lrs_by_step.shape[1]
         fig.suptitle(
             f"distilled images, one row per step; 'lr a, b, …': the learned step size of that step "
