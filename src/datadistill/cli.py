@@ -331,9 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"datadistill {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except (
-        OSError
-    ) as err:  # a write refused by the system after the checks (disk full, permissions)
+    # A write the system refused after our checks (disk full, permissions changed meanwhile).
+    except OSError as err:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
         where = f" {err.filename}" if err.filename else ""

@@ -612,8 +612,8 @@ def _check_out(out: Path, cfg: DistillConfig) -> None:
 
 
 def _check_real_images(cfg: DistillConfig, train) -> None:
-    """``--init-images real`` starts each of a class's images from a different real one: refuse a class
-    with fewer training images than ``--images-per-class`` rather than silently repeat images."""
+    """With ``--init-images real`` a class with fewer training images than ``--images-per-class`` would
+    start several distilled images from the same real one: refuse it instead of repeating silently."""
     if cfg.init_images != "real" or cfg.images_per_step is not None:
         return
     counts = torch.bincount(train.labels, minlength=train.num_classes)
