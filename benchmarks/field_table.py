@@ -80,7 +80,13 @@ def main() -> None:
         models = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
         for model in models:
             result = evaluate_as_dataset(
-                data, model=model, models=args.models, recipe=recipe, progress=False
+                data,
+                model=model,
+                models=args.models,
+                recipe=recipe,
+                progress=False,
+                json_path=folder
+                / f"eval-{model}-{recipe.augment}.json",  # publish_gallery reads it
             )
             rows.append(
                 _row(

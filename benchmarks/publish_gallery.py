@@ -19,8 +19,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("entries", nargs="+", metavar="NAME=RUN_DIR[:MODELS]")
     parser.add_argument("--describe", nargs="*", default=[], metavar='NAME="text"')
+    parser.add_argument(
+        "--accuracy-json",
+        nargs="*",
+        default=[],
+        metavar="NAME=FILE",
+        help="dataset-protocol sets: take the accuracy from this `evaluate --json` file of the same set",
+    )
     args = parser.parse_args()
     descriptions = dict(item.split("=", 1) for item in args.describe)
+    measured = dict(item.split("=", 1) for item in args.accuracy_json)
     for entry in args.entries:
         name, source = entry.split("=", 1)
         run, _, models = source.partition(":")
@@ -29,6 +37,7 @@ def main() -> None:
             name,
             models=int(models) if models else None,
             description=descriptions.get(name),  # None: keep the old text
+            accuracy_json=measured.get(name),
         )
         acc = manifest["accuracy"]
         print(

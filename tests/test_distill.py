@@ -156,6 +156,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     assert not (killed / "distilled.safetensors").exists(), "the run finished before it was killed"
     subprocess.run(_cli(killed, "--resume"), check=True, env=env, capture_output=True)
+    # Whatever write the kill interrupted, no temporary of ours outlives the resumed run.
+    assert not list(killed.glob(".*.tmp"))
 
     a, b = _tensors(straight), _tensors(killed)
     for name in a:

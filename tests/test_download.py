@@ -10,6 +10,7 @@ import functools
 import gzip
 import hashlib
 import io
+import os
 import socket
 import struct
 import tarfile
@@ -290,6 +291,43 @@ def test_verification_is_cached_and_invalidated(tmp_path, register, monkeypatch)
     path = tmp_path / "data" / "tiny" / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ValueError, match="checksum mismatch"):
+        load_dataset("tiny", "test", data_dir=tmp_path / "data", download=False)
+
+
+@pytest.mark.parametrize("fresh_process", [False, True])
+def test_file_corrupted_in_place_with_size_and_mtime_kept_gives_the_checksum_message(
+    tmp_path, register, monkeypatch, fresh_process
+):
+    blobs = _tiny_mnist(tmp_path / "data" / "tiny")
+    register(_tiny_spec("tiny", blobs, "http://example.invalid"))
+    load_dataset("tiny", "test", data_dir=tmp_path / "data", download=False)  # verified, cached
+    if fresh_process:  # only the .verified.json file vouches for it
+        monkeypatch.setattr(files_module, "_VERIFIED_IN_PROCESS", set())
+
+    path = tmp_path / "data" / "tiny" / "t10k-images-idx3-ubyte.gz"
+    st = path.stat()
+    raw = bytearray(path.read_bytes())
+    raw[:4] = b"\xde\xad\xbe\xef"  # no longer a gzip stream; same size
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: the cache still trusts it
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+    with pytest.raises(ValueError, match="checksum mismatch") as info:
+        load_dataset("tiny", "test", data_dir=tmp_path / "data", download=False)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    # The next load hashes the file again instead of trusting the stale entry.
+    monkeypatch.setattr(files_module, "_VERIFIED_IN_PROCESS", set())
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_dataset("tiny", "test", data_dir=tmp_path / "data", download=False)
+
+
+def test_undecodable_file_without_a_digest_names_the_folder(tmp_path, register):
+    blobs = _tiny_mnist(tmp_path / "data" / "tiny")
+    spec = _tiny_spec("tiny", blobs, "http://example.invalid")
+    unpinned = tuple(dataclasses.replace(f, sha256=None, md5=None) for f in spec.files)
+    register(dataclasses.replace(spec, files=unpinned))
+    (tmp_path / "data" / "tiny" / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match="cannot decode the files in .*tiny.*BadGzipFile"):
         load_dataset("tiny", "test", data_dir=tmp_path / "data", download=False)
 
 

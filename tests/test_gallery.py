@@ -106,3 +106,28 @@ def test_republishing_keeps_the_description_unless_a_new_one_is_given(tmp_path):
     assert publish(tmp_path / "run", "d", gallery_dir=gallery)["description"] == "first"
     assert publish(tmp_path / "run", "d", gallery_dir=gallery, description="")["description"] == ""
     assert publish(tmp_path / "run", "new", gallery_dir=gallery)["description"] == ""
+
+
+DATASET_PROTOCOL_ENTRIES = [
+    row["name"]
+    for row in list_gallery()
+    if load_pretrained(row["name"]).manifest.get("protocol") == "dataset"
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DATASET_PROTOCOL_ENTRIES)
+def test_dataset_protocol_entries_reproduce_their_first_network(name):
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    data = load_pretrained(name)
+    measured = data.manifest["accuracy"]
+    if not _data_present(data.manifest["dataset"]):
+        pytest.skip(f"{data.manifest['dataset']} not found under $DATADISTILL_DATA")
+    if data.images.shape[1] > 10:
+        pytest.skip(
+            "one ConvNet-3 on 100 images for 300 epochs takes minutes; the 1-per-class sets stand for it"
+        )
+    assert measured["protocol"] == "dataset" and "augmentation none" in measured["recipe"]
+    result = evaluate_as_dataset(data, models=1, recipe=FieldRecipe(), progress=False)
+    assert result.accuracies[0] == pytest.approx(measured["accuracies"][0], abs=0.05)

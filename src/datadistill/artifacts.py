@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +28,23 @@ from datadistill.types import Steps
 DISTILLED_FILE = "distilled.safetensors"
 MANIFEST_FILE = "manifest.json"
 LABEL_TARGETS = ("softmax", "free")
+# Our own files in a run folder; their atomic-write temporaries are ``.<name>.<random>.tmp``.
+RUN_FILES = (
+    DISTILLED_FILE,
+    MANIFEST_FILE,
+    "config.yaml",
+    "metrics.json",
+    "checkpoint.safetensors",
+    "checkpoint.prev.safetensors",
+)
+
+
+class InvalidArtifact(ValueError):
+    """A distilled set, checkpoint or manifest on disk is damaged or inconsistent.
+
+    The message is one line naming the file, the key or tensor, and what was expected. It is a
+    ``ValueError``, so callers (and the CLI) that catch bad input catch it too.
+    """
 
 
 def label_targets(labels: Tensor, kind: str = "softmax") -> Tensor:
@@ -87,6 +105,12 @@ class DistilledData:
 
     def pixels(self) -> Tensor:
         """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""
+        missing = [k for k in ("mean", "std") if self.manifest.get(k) is None]
+        if missing:
+            raise InvalidArtifact(
+                f"the manifest has no {' or '.join(missing)} (the data normalisation), so the pixels "
+                "cannot be recovered; add them (lists with one number per channel) to manifest.json"
+            )
         mean = torch.tensor(self.manifest["mean"]).view(-1, 1, 1)
         std = torch.tensor(self.manifest["std"]).view(-1, 1, 1)
         return self.images * std + mean
@@ -115,7 +139,12 @@ class DistilledData:
 
     @classmethod
     def load(cls, folder: str | Path) -> DistilledData:
-        """Read a distilled set written by ``save`` (or a run folder of ``datadistill distill``)."""
+        """Read a distilled set written by ``save`` (or a run folder of ``datadistill distill``).
+
+        Raises:
+            FileNotFoundError: the folder holds no distilled set.
+            InvalidArtifact: a file is damaged, or the manifest and the tensors disagree (``check_distilled``).
+        """
         folder = Path(folder)
         path, manifest_path = folder / DISTILLED_FILE, folder / MANIFEST_FILE
         if not path.is_file() or not manifest_path.is_file():
@@ -126,15 +155,243 @@ class DistilledData:
         tensors = load_tensors(path)
         missing = {"images", "labels", "lrs"} - tensors.keys()
         if missing:
-            raise ValueError(
+            raise InvalidArtifact(
                 f"{path} is not a distilled set: tensors {sorted(missing)} are missing"
             )
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_manifest(manifest_path)
+        check_distilled(tensors, manifest, tensor_path=path, manifest_path=manifest_path)
         pretrained = manifest.get("pretrained")
         if pretrained and not Path(pretrained).is_absolute():
             # Released sets carry their pre-trained network beside them (``gallery.publish``).
             manifest["pretrained"] = str(folder / pretrained)
         return cls(tensors["images"], tensors["labels"], tensors["lrs"], manifest)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; InvalidArtifact naming the file if it is not one."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InvalidArtifact(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+            "restore it from a copy of the run"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise InvalidArtifact(
+            f"{path} is not valid JSON (not UTF-8 text); restore it from a copy of the run"
+        ) from err
+    if not isinstance(manifest, dict):
+        raise InvalidArtifact(
+            f"{path} must hold a JSON object of key: value, got {type(manifest).__name__}; "
+            "restore it from a copy of the run"
+        )
+    return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# Keys every manifest has had since the first release, and what commands read from them.
+_REQUIRED_KEYS: dict[str, tuple[str, Any]] = {
+    "dataset": ("a data set name (text)", lambda v: isinstance(v, str) and v != ""),
+    "model": ("a model name (text)", lambda v: isinstance(v, str) and v != ""),
+    "init": ("an init kind (text)", lambda v: isinstance(v, str) and v != ""),
+    "steps": ("a positive integer", lambda v: _is_int(v) and v > 0),
+    "epochs": ("a positive integer", lambda v: _is_int(v) and v > 0),
+    "num_classes": ("an integer >= 2", lambda v: _is_int(v) and v >= 2),
+    "images_shape": (
+        "a list of 5 positive integers [steps, per_step, C, H, W]",
+        lambda v: isinstance(v, list) and len(v) == 5 and all(_is_int(d) and d > 0 for d in v),
+    ),
+}
+# Keys older or hand-made manifests may lack; when present they must have these types (None allowed).
+_OPTIONAL_KEYS: dict[str, tuple[str, Any]] = {
+    "mean": (
+        "a list of finite numbers, one per channel",
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_number(x) for x in v),
+    ),
+    "std": (
+        "a list of positive finite numbers, one per channel",
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_number(x) and x > 0 for x in v),
+    ),
+    "class_names": ("a list of class names", lambda v: isinstance(v, list)),
+    "pretrained": ("a folder (text)", lambda v: isinstance(v, str)),
+    "init_scheme": ("a weight-init scheme name (text)", lambda v: isinstance(v, str)),
+    "label_targets": (
+        f"one of {', '.join(LABEL_TARGETS)}",
+        lambda v: v in LABEL_TARGETS,
+    ),
+    "soft_labels": ("true or false", lambda v: isinstance(v, bool)),
+    "accuracy": ("an object of measured accuracies", lambda v: isinstance(v, dict)),
+    **{
+        key: ("an integer", _is_int)
+        for key in ("seed", "init_seed", "source_class", "target_class", "images_per_class")
+    },
+    **{
+        key: ("a positive integer", lambda v: _is_int(v) and v > 0)
+        for key in ("resize", "channels")
+    },
+    "pad": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+}
+
+
+def check_distilled(
+    tensors: dict[str, Tensor],
+    manifest: dict[str, Any],
+    *,
+    tensor_path: str | Path = DISTILLED_FILE,
+    manifest_path: str | Path = MANIFEST_FILE,
+) -> None:
+    """Refuse a distilled set whose manifest or tensors are malformed or disagree with each other.
+
+    Checks the manifest's keys and types, that the tensors have the shapes it states (images
+    ``[steps, per_step, C, H, W]``, labels ``[steps, per_step]`` classes or ``[steps, per_step, K]``
+    learned labels, lrs ``[steps * epochs]``), that pixels and labels are finite, class labels lie in
+    ``0 … num_classes - 1`` and every step size is positive and finite.
+
+    Raises:
+        InvalidArtifact: one line naming the file, the key and what was expected.
+    """
+    fix = "restore the run from a copy, or distill it again"
+    for key, (what, ok) in _REQUIRED_KEYS.items():
+        if key not in manifest:
+            raise InvalidArtifact(
+                f"{manifest_path}: key {key!r} is missing; expected {what}; {fix}"
+            )
+        if not ok(manifest[key]):
+            raise InvalidArtifact(
+                f"{manifest_path}: key {key!r} is {manifest[key]!r}; expected {what}; {fix}"
+            )
+    for key, (what, ok) in _OPTIONAL_KEYS.items():
+        if manifest.get(key) is not None and not ok(manifest[key]):
+            raise InvalidArtifact(
+                f"{manifest_path}: key {key!r} is {manifest[key]!r}; expected {what}; {fix}"
+            )
+    shape, steps, epochs = manifest["images_shape"], manifest["steps"], manifest["epochs"]
+    channels, num_classes = shape[2], manifest["num_classes"]
+    if shape[0] != steps:
+        raise InvalidArtifact(
+            f"{manifest_path}: key 'steps' is {steps} but key 'images_shape' {shape} starts with "
+            f"{shape[0]}; expected the same number of steps; {fix}"
+        )
+    for key in ("mean", "std"):
+        values = manifest.get(key)
+        if values is not None and len(values) not in (1, channels):
+            raise InvalidArtifact(
+                f"{manifest_path}: key {key!r} has {len(values)} values; expected 1 or {channels} "
+                f"(the channels of images_shape {shape}); {fix}"
+            )
+    names = manifest.get("class_names")
+    if names is not None and len(names) != num_classes:
+        raise InvalidArtifact(
+            f"{manifest_path}: key 'class_names' has {len(names)} names; expected "
+            f"num_classes = {num_classes}; {fix}"
+        )
+
+    images, labels, lrs = tensors["images"], tensors["labels"], tensors["lrs"]
+    if not images.is_floating_point() or list(images.shape) != shape:
+        raise InvalidArtifact(
+            f"{tensor_path}: images are {str(images.dtype).removeprefix('torch.')} "
+            f"{list(images.shape)} but {manifest_path} says images_shape {shape} (steps {steps}); "
+            f"expected float images of that shape; {fix}"
+        )
+    if not torch.isfinite(images).all():
+        raise InvalidArtifact(
+            f"{tensor_path}: images hold NaN or infinite pixels; expected finite pixels; {fix}"
+        )
+    if labels.is_floating_point():
+        expected_labels = [steps, shape[1], num_classes]
+        if list(labels.shape) != expected_labels or not torch.isfinite(labels).all():
+            raise InvalidArtifact(
+                f"{tensor_path}: learned labels are {list(labels.shape)}; expected finite values of "
+                f"shape {expected_labels} (steps, per_step, num_classes from {manifest_path}); {fix}"
+            )
+    else:
+        expected_labels = [steps, shape[1]]
+        if list(labels.shape) != expected_labels or labels.dtype != torch.int64:
+            raise InvalidArtifact(
+                f"{tensor_path}: labels are {str(labels.dtype).removeprefix('torch.')} "
+                f"{list(labels.shape)}; expected int64 classes of shape {expected_labels} "
+                f"(steps, per_step from {manifest_path}); {fix}"
+            )
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise InvalidArtifact(
+                f"{tensor_path}: labels hold classes outside 0…{num_classes - 1} (num_classes in "
+                f"{manifest_path}); {fix}"
+            )
+    if not lrs.is_floating_point() or list(lrs.shape) != [steps * epochs]:
+        raise InvalidArtifact(
+            f"{tensor_path}: lrs are {str(lrs.dtype).removeprefix('torch.')} {list(lrs.shape)}; "
+            f"expected {steps * epochs} float step sizes (steps {steps} x epochs {epochs} in "
+            f"{manifest_path}); {fix}"
+        )
+    if not (torch.isfinite(lrs) & (lrs > 0)).all():
+        bad = lrs[~(torch.isfinite(lrs) & (lrs > 0))][0].item()
+        raise InvalidArtifact(
+            f"{tensor_path}: lrs hold the step size {bad}; expected positive finite step sizes; {fix}"
+        )
+
+
+def _can_write_into(folder: Path) -> bool:
+    """Whether new files can be created in the existing ``folder``.
+
+    The mode bits are checked as well as a real probe, because root may write into a folder someone made
+    read-only on purpose, and only a probe finds a read-only mount.
+    """
+    try:
+        if not folder.stat().st_mode & 0o222 or not os.access(folder, os.W_OK):
+            return False
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".datadistill-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        return False
+    return True
+
+
+def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work is done, a destination that cannot be written.
+
+    Args:
+        path: the file to be written, or with ``folder=True`` the folder to be created or written into.
+        flag: the option that chose ``path`` (named in the message as the thing to change).
+
+    Raises:
+        ValueError: one line naming the path, why it cannot be written and the flag to change.
+        FileExistsError: a file stands where the folder should be, or a folder where the file should.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise FileExistsError(
+            f"{path} is an existing file, not a folder; choose another {flag} (or move the file away)"
+        )
+    if not folder and path.is_dir():
+        raise FileExistsError(f"{path} is a folder; give {flag} a file path")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FileExistsError(
+            f"cannot write {path}: {existing} is a file, not a folder; choose another {flag}"
+        )
+    if not _can_write_into(existing):
+        raise ValueError(f"cannot write {path}: {existing} is read-only; choose another {flag}")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries of our atomic writes (``.<name>.*.tmp``) that a killed process left in
+    ``folder``; other files are never touched. Returns the paths removed."""
+    removed = []
+    for name in RUN_FILES:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -186,18 +443,21 @@ def load_tensors(path: str | Path, *, with_metadata: bool = False):
     """Load a safetensors file written by ``save_tensors``; refuse it if it is truncated or corrupted.
 
     Raises:
-        ValueError: the file cannot be parsed or its contents do not match the stored sha256.
+        InvalidArtifact: the file cannot be parsed or its contents do not match the stored sha256.
     """
     path = Path(path)
     try:
         tensors = load_file(path)
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise ValueError(
-            f"{path} is unreadable or corrupted ({err}); delete it or restore a copy"
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as err:
+        detail = " ".join(str(err).split())  # one line, whatever the parser said
+        raise InvalidArtifact(
+            f"{path} is unreadable or corrupted ({detail}); delete it or restore a copy"
         ) from err
     expected = metadata.get("sha256")
     if expected is not None and _digest(tensors) != expected:
-        raise ValueError(f"{path} is corrupted: its contents do not match the sha256 stored in it")
+        raise InvalidArtifact(
+            f"{path} is corrupted: its contents do not match the sha256 stored in it"
+        )
     return (tensors, metadata) if with_metadata else tensors

@@ -19,6 +19,9 @@ import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from datadistill._version import __version__
 from datadistill.config import DistillConfig, list_presets, load_config
@@ -44,7 +47,15 @@ def _field_help(cls) -> dict[str, str]:
     return {name: " ".join(parts) for name, parts in helps.items()}
 
 
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
+def _add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls,
+    skip: Sequence[str] = (),
+    preset: tuple[str, dict] | None = None,
+) -> None:
+    """One option per field of ``cls``; ``preset`` = (name, values) of the preset a bare command runs,
+    whose values are shown as the defaults (with the dataclass's own beside them)."""
+    preset_name, preset_values = preset or ("", {})
     helps = _field_help(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -59,13 +70,32 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: Sequence[
             else hint
         )
         text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
-        kw = dict(dest=f.name, default=None, help=f"{text} (default: {f.default})")
+        if f.name in preset_values and preset_values[f.name] != f.default:
+            default = (
+                f"{preset_values[f.name]} from the {preset_name} preset; {f.default} with "
+                "--dataset or a --config that does not set it"
+            )
+        else:
+            default = f.default
+        kw = dict(dest=f.name, default=None, help=f"{text} (default: {default})")
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(base) is tuple:
             parser.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), **kw)
         else:
             parser.add_argument(flag, type=base, metavar=f.name.upper(), **kw)
+
+
+DEFAULT_PRESET = "digits"  # what a bare `datadistill` / `datadistill distill` runs
+
+
+def _bare_preset() -> dict:
+    """The settings of the default preset, as a bare ``distill`` command applies them."""
+    import yaml
+
+    from datadistill.config import find_preset
+
+    return yaml.safe_load(find_preset(DEFAULT_PRESET).read_text()) or {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,13 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"datadistill {__version__}")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("distill", help="learn distilled images and step sizes")
+    bare = _bare_preset()
+    p = sub.add_parser(
+        "distill",
+        help="learn distilled images and step sizes",
+        description=f"With neither --config nor --dataset, the {DEFAULT_PRESET!r} preset applies first ("
+        + ", ".join(f"{k} {v}" for k, v in bare.items())
+        + "); the defaults below are what that bare command runs. --resume with --out alone "
+        "continues a run with the settings in its config.yaml.",
+    )
     p.add_argument(
         "--config",
         help=f"YAML file or preset name ({', '.join(list_presets())}); with neither --config nor "
-        "--dataset, the 'digits' preset (the embedded default job) runs",
+        f"--dataset, the {DEFAULT_PRESET!r} preset (the embedded default job) runs",
     )
-    _add_dataclass_options(p, DistillConfig)
+    _add_dataclass_options(p, DistillConfig, preset=(DEFAULT_PRESET, bare))
 
     p = sub.add_parser("evaluate", help="train fresh networks on a distilled set; test accuracy")
     p.add_argument(
@@ -136,13 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from datadistill.distill import distill
+    from datadistill.distill import SETTINGS_BEFORE_THEY_EXISTED, distill
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)}
     if overrides["betas"] is not None:
         overrides["betas"] = tuple(overrides["betas"])
+    if args.resume and args.config is None and args.out is not None:
+        saved = Path(args.out) / "config.yaml"
+        if saved.is_file():
+            args.config = str(saved)  # the run's own settings; flags given here override them
+            written = yaml.safe_load(saved.read_text()) or {}
+            for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():  # a run older than the key
+                if key not in written and overrides[key] is None:
+                    overrides[key] = value
+    if args.resume and args.out is None:
+        raise ValueError("--resume continues the run in --out: give --out RUN_DIR as well")
     if args.config is None and args.dataset is None:
-        args.config = "digits"  # the default job: the embedded data set, offline, about a minute
+        args.config = DEFAULT_PRESET  # the default job: the embedded data set, offline
     cfg = load_config(DistillConfig, args.config, overrides)
     data = distill(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -197,15 +245,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
 
-    from datadistill.artifacts import DistilledData
+    from datadistill.artifacts import DistilledData, check_writable
     from datadistill.viz import save_step_grids
 
     data = DistilledData.load(args.run)
     m = data.manifest
-    paths = save_step_grids(
-        data.pixels(), data.targets(), data.lrs, m["class_names"], args.out or args.run
-    )
-    acc = m.get("accuracy", {})
+    pictures = args.out or args.run
+    check_writable(pictures, "--out FOLDER (where show draws the pictures)", folder=True)
+    names = m.get("class_names") or [str(c) for c in range(m["num_classes"])]
+    paths = save_step_grids(data.pixels(), data.targets(), data.lrs, names, pictures)
+    acc = m.get("accuracy") or {}
     print(
         json.dumps(
             {
@@ -226,9 +275,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
             indent=1,
         )
     )
-    if acc:
+    if all(isinstance(acc.get(k), int | float) for k in ("accuracy_mean", "accuracy_std")):
         print(
-            f"accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over {acc['n_models']}"
+            f"accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over "
+            f"{acc.get('n_models', '?')}"
         )
     lrs = data.lrs
     print(f"lrs: min {lrs.min():.4g}, max {lrs.max():.4g}")
@@ -280,6 +330,16 @@ COMMANDS = {
 }
 
 
+def _check_destinations(args: argparse.Namespace) -> None:
+    """Every command's --json file and --out folder can be written: say so before any work is done."""
+    from datadistill.artifacts import check_writable
+
+    if getattr(args, "json", None) is not None:
+        check_writable(args.json, "--json")
+    if getattr(args, "out", None) is not None:
+        check_writable(args.out, "--out", folder=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``datadistill`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -297,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _check_destinations(args)
         if args.command in PLUGGED_COMMANDS:
             module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[args.command]}")
             return module.run_cli(args)
@@ -308,6 +369,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
         print(f"datadistill {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    # A write the system refused after our checks (disk full, permissions changed meanwhile).
+    except OSError as err:
+        if os.environ.get("DATADISTILL_DEBUG"):
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"datadistill {args.command}: error: cannot access{where}: {err.strerror or err}; "
+            "free space or choose another folder (see --out / --json)",
+            file=sys.stderr,
+        )
         return 1
 
 

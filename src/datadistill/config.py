@@ -111,6 +111,7 @@ class DistillConfig:
     data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
     out: str | None = None  # run folder; None: runs/<dataset>-<model>-<init>-<time>
     resume: bool = False  # continue the run in --out from its last checkpoint
+    force: bool = False  # write into an --out folder that holds other files (never over a run)
     device: str = "cpu"  # cpu | cuda | cuda:N
     tensorboard: bool = False  # also write TensorBoard logs to <out>/tensorboard
 
@@ -351,8 +352,11 @@ def to_dict(cfg) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def save_config(cfg, path: Path) -> None:
+def save_config(cfg, path: Path, notes: list[str] | None = None) -> None:
+    """Write the resolved settings as YAML; ``notes`` become ``#`` comment lines above them."""
     from datadistill.artifacts import _replace_atomically
 
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    text = "".join(f"# {line}\n" for line in notes or ()) + yaml.safe_dump(
+        to_dict(cfg), sort_keys=False
+    )
     _replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text))

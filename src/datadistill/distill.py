@@ -33,8 +33,10 @@ from datadistill._version import __version__
 from datadistill.artifacts import (
     DISTILLED_FILE,
     DistilledData,
+    check_writable,
     label_targets,
     load_tensors,
+    remove_stale_temporaries,
     save_tensors,
     write_json,
 )
@@ -57,6 +59,7 @@ VAL_NETS = 4
 RESUMABLE_CHANGES = {
     "iterations",
     "resume",
+    "force",
     "out",
     "device",
     "eval_models",
@@ -72,6 +75,8 @@ RESUMABLE_CHANGES = {
 }
 # A checkpoint written before a setting existed ran with the behaviour of this value (else: today's default).
 SETTINGS_BEFORE_THEY_EXISTED = {"schedule": "step"}
+# Resumable settings that are not worth a line in the run's history when they differ.
+UNRECORDED_CHANGES = {"resume", "force", "out"}
 BEST_TENSORS = ("images", "labels", "raw_lrs")
 Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
@@ -103,6 +108,8 @@ class _State:
     progress: float = 0.0  # how far through its lr schedule the run is, in [0, 1] (outer_lr)
     # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
     best: dict[str, Any] | None = None
+    # settings changed on --resume: [{"iteration": N, "changes": {name: [before, after]}}]
+    resume_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def steps(self) -> Steps:
         return Steps(
@@ -282,6 +289,7 @@ def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         "config": json.dumps(to_dict(cfg)),
         "history": json.dumps(state.history),
         "schedule_progress": repr(state.progress),
+        "resume_history": json.dumps(state.resume_history),
         "version": __version__,
     }
     if state.best is not None:
@@ -305,7 +313,7 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
             errors.append(str(err))
             tqdm.write(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
             continue
-        _check_compatible(json.loads(meta["config"]), cfg, path)
+        changes = _check_compatible(json.loads(meta["config"]), cfg, path)
         with torch.no_grad():
             state.images.copy_(tensors["images"])
             state.raw_lrs.copy_(tensors["raw_lrs"])
@@ -321,6 +329,9 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
         state.iteration = int(meta["iteration"])
         state.history = json.loads(meta["history"])
         state.progress = float(meta.get("schedule_progress", 0.0))
+        state.resume_history = json.loads(meta.get("resume_history", "[]"))
+        if changes:
+            state.resume_history.append({"iteration": state.iteration, "changes": changes})
         if "best" in meta:
             best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
             state.best = {**json.loads(meta["best"]), **best}
@@ -332,7 +343,11 @@ def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
     )
 
 
-def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> None:
+def _check_compatible(
+    saved: dict[str, Any], cfg: DistillConfig, path: Path
+) -> dict[str, list[Any]]:
+    """Refuse to resume with settings that change the result; return the allowed changes worth
+    recording, ``{name: [before, after]}``."""
     now = to_dict(cfg)
     # a key newer than the checkpoint had its default then (or the behaviour the code had before it)
     defaults = {**to_dict(DistillConfig()), **SETTINGS_BEFORE_THEY_EXISTED}
@@ -346,6 +361,9 @@ def _check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> 
             f"cannot resume {path}: settings differ from the checkpoint ({detail}); "
             "use the original settings or start a new run with another --out"
         )
+    return {
+        k: [then[k], now[k]] for k in sorted(resumable - UNRECORDED_CHANGES) if then[k] != now[k]
+    }
 
 
 def distill(
@@ -407,6 +425,7 @@ def distill(
         train = load_dataset(cfg.dataset, "train", **load)
         test = load_dataset(cfg.dataset, "test", **load)
     train, held_out = _split_validation(cfg, train)  # before anything is written: it may refuse
+    _check_real_images(cfg, train)
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
@@ -429,10 +448,7 @@ def distill(
     _check_classes(cfg, train.num_classes)
     validation, inits = _make_validation(cfg, inits, held_out, device)  # may refuse: before writing
     out = _resolve_out(cfg, train.name, setting.model_spec)
-    if not cfg.resume and ((out / CHECKPOINT).exists() or (out / DISTILLED_FILE).exists()):
-        raise FileExistsError(
-            f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
-        )
+    _check_out(out, cfg)
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -442,8 +458,13 @@ def distill(
         resumed_from = _load_checkpoint(out, state, cfg)
         if world.is_main:
             tqdm.write(f"resuming {resumed_from} at iteration {state.iteration}", file=sys.stderr)
+            latest = state.resume_history[-1] if state.resume_history else None
+            if latest is not None and latest["iteration"] == state.iteration:
+                tqdm.write(f"changed on resume: {_describe_changes(latest)}", file=sys.stderr)
+            remove_stale_temporaries(out)  # of writes a kill interrupted
     if world.is_main:
-        save_config(cfg, out / "config.yaml")
+        notes = [f"changed on resume: {_describe_changes(r)}" for r in state.resume_history]
+        save_config(cfg, out / "config.yaml", notes)
 
     k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
     vmap_inits = cfg.vmap_inits if cfg.vmap_inits is not None else device.type == "cuda" and k > 1
@@ -663,6 +684,59 @@ def _trainer(model, recipe: Recipe | None) -> Trainer:
     return train_minibatch
 
 
+def _describe_changes(record: dict[str, Any]) -> str:
+    """One line for a ``resume_history`` record: ``lr 0.05 -> 0.1, … from iteration N``."""
+    changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in record["changes"].items())
+    return f"{changes} from iteration {record['iteration']}"
+
+
+def _check_out(out: Path, cfg: DistillConfig) -> None:
+    """Refuse an ``--out`` that cannot hold this run, before anything is computed or written.
+
+    A finished or checkpointed run is only continued with ``--resume``; a folder holding anything else is
+    only written into with ``--force``; a file, or a folder that cannot be written, is never used.
+    """
+    check_writable(out, "--out", folder=True)
+    has_run = any(
+        (out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, DISTILLED_FILE)
+    )
+    if cfg.resume:
+        if not any((out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
+            raise FileNotFoundError(
+                f"nothing to resume in {out}: no {CHECKPOINT} there; run without --resume to start it"
+            )
+        return
+    if not out.is_dir():
+        return
+    if has_run:
+        raise FileExistsError(
+            f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
+        )
+    others = sorted(p.name for p in out.iterdir())
+    if others and not cfg.force:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise FileExistsError(
+            f"--out {out} holds {shown} but no distillation run; choose a new or empty --out, or "
+            "pass --force to write the run into it (files of the same names are replaced)"
+        )
+
+
+def _check_real_images(cfg: DistillConfig, train) -> None:
+    """With ``--init-images real`` a class with fewer training images than ``--images-per-class`` would
+    start several distilled images from the same real one: refuse it instead of repeating silently."""
+    if cfg.init_images != "real" or cfg.images_per_step is not None:
+        return
+    counts = torch.bincount(train.labels, minlength=train.num_classes)
+    smallest = int(counts.argmin())
+    if counts[smallest] < cfg.images_per_class:
+        raise ValueError(
+            f"--images-per-class {cfg.images_per_class} with --init-images real needs that many "
+            f"training images of every class, but class {train.class_names[smallest]!r} of "
+            f"{cfg.dataset} has {int(counts[smallest])}; use at most --images-per-class "
+            f"{int(counts.min())}, or --init-images noise"
+        )
+
+
 def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WINDOW) -> bool:
     """True when the last ``window`` meta-losses all sit at chance level (≥ 0.95 ln K) although an earlier
     one was well below it (< 0.9 ln K): the run learned, then collapsed. A slow start is not a collapse."""
@@ -816,6 +890,7 @@ def _finish(
         "learn_lr": cfg.learn_lr,
         "label_targets": cfg.label_targets,
         "processes": world.size,
+        "resume_history": state.resume_history,  # settings changed on --resume, and from when
         "accuracy": {
             k: v
             for k, v in result.to_dict().items()
@@ -839,6 +914,7 @@ def _finish(
             train.denormalize(data.images), data.targets(), data.lrs, train.class_names, out
         )
         plot_curves(state.history, out / "curve.png")
+        remove_stale_temporaries(out)  # of checkpoint writes a kill interrupted in earlier sessions
     world.barrier()
     return data
 

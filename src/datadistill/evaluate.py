@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import DistilledData, write_json
+from datadistill.artifacts import DistilledData, check_writable, write_json
 from datadistill.data import ImageDataset
 from datadistill.inits import InitDistribution
 from datadistill.models.user import ModelLike
@@ -196,6 +196,8 @@ def evaluate(
     Returns:
         ``EvalResult`` with accuracies in percent.
     """
+    if json_path is not None:
+        check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
@@ -383,6 +385,8 @@ def evaluate_as_dataset(
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
+    if json_path is not None:
+        check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     recipe = recipe or FieldRecipe()

@@ -90,11 +90,16 @@ def publish(
     data_dir: str | None = None,
     description: str | None = None,
     gallery_dir: str | Path = GALLERY_DIR,
+    accuracy_json: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run folder on the CPU and copy it into the gallery with that accuracy in its manifest.
 
     ``description=None`` keeps the description of the entry being replaced (empty for a new entry), so
     republishing a better run of the same setting does not blank the text users see in ``gallery``.
+
+    A set distilled for the dataset protocol is scored with it (fresh ConvNet-3, the field's recipe), which
+    takes minutes per network on a CPU: ``accuracy_json`` takes that measurement from an earlier
+    ``evaluate --json`` (or ``benchmarks/field_table.py``) of the same set instead of repeating it.
 
     Returns:
         The manifest written.
@@ -115,18 +120,36 @@ def publish(
     if init == "pretrained-fixed":
         _copy_fixed_network(Path(data.manifest["pretrained"]), folder / PRETRAINED_DIR)
         data.manifest["pretrained"] = str(folder / PRETRAINED_DIR)
-    result = evaluate(data, models=models, data_dir=data_dir, device="cpu", progress=False)
+    if data.manifest.get("protocol") == "dataset":
+        result = _dataset_protocol_result(data, accuracy_json, models, data_dir)
+    else:
+        result = evaluate(data, models=models, data_dir=data_dir, device="cpu", progress=False)
     manifest = {k: v for k, v in data.manifest.items() if k not in ("run_dir", "data_dir")}
     if init == "pretrained-fixed":
         manifest["pretrained"] = PRETRAINED_DIR  # relative: resolved by DistilledData.load
-    manifest["accuracy"] = {
-        k: v for k, v in result.to_dict().items() if k not in ("accuracies", "accuracies_before")
-    }
+    # A dataset-protocol entry keeps its per-network accuracies: one network is enough to re-check it.
+    dropped = () if result.protocol == "dataset" else ("accuracies", "accuracies_before")
+    manifest["accuracy"] = {k: v for k, v in result.to_dict().items() if k not in dropped}
     manifest["accuracy"]["measured_on"] = "cpu"
     manifest["description"] = description
     data.manifest = manifest
     data.save(folder)  # writes the manifest too
     return data.manifest
+
+
+def _dataset_protocol_result(data, accuracy_json, models, data_dir):
+    from datadistill.evaluate import EvalResult, evaluate_as_dataset
+
+    if accuracy_json is None:
+        return evaluate_as_dataset(data, models=models, data_dir=data_dir, progress=False)
+    measured = json.loads(Path(accuracy_json).read_text())
+    if measured.get("protocol") != "dataset" or not measured.get("recipe"):
+        raise ValueError(
+            f"{accuracy_json} is not a dataset-protocol evaluation (protocol "
+            f"{measured.get('protocol')!r}): make it with `datadistill evaluate RUN --protocol dataset "
+            "--json FILE`"
+        )
+    return EvalResult(**measured)
 
 
 def save_thumbnails(path: str | Path) -> Path:

@@ -13,6 +13,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 ROWS_PER_FIGURE = 10
+# The accuracy axis spans at least this many points, so that noise on a flat curve does not fill the plot
+# and look like a collapse.
+MIN_ACCURACY_SPAN = 20.0
 
 
 def _as_image(x: Tensor):
@@ -70,7 +73,13 @@ def save_step_grids(
                 ax.set_yticks([])
                 ax.set_xlabel(_label_text(labels[s, c], class_names), fontsize=7)
             lr_text = ", ".join(f"{v:.3g}" for v in lrs_by_step[s].tolist())
-            axes[r][0].set_title(f"step {s}: lr {lr_text}", fontsize=8, loc="left")
+            axes[r][0].set_title(f"step {s}: lr per epoch {lr_text}", fontsize=8, loc="left")
+        epochs = lrs_by_step.shape[1]
+        fig.suptitle(
+            f"distilled images, one row per step; 'lr a, b, …': the learned step size of that step "
+            f"in each of the {epochs} epoch(s)",
+            fontsize=8,
+        )
         fig.tight_layout()
         name = prefix if num_steps <= ROWS_PER_FIGURE else f"{prefix}_{rows[0]:03d}-{rows[-1]:03d}"
         path = out_dir / f"{name}.png"
@@ -81,12 +90,24 @@ def save_step_grids(
 
 
 def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
-    """Meta-loss and evaluation accuracy against outer iteration.
+    """Meta-loss and evaluation accuracy against outer iteration, saved as a PNG.
 
     Args:
         history: records with ``iteration`` and ``loss``, some also with ``accuracy`` (and ``accuracy_std``).
     """
+    fig = curve_figure(history)
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def curve_figure(history: Sequence[dict]):
+    """The figure of ``plot_curves``: titled panels, the accuracy axis at least ``MIN_ACCURACY_SPAN``
+    points tall and within [0, 100]."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.set_title("meta-loss on real batches (lower is better)", fontsize=10)
+    ax_acc.set_title("test accuracy after training on the distilled steps", fontsize=10)
     its = [h["iteration"] for h in history if "loss" in h]
     ax_loss.plot(its, [h["loss"] for h in history if "loss" in h], lw=0.8)
     ax_loss.set_xlabel("iteration")
@@ -99,13 +120,18 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
         s = torch.tensor([h.get("accuracy_std", 0.0) for h in evals])
         ax_acc.plot(x, y, marker="o")
         ax_acc.fill_between(x, (y - s).tolist(), (y + s).tolist(), alpha=0.2)
+        low, high = float((y - s).min()), float((y + s).max())
+        pad = max(0.0, MIN_ACCURACY_SPAN - (high - low)) / 2
+        low, high = low - pad, high + pad
+        if low < 0:
+            low, high = 0.0, min(100.0, high - low)
+        if high > 100:
+            low, high = max(0.0, low - (high - 100)), 100.0
+        ax_acc.set_ylim(low, high)
     ax_acc.set_xlabel("iteration")
     ax_acc.set_ylabel("test accuracy (%)")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def save_thumbnail_sheet(

@@ -141,6 +141,14 @@ class _VerifiedCache:
             self.entries[fspec.name] = entry
             self.dirty = True
 
+    def forget(self, fspec: FileSpec) -> None:
+        """Drop a file whose digest no longer matches (changed in place with size and mtime kept)."""
+        path = self.folder / fspec.name
+        for key in [k for k in _VERIFIED_IN_PROCESS if k[0] == str(path)]:
+            _VERIFIED_IN_PROCESS.discard(key)
+        if self.entries.pop(fspec.name, None) is not None:
+            self.dirty = True
+
     def save(self) -> None:
         """Write the cache atomically; silently skipped where the folder is read-only."""
         if not self.dirty or not _writable_dir(self.folder):
@@ -163,8 +171,10 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
         raise
 
 
-def _verify_files(spec: DatasetSpec, folder: Path, fspecs: Iterable[FileSpec]) -> None:
-    """Check each file's known digests (cached by size + mtime).
+def _verify_files(
+    spec: DatasetSpec, folder: Path, fspecs: Iterable[FileSpec], *, recheck: bool = False
+) -> None:
+    """Check each file's known digests (cached by size + mtime; ``recheck=True`` hashes them anyway).
 
     Files with no known digest are accepted as they are: nothing trusted exists to compare with.
 
@@ -175,11 +185,12 @@ def _verify_files(spec: DatasetSpec, folder: Path, fspecs: Iterable[FileSpec]) -
     try:
         for fspec in fspecs:
             expected = _expected_digests(fspec)
-            if not expected or cache.is_verified(fspec, expected):
+            if not expected or (not recheck and cache.is_verified(fspec, expected)):
                 continue
             path = folder / fspec.name
             actual = _hash_file(path, expected)
             if actual != expected:
+                cache.forget(fspec)
                 source = fspec.url or spec.homepage
                 raise ValueError(
                     _mismatch_message(spec.name, str(path), expected, actual)
@@ -189,6 +200,28 @@ def _verify_files(spec: DatasetSpec, folder: Path, fspecs: Iterable[FileSpec]) -
             cache.record(fspec, expected)
     finally:
         cache.save()  # keep what did verify, even when a later file fails
+
+
+def recheck_after_read_error(
+    spec: DatasetSpec, folder: Path, fspecs: Iterable[FileSpec], err: Exception
+) -> Exception:
+    """The error to raise when a reader failed on files the cache had trusted by size and mtime.
+
+    Their digests are checked again: a file changed in place gives the checksum-mismatch message (and
+    leaves the cache); otherwise a one-line ValueError that names the folder and the decoding error.
+    """
+    try:
+        _verify_files(spec, folder, fspecs, recheck=True)
+    except ValueError as mismatch:
+        return mismatch
+    if isinstance(err, ValueError):
+        return err  # the readers' own messages already say what is wrong with which file
+    detail = " ".join(str(err).split()) or type(err).__name__
+    return ValueError(
+        f"dataset {spec.name!r}: cannot decode the files in {folder} ({type(err).__name__}: "
+        f"{detail}); delete them and load again to download fresh copies, or replace them with "
+        f"the files from {spec.homepage}"
+    )
 
 
 def _source_url(spec: DatasetSpec, fspec: FileSpec) -> str | None:

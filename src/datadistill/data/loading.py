@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datadistill.data.files import _ensure_split_files, _missing_for_split, resolve_data_dir
+from datadistill.data.files import (
+    _ensure_split_files,
+    _missing_for_split,
+    recheck_after_read_error,
+    resolve_data_dir,
+)
 from datadistill.data.registry import get_dataset_spec, list_datasets
 
 # ITU-R BT.601 luma weights, the ones PIL's "L" mode and torchvision's rgb_to_grayscale use.
@@ -253,8 +258,11 @@ def load_dataset(
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
 
     folder = resolve_data_dir(data_dir) / spec.subdir
-    _ensure_split_files(spec, folder, split, download=download)
-    images, labels = spec.reader(folder, split)
+    used = _ensure_split_files(spec, folder, split, download=download)
+    try:
+        images, labels = spec.reader(folder, split)
+    except Exception as err:  # any decoding error (gzip, zlib, EOF, struct, pickle, …)
+        raise recheck_after_read_error(spec, folder, used, err) from err
 
     n = labels.shape[0]
     if tuple(images.shape) != (n, *spec.image_shape) or labels.dim() != 1:

@@ -1,0 +1,266 @@
+"""The command line: bad input and unwritable places give one line and exit code 1; --resume alone
+continues a run with its own settings; --help shows what a bare command runs."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from datadistill import DistilledData
+from datadistill.artifacts import load_tensors
+from datadistill.cli import main
+from datadistill.distill import CHECKPOINT
+
+# A few seconds on the embedded digits set: 2 steps x 10 images, 2 epochs, an MLP.
+TINY_FLAGS = [
+    "--dataset",
+    "digits",
+    "--model",
+    "mlp",
+    "--steps",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "128",
+    "--eval-every",
+    "4",
+    "--lr",
+    "0.05",
+    "--lr-init",
+    "0.1",
+    "--schedule",
+    "step",
+    "--decay-every",
+    "2",
+]
+
+
+def _one_line_error(capsys, words: str) -> str:
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def tiny_set(tmp_path) -> Path:
+    """A valid digits-shaped distilled set (nothing trained), saved as a run folder."""
+    images = torch.zeros(2, 10, 1, 8, 8)
+    labels = torch.arange(10).repeat(2, 1)
+    manifest = {
+        "dataset": "digits",
+        "model": "mlp",
+        "init": "fixed",
+        "num_classes": 10,
+        "class_names": [str(c) for c in range(10)],
+        "mean": [0.3],
+        "std": [0.4],
+    }
+    return DistilledData(images, labels, torch.full((4,), 0.1), manifest).save(tmp_path / "set")
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Make folders read-only for the test (mode bits, which we honour even for root)."""
+    locked = []
+
+    def lock(folder: Path) -> Path:
+        folder.chmod(0o555)
+        locked.append(folder)
+        return folder
+
+    yield lock
+    for folder in locked:
+        folder.chmod(0o755)
+
+
+def test_show_into_a_read_only_run_folder_names_it_and_the_flag(tiny_set, read_only, capsys):
+    read_only(tiny_set)
+    assert main(["show", str(tiny_set)]) == 1
+    _one_line_error(capsys, f"{tiny_set} is read-only; choose another --out FOLDER")
+
+
+def test_show_with_out_draws_elsewhere(tiny_set, read_only, tmp_path, capsys):
+    read_only(tiny_set)
+    assert main(["show", str(tiny_set), "--out", str(tmp_path / "pictures")]) == 0
+    assert (tmp_path / "pictures" / "steps.png").is_file()
+
+
+@pytest.mark.parametrize("protocol", ["replay", "dataset"])
+def test_evaluate_json_into_a_read_only_folder_is_refused_first(
+    tiny_set, read_only, capsys, protocol
+):
+    read_only(tiny_set)
+    report = tiny_set / "eval.json"
+    assert main(["evaluate", str(tiny_set), "--protocol", protocol, "--json", str(report)]) == 1
+    _one_line_error(
+        capsys, f"cannot write {report}: {tiny_set} is read-only; choose another --json"
+    )
+
+
+def test_distill_into_a_read_only_folder_is_refused(tmp_path, read_only, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    out = locked / "run"
+    assert main(["distill", *TINY_FLAGS, "--iterations", "2", "--out", str(out)]) == 1
+    _one_line_error(capsys, f"cannot write {out}: {locked} is read-only; choose another --out")
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes")
+    assert main(["distill", *TINY_FLAGS, "--iterations", "2", "--out", str(out)]) == 1
+    _one_line_error(capsys, f"{out} is an existing file, not a folder; choose another --out")
+    assert out.read_text() == "my notes"
+
+
+def test_out_holding_other_files_needs_force_and_keeps_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("my own config\n")
+    (out / "notes.txt").write_text("keep me")
+    args = ["distill", *TINY_FLAGS, "--iterations", "2", "--out", str(out)]
+    assert main(args) == 1
+    _one_line_error(capsys, "holds config.yaml, notes.txt but no distillation run")
+    assert (out / "config.yaml").read_text() == "my own config\n"
+
+    assert main([*args, "--force"]) == 0
+    capsys.readouterr()
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert (out / "distilled.safetensors").is_file()
+    # --force never writes over a run.
+    assert main([*args, "--force"]) == 1
+    _one_line_error(capsys, "already holds a distillation run: pass --resume")
+
+
+def test_resume_needs_a_checkpoint_and_touches_nothing(tmp_path, capsys):
+    out = tmp_path / "nothing"
+    assert main(["distill", "--resume", "--out", str(out)]) == 1
+    _one_line_error(capsys, "nothing to resume in")
+    assert not out.exists()
+    assert main(["distill", "--resume"]) == 1
+    _one_line_error(capsys, "--resume continues the run in --out")
+
+
+def _interrupted_run(tmp_path, capsys, monkeypatch, name: str) -> Path:
+    """A run of 8 iterations interrupted (Ctrl-C) in its 5th, after the checkpoint of its 4th."""
+    distill_module = sys.modules["datadistill.distill"]
+    real, calls = distill_module.meta_grad, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / name
+    flags = [*TINY_FLAGS, "--iterations", "8", "--checkpoint-every", "4", "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_module, "meta_grad", interrupted)
+        assert main(["distill", *flags]) == 130
+    assert (out / CHECKPOINT).is_file() and not (out / "distilled.safetensors").exists()
+    capsys.readouterr()  # its progress bars
+    return out
+
+
+def test_resume_alone_continues_with_the_runs_own_settings(tmp_path, capsys, monkeypatch):
+    straight = tmp_path / "straight"
+    flags = [*TINY_FLAGS, "--iterations", "8", "--checkpoint-every", "4", "--out", str(straight)]
+    assert main(["distill", *flags]) == 0
+    out = _interrupted_run(tmp_path, capsys, monkeypatch, "resumed")
+    # Stale temporaries of a checkpoint write that a kill interrupted.
+    (out / ".checkpoint.safetensors.k1ll3d.tmp").write_bytes(b"")
+    assert main(["distill", "--resume", "--out", str(out)]) == 0
+    a = load_tensors(straight / "distilled.safetensors")
+    b = load_tensors(out / "distilled.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(out.glob(".*.tmp"))
+    assert json.loads((out / "manifest.json").read_text())["resume_history"] == []
+
+
+def test_resume_with_a_new_lr_is_printed_and_recorded(tmp_path, capsys, monkeypatch):
+    out = _interrupted_run(tmp_path, capsys, monkeypatch, "run")
+    capsys.readouterr()
+    assert main(["distill", "--resume", "--out", str(out), "--lr", "0.02"]) == 0
+    err = capsys.readouterr().err
+    assert "changed on resume: lr 0.05 -> 0.02 from iteration 4" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resume_history"] == [{"iteration": 4, "changes": {"lr": [0.05, 0.02]}}]
+    config_text = (out / "config.yaml").read_text()
+    assert "# changed on resume: lr 0.05 -> 0.02 from iteration 4" in config_text
+    assert yaml.safe_load(config_text)["lr"] == 0.02
+
+
+def test_resume_refuses_changes_that_alter_the_result(tmp_path, capsys, monkeypatch):
+    out = _interrupted_run(tmp_path, capsys, monkeypatch, "run")
+    before = (out / CHECKPOINT).read_bytes()
+    assert main(["distill", "--resume", "--out", str(out), "--steps", "3"]) == 1
+    _one_line_error(capsys, "settings differ from the checkpoint (steps: 2 -> 3)")
+    assert (out / CHECKPOINT).read_bytes() == before
+
+
+def test_real_starting_images_need_enough_images_of_every_class(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--init-images", "real", "--images-per-class", "200", "--iterations", "2"]
+    assert main(["distill", *TINY_FLAGS, *args, "--out", str(out)]) == 1
+    _one_line_error(capsys, "--images-per-class 200 with --init-images real needs that many")
+    assert not out.exists()
+
+
+def test_distill_help_shows_what_the_bare_command_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the 'digits' preset applies first" in text
+    for words in (
+        "iterations 400",
+        "lr 0.05",
+        "batch_size 512",
+        "model mlp",
+        "(default: 400 from the digits preset; 1000 with --dataset",
+        "(default: 512 from the digits preset; 1024 with --dataset",
+    ):
+        assert words in text, words
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["baselines", "--dataset", "digits", "--json", "{locked}/b.json"],
+        ["linear", "--json", "{locked}/l.json"],
+        [
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--count",
+            "1",
+            "--out",
+            "{locked}/p",
+        ],
+    ],
+)
+def test_every_command_checks_its_destinations_first(tmp_path, read_only, capsys, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    assert main([part.format(locked=locked) for part in command]) == 1
+    _one_line_error(capsys, f"{locked} is read-only; choose another --")
+
+
+def test_resume_alone_of_a_run_from_before_schedules_keeps_the_step_schedule(
+    tmp_path, capsys, monkeypatch
+):
+    out = _interrupted_run(tmp_path, capsys, monkeypatch, "old")  # TINY_FLAGS: the step schedule
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved.pop("schedule") == "step" and saved["decay_every"] is not None
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))  # as written before the setting existed
+    assert main(["distill", "--resume", "--out", str(out)]) == 0
+    assert (out / "distilled.safetensors").is_file()
