@@ -15,7 +15,7 @@ from torch import nn
 from .base import ImageClassifier
 from .registry import register_model
 
-__all__ = ["ConvNet"]
+__all__ = ["ConvNet", "ConvNet32", "ConvNet64"]
 
 
 @register_model("convnet")
@@ -62,12 +62,20 @@ class ConvNet(ImageClassifier):
 
 
 @register_model("convnet-32")
-def convnet_32(in_shape: tuple[int, int, int], num_classes: int) -> ConvNet:
+class ConvNet32(ConvNet):
     """ConvNet-3 of width 32: the literature's network at a quarter of the channels (cheap to unroll on CPUs)."""
-    return ConvNet(in_shape, num_classes, width=32)
+
+    arch: ClassVar[str] = "convnet-32"
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__(in_shape, num_classes, width=32)
 
 
 @register_model("convnet-64")
-def convnet_64(in_shape: tuple[int, int, int], num_classes: int) -> ConvNet:
+class ConvNet64(ConvNet):
     """ConvNet-3 of width 64: half the literature's channels."""
-    return ConvNet(in_shape, num_classes, width=64)
+
+    arch: ClassVar[str] = "convnet-64"
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__(in_shape, num_classes, width=64)
