@@ -11,8 +11,8 @@ import yaml
 
 from datadistill import DistilledData
 from datadistill.artifacts import load_tensors
+from datadistill.checkpoint import CHECKPOINT
 from datadistill.cli import main
-from datadistill.distill import CHECKPOINT
 
 # A few seconds on the embedded digits set: 2 steps x 10 images, 2 epochs, an MLP.
 TINY_FLAGS = [

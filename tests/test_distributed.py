@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from datadistill.artifacts import load_tensors
-from datadistill.distill import CHECKPOINT
+from datadistill.checkpoint import CHECKPOINT
 
 pytestmark = pytest.mark.distributed
 
