@@ -28,13 +28,12 @@ import torch
 
 from datadistill import evaluate
 from datadistill.baselines import (
-    IMAGE_BASELINES,
-    KNN_BASELINES,
     LEARNED,
     TUNED,
     BaselineRow,
     run_baselines,
 )
+from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
 
 # The paper's numbers (PAPER.md), (mean, std or None) per (row, init); only numbers the paper reports.
 PAPER = {

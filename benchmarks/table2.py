@@ -224,9 +224,9 @@ def _pool(source: str, args: argparse.Namespace, epochs: int) -> tuple[Path, dic
             raise SystemExit(f"{folder} holds another pool {have}, not {want}: delete it or --out")
         return folder, manifest
     manifest = pretrain(
-        source,
-        "lenet",
-        args.pool_train + args.pool_heldout,
+        dataset=source,
+        model="lenet",
+        count=args.pool_train + args.pool_heldout,
         heldout=args.pool_heldout,
         epochs=epochs,
         **geometry,

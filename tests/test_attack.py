@@ -17,12 +17,12 @@ from datadistill.attack import (
     attack_report,
     attack_table,
     baseline_images,
-    check_pair,
     poison_metrics,
     run_attack,
     save_heatmap,
 )
 from datadistill.cli import main
+from datadistill.config import check_pair
 from datadistill.pretrain import pretrain
 
 # The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: 4 pool nets for the attacker,

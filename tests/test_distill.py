@@ -522,8 +522,8 @@ def test_validation_scores_the_objective_on_networks_distillation_never_draws():
         _make_validation(cfg, small, held_out, torch.device("cpu"))
 
 
-def test_help_shows_the_comment_of_every_setting(capsys):
-    """Settings whose default the formatter wrapped onto its own line keep their help text."""
+def test_help_shows_the_help_text_of_settings(capsys):
+    """Help texts of several words reach --help whole (config.py's field metadata)."""
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     text = " ".join(capsys.readouterr().out.split())

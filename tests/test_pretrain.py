@@ -1,6 +1,5 @@
 """Pre-trained pools: files and manifest, exact round trip, vmap == one-by-one, adaptation runs, clear errors."""
 
-import argparse
 import json
 import math
 
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 
 from datadistill import distill, evaluate
 from datadistill.artifacts import DistilledData, load_tensors
+from datadistill.cli import main
 from datadistill.evaluate import evaluate_as_dataset
 from datadistill.models import build_model, init_params
 from datadistill.pools import load_pool
@@ -17,9 +17,7 @@ from datadistill.pretrain import (
     _cosine,
     _init_generator,
     _shuffle_generator,
-    add_cli,
     pretrain,
-    run_cli,
     train_networks,
 )
 
@@ -217,14 +215,12 @@ def test_pretrain_refuses_bad_settings(tmp_path, pool_dir):
 
 
 def test_cli_hooks(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="datadistill")
-    add_cli(parser.add_subparsers(dest="command"))
     out = tmp_path / "pool"
-    args = parser.parse_args(
+    status = main(
         ["pretrain", "--dataset", "digits", "--model", "linear", "--count", "2", "--heldout", "1"]
         + ["--out", str(out), "--method", "vmap"]
     )
-    assert run_cli(args) == 0
+    assert status == 0
     assert "pre-trained 2 linear networks on digits" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["method"] == "vmap" and manifest["heldout"] == 1

@@ -33,13 +33,12 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +48,17 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from datadistill.artifacts import DISTILLED_FILE, DistilledData, write_json
-from datadistill.config import check_init_noise, check_source_weight
+from datadistill.config import (
+    ATTACK_OUTPUTS,
+    AttackConfig,
+    DistillConfig,
+    PretrainConfig,
+)
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.inits import InitDistribution
 from datadistill.setting import setting_from_manifest
 from datadistill.unroll import Params, Steps, unroll
 
-ATTACK_INITS = ("pretrained-random", "pretrained-fixed")
 BASELINES = ("random K→T", "k-means K→T", "average K→T", "class T")
 DISTILLED = "distilled"
 # The metrics of one network, in percent; each is reported as <name>_mean / <name>_std over networks.
@@ -67,133 +70,6 @@ METRICS = (
     "overall_before",
     "overall_after",
 )
-# 1e-4 … 10, 4 per decade. Pre-trained LeNets flip a whole class at lr 0.01 on 100 relabelled images, so the
-# grid reaches well below that.
-DEFAULT_LR_GRID = tuple(float(v) for v in np.logspace(-4, 1, 21))
-START_IMAGES = ("poison", "real")
-# --init-noise for unknown victims (pretrained-random): measured on MNIST, 60 + 10 LeNets (docs/RESULTS.md)
-RANDOM_POOL_NOISE = 0.3
-
-
-@dataclass
-class AttackConfig:
-    """Settings of ``datadistill attack``: the victim, the pair (K, T), the budget and the baselines."""
-
-    dataset: str = "mnist"  # registered data set name
-    model: str | None = None  # registered model; None: the data set's default (lenet for MNIST)
-    pretrained: str | None = None  # pool folder; created by pre-training when it holds no pool yet
-    source_class: int = 0  # K: the class whose test images should be predicted as T
-    target_class: int = 1  # T
-    init: str = "pretrained-random"  # pretrained-random (unknown victim) | pretrained-fixed (known)
-    images_per_class: int = 10  # distilled images per class in the one step (n = 10 · classes)
-    iterations: int = 1500  # outer iterations of the distillation
-    inits_per_iteration: int | None = None  # pool nets per iteration; None: distill's default (4)
-    start: str = "poison"  # starting pixels: poison (class-T slots hold class-K images) | real
-    lr: float = 0.03  # Adam lr on the pixels and the raw step size
-    lr_init: float = 0.03  # starting step size (one step of 0.1 on a few K→T images wrecks a LeNet)
-    batch_size: int = 1024  # real images per meta-loss evaluation
-    # weight of class-K images in the objective (1: the paper's plain mean over the real batch); 10 trades
-    # a few points of the other classes for success (docs/RESULTS.md, issue 6)
-    source_weight: float = 10.0
-    # perturb each sampled pool net by this × each tensor's rms (distillation only; 0: off). None: 0.3 for
-    # pretrained-random, where without it the step fits the pool's few nets and not the victims; 0 for
-    # pretrained-fixed, where the victim is the one net distilled on
-    init_noise: float | None = None
-    # keep the iterate best on val_size held-out images and 4 pool nets held back from distillation
-    select: bool = False
-    models: int = 10  # held-out networks to report over (capped at the pool's held-out part)
-    baselines: bool = True  # also run the real-image baselines
-    val_size: int = 5000  # validation images carved from the training split for lr tuning (≤ 1/5)
-    tune_models: int = 3  # pool networks (training part, never held-out) per lr when tuning
-    lr_grid: tuple[float, ...] = DEFAULT_LR_GRID  # step sizes tried for the baselines
-    max_other_drop: float = 5.0  # baselines' lr: other-class validation accuracy may drop this much
-    pool_count: int = 70  # when pre-training a pool: networks in all (60 for the attacker)
-    pool_heldout: int = 10  # … of which held out for evaluation (the victims)
-    pool_epochs: int = 1  # … passes over the training set per network
-    seed: int = 0  # seeds the distillation, the validation split and the baseline images
-    out: str | None = None  # folder for the distilled run and attack.json; None: runs/attack-…
-    data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
-    device: str = "cpu"  # cpu | cuda
-    progress: bool = True  # progress bars
-
-    @property
-    def noise(self) -> float:
-        """``init_noise``, with None resolved for the init kind (0.3 for pretrained-random, else 0)."""
-        if self.init_noise is not None:
-            return float(self.init_noise)
-        return RANDOM_POOL_NOISE if self.init == "pretrained-random" else 0.0
-
-    def validate(self, num_classes: int | None = None) -> AttackConfig:
-        """Raise ValueError, naming the setting and what is allowed, for nonsense values.
-
-        Args:
-            num_classes: classes of the data set, to check K and T against (skipped when None).
-        """
-        check_pair(self.source_class, self.target_class, num_classes, self.dataset)
-        if self.init not in ATTACK_INITS:
-            raise ValueError(
-                f"--init {self.init!r}: the attack targets pre-trained networks; choose one of "
-                f"{', '.join(ATTACK_INITS)}"
-            )
-        for name in (
-            "images_per_class",
-            "iterations",
-            "batch_size",
-            "models",
-            "val_size",
-            "tune_models",
-            "pool_count",
-            "pool_epochs",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
-                )
-        if not 0 < self.pool_heldout < self.pool_count:
-            raise ValueError(
-                f"--pool-heldout must be in (0, --pool-count), got {self.pool_heldout} of "
-                f"{self.pool_count}"
-            )
-        if self.start not in START_IMAGES:
-            raise ValueError(
-                f"--start must be one of {', '.join(START_IMAGES)}, got {self.start!r}"
-            )
-        for name in ("lr", "lr_init"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive number, got {value!r}"
-                )
-        check_source_weight(self.source_weight)
-        if self.init_noise is not None:
-            check_init_noise(self.init_noise)
-        if not (math.isfinite(self.max_other_drop) and self.max_other_drop >= 0):
-            raise ValueError(f"max_other_drop must be ≥ 0 points, got {self.max_other_drop!r}")
-        if not self.lr_grid or not all(math.isfinite(v) and v > 0 for v in self.lr_grid):
-            raise ValueError(f"the lr grid must hold positive numbers, got {self.lr_grid!r}")
-        return self
-
-
-def check_pair(
-    source_class: int, target_class: int, num_classes: int | None = None, dataset: str = ""
-) -> None:
-    """Raise ValueError unless K and T are two different classes (of ``num_classes`` when given)."""
-    for flag, value in (("--source-class", source_class), ("--target-class", target_class)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{flag} must be a class index (an integer), got {value!r}")
-        if num_classes is not None and not 0 <= value < num_classes:
-            raise ValueError(
-                f"{flag} {value} is not a class of {dataset or 'the data set'}: "
-                f"choose one of 0…{num_classes - 1}"
-            )
-    if source_class == target_class:
-        raise ValueError(
-            f"--source-class and --target-class are both {source_class}: the attack makes class K "
-            "be predicted as a *different* class T"
-        )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------------------
@@ -570,16 +446,18 @@ def ensure_pool(cfg: AttackConfig, folder: Path) -> dict[str, Any]:
             "another --pretrained folder"
         )
     return pretrain(
-        cfg.dataset,
-        cfg.model or _default_model(cfg.dataset),
-        cfg.pool_count,
-        heldout=cfg.pool_heldout,
-        epochs=cfg.pool_epochs,
-        out=folder,
-        data_dir=cfg.data_dir,
-        seed=cfg.seed,
-        device=cfg.device,
-        progress=cfg.progress,
+        PretrainConfig(
+            dataset=cfg.dataset,
+            model=cfg.model or _default_model(cfg.dataset),
+            count=cfg.pool_count,
+            heldout=cfg.pool_heldout,
+            epochs=cfg.pool_epochs,
+            out=str(folder),
+            data_dir=cfg.data_dir,
+            seed=cfg.seed,
+            device=cfg.device,
+            progress=cfg.progress,
+        )
     )
 
 
@@ -656,7 +534,17 @@ def distill_attack(
         train, cfg.images_per_class, cfg.source_class, cfg.target_class, cfg.start, cfg.seed
     )
     return distill(
+        _distill_config(cfg, out, iterations, eval_models or cfg.models, len(train.labels)),
         images=images,
+        progress=cfg.progress if progress is None else progress,
+    )
+
+
+def _distill_config(
+    cfg: AttackConfig, out: Path, iterations: int, eval_models: int, num_train: int
+) -> DistillConfig:
+    """The distillation of the attack: one GD step on fixed-label images towards the poison objective."""
+    return DistillConfig(
         dataset=cfg.dataset,
         model=cfg.model,
         init=cfg.init,
@@ -673,20 +561,19 @@ def distill_attack(
         lr_init=cfg.lr_init,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
-        eval_models=eval_models or cfg.models,
+        eval_models=eval_models,
         # Halve the Adam lr at every quarter of the run (distill's default, every tenth, stalls short runs).
         decay_every=max(iterations // 4, 1),
         init_noise=cfg.noise,
         source_weight=cfg.source_weight,
         # the same cap as the baselines' validation split: a fifth of the training images
-        val_size=min(cfg.val_size, len(train.labels) // 5) if cfg.select else 0,
+        val_size=min(cfg.val_size, num_train // 5) if cfg.select else 0,
         # With selection, score 40 iterates; otherwise a curve point per quarter is enough.
         eval_every=max(iterations // (40 if cfg.select else 4), 1),
         checkpoint_every=max(iterations, 1),
         data_dir=cfg.data_dir,
         device=cfg.device,
         out=str(out),
-        progress=cfg.progress if progress is None else progress,
     )
 
 
@@ -724,7 +611,7 @@ def run_attack(cfg: AttackConfig | None = None, **overrides: Any) -> dict[str, A
     if cfg.baselines:
         rows += run_baselines(data, cfg)
     result = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ATTACK_OUTPUTS},
         "pool": {
             "folder": cfg.pretrained,
             "train": pool["count"] - pool["heldout"],
@@ -873,145 +760,3 @@ def attack_table(result: dict[str, Any]) -> str:
             f"{r['overall_after_std']:.1f} | {r['n_models']} |"
         )
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CLI (registered through cli.PLUGGED_COMMANDS)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``datadistill attack`` to the CLI's sub-command parsers; returns the new parser."""
-    d = AttackConfig()
-    p = subparsers.add_parser(
-        "attack",
-        help="distil a targeted poisoning attack (class K -> T in one GD step) and report it",
-        description="Pre-trained pool (reused, or pre-trained when --pretrained holds none) -> distil "
-        "images and a step size that make networks predict class K as T after ONE GD step (objective "
-        "poison) -> report success and other-class accuracy on held-out networks beside real-image "
-        "baselines with the same budget (Wang et al. 2018, sec. 3.5).",
-    )
-    p.add_argument("--dataset", default=d.dataset, help=f"data set (default {d.dataset})")
-    p.add_argument("--model", help="registered model (default: the data set's, lenet for MNIST)")
-    p.add_argument(
-        "--pretrained",
-        required=True,
-        help="pool folder (`datadistill pretrain --out`); pre-trained here first if it holds none",
-    )
-    p.add_argument("--source-class", type=int, required=True, help="K: class to misclassify")
-    p.add_argument("--target-class", type=int, required=True, help="T: class to predict for K")
-    p.add_argument("--init", choices=ATTACK_INITS, default=d.init, help=f"(default {d.init})")
-    p.add_argument(
-        "--images-per-class",
-        type=int,
-        default=d.images_per_class,
-        help=f"distilled images per class in the step (default {d.images_per_class})",
-    )
-    p.add_argument("--iterations", type=int, default=d.iterations, help="outer iterations")
-    p.add_argument(
-        "--start",
-        choices=START_IMAGES,
-        default=d.start,
-        help="starting pixels: poison (class-T slots start as class-K images; default) | real",
-    )
-    p.add_argument("--inits-per-iteration", type=int, help="pool networks per iteration (4)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam lr on pixels and step size")
-    p.add_argument("--lr-init", type=float, default=d.lr_init, help="starting step size")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="real images per meta-loss")
-    p.add_argument(
-        "--source-weight",
-        type=float,
-        default=d.source_weight,
-        help=f"weight of class-K images in the objective, relative to the others (default "
-        f"{d.source_weight:g}; 1 is the paper's plain mean over the real batch; larger favours success "
-        "over sparing the other classes)",
-    )
-    p.add_argument(
-        "--init-noise",
-        type=float,
-        default=d.init_noise,
-        help="distil for pool nets perturbed by N(0, (σ·rms)²) per tensor, so the step does not fit "
-        f"the pool's few training nets (default {RANDOM_POOL_NOISE:g} for pretrained-random, 0 for "
-        "pretrained-fixed; 0 is the paper)",
-    )
-    p.add_argument(
-        "--select",
-        action=argparse.BooleanOptionalAction,
-        default=d.select,
-        help="result = the iterate best on --val-size held-out training images (K relabelled T) "
-        "replayed from 4 pool nets held back from distillation (default off: the last iterate)",
-    )
-    p.add_argument(
-        "--models", type=int, default=d.models, help=f"held-out victims to report over ({d.models})"
-    )
-    p.add_argument(
-        "--baselines",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run the real-image baselines (default on)",
-    )
-    p.add_argument("--val-size", type=int, default=d.val_size, help="validation images for lr")
-    p.add_argument("--pool-count", type=int, default=d.pool_count, help="networks if pre-training")
-    p.add_argument("--pool-heldout", type=int, default=d.pool_heldout, help="… held out of them")
-    p.add_argument("--pool-epochs", type=int, default=d.pool_epochs, help="… epochs each")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", help="folder for the distilled run and attack.json")
-    p.add_argument("--json", help="also write the report here")
-    p.add_argument("--heatmap", help="also distil every pair (K, T) briefly and draw this PNG")
-    p.add_argument(
-        "--heatmap-iterations", type=int, default=50, help="iterations per heat-map pair"
-    )
-    p.add_argument("--data-dir", help="real data folder (default: $DATADISTILL_DATA, else cache)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    return p
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``datadistill attack`` from the parsed ``args`` of ``add_cli``'s parser; print the table."""
-    cfg = AttackConfig(
-        dataset=args.dataset,
-        model=args.model,
-        pretrained=args.pretrained,
-        source_class=args.source_class,
-        target_class=args.target_class,
-        init=args.init,
-        images_per_class=args.images_per_class,
-        iterations=args.iterations,
-        start=args.start,
-        inits_per_iteration=args.inits_per_iteration,
-        lr=args.lr,
-        lr_init=args.lr_init,
-        batch_size=args.batch_size,
-        source_weight=args.source_weight,
-        init_noise=args.init_noise,
-        select=args.select,
-        models=args.models,
-        baselines=args.baselines,
-        val_size=args.val_size,
-        pool_count=args.pool_count,
-        pool_heldout=args.pool_heldout,
-        pool_epochs=args.pool_epochs,
-        seed=args.seed,
-        out=args.out,
-        data_dir=args.data_dir,
-        device=args.device,
-    )
-    if args.out is None:  # one folder for the run and the heat-map
-        cfg = replace(
-            cfg, out=f"runs/attack-{Path(cfg.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-    result = run_attack(cfg)
-    pool = result["pool"]
-    print(
-        f"attack {cfg.dataset} class {cfg.source_class} -> {cfg.target_class}, {cfg.init} "
-        f"(pool {pool['train']} + {pool['heldout']} held out), one step on "
-        f"{result['rows'][0]['images']} images\n"
-    )
-    print(attack_table(result))
-    print(f"\nrun folder: {result['run_dir']}")
-    if args.json:
-        write_json(Path(args.json), result)
-    if args.heatmap:
-        attack_heatmap(cfg, args.heatmap, iterations=args.heatmap_iterations)
-        print(f"heat-map: {args.heatmap}")
-    return 0

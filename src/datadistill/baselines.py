@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -42,92 +41,17 @@ import torch
 from torch import Tensor, nn
 
 from datadistill.artifacts import write_json
+from datadistill.config import BaselinesConfig, DistillConfig
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.inits import InitDistribution
 from datadistill.setting import Setting, make_setting
 from datadistill.unroll import Params, Steps, inner_loss, unroll
 
-IMAGE_BASELINES = ("random-real", "optimized-real", "kmeans", "average-real")
-KNN_BASELINES = ("knn-random", "knn-kmeans")
-BASELINES = (*IMAGE_BASELINES, *KNN_BASELINES, "full-data")
 TUNED = "tuned lr"  # BaselineRow.lrs of an image baseline replayed with one tuned step size
 LEARNED = "learned lrs"  # … replayed with per-update lrs learned by distillation (images fixed)
 # Distinct seed streams, so that e.g. the validation split never moves when the number of candidates changes.
 _SPLIT, _RANDOM, _CANDIDATES, _TUNE, _FULL = range(5)
-
-
-@dataclass
-class BaselinesConfig:
-    """Settings of ``datadistill baselines``: the budget, the protocol and how hard to tune."""
-
-    dataset: str = (
-        "digits"  # registered data set name, or a path (image folder, .npz, .pt, .safetensors)
-    )
-    model: str | None = (
-        None  # registered model or module:factory; None: the data set's default (setting.default_model)
-    )
-    init: str = "fixed"  # fixed | random (p(θ_0) the baselines are trained from)
-    init_scheme: str = "xavier"  # weight init of fixed/random inits
-    steps: int = 10  # S: GD steps, each on its own batch of images
-    epochs: int = 3  # E: passes over the S steps (S·E GD updates)
-    images_per_class: int = 1  # K: images of each class in every step
-    models: int | None = (
-        None  # evaluation networks; None: 1 for fixed init, 20 held-out inits for random
-    )
-    only: tuple[str, ...] = BASELINES  # which baselines to run
-    learn_lrs: bool = True  # also learn per-update lrs for each image baseline (images fixed)
-    val_size: int = 5000  # validation images carved from the training split (at most 1/5 of it)
-    lr_grid: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 0, 10))  # fixed lrs to try
-    tune_models: int = 3  # inits per lr (and per optimised-real candidate) on the validation split
-    candidates: int = 20  # random sets scored for optimized-real
-    lrs_iterations: int = 200  # outer iterations of learned lrs
-    lrs_inits_per_iteration: int | None = None  # None: 1 for fixed, 4 for random (as distill)
-    lrs_lr: float = 0.03  # Adam lr on the raw step sizes
-    lrs_batch_size: int = 1024  # real training images per meta-loss of learned lrs
-    full_epochs: int = 2  # full-data: passes over the training split
-    full_batch_size: int = 128  # full-data: minibatch size
-    full_lr: float = 1e-3  # full-data: Adam lr, cosine-decayed to 0
-    seed: int = 0  # seeds the fixed init, the splits, the image choices and k-means
-    data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
-    device: str = "cpu"  # cpu | cuda
-    json: str | None = None  # also write the report here
-    test_fraction: float | None = (
-        None  # your data without a test split: share held out (default 0.2)
-    )
-
-    def validate(self) -> BaselinesConfig:
-        """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
-        for name in (
-            "steps",
-            "epochs",
-            "images_per_class",
-            "val_size",
-            "tune_models",
-            "candidates",
-            "lrs_iterations",
-            "lrs_batch_size",
-            "full_epochs",
-            "full_batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
-                )
-        if self.models is not None and self.models < 1:
-            raise ValueError(f"--models must be a positive integer, got {self.models!r}")
-        if self.init not in ("fixed", "random"):
-            raise ValueError(f"--init must be 'fixed' or 'random' for baselines, got {self.init!r}")
-        unknown = [b for b in self.only if b not in BASELINES]
-        if unknown or not self.only:
-            raise ValueError(
-                f"--only {','.join(self.only)!r}: unknown baseline(s) {unknown}; "
-                f"choose from {', '.join(BASELINES)}"
-            )
-        if not self.lr_grid or not all(v > 0 for v in self.lr_grid):
-            raise ValueError(f"lr_grid must be positive step sizes, got {self.lr_grid!r}")
-        return self
 
 
 @dataclass
@@ -380,12 +304,13 @@ def learn_lrs(
     """
     from datadistill.distill import distill
 
-    # data from Python (run_baselines(train=..., test=...)) goes to distill as it came
-    source = dict(data) if data else {"dataset": cfg.dataset, "test_fraction": cfg.test_fraction}
+    # data from Python (run_baselines(train=..., test=...)) and a network object go to distill as they came
+    python = {**(data or {}), **({"model": model} if model is not None else {})}
+    source = {} if data else {"dataset": cfg.dataset, "test_fraction": cfg.test_fraction}
     with tempfile.TemporaryDirectory(prefix="datadistill-baseline-lrs-") as tmp:
-        data = distill(
+        settings = DistillConfig(
             **source,
-            model=model if model is not None else cfg.model,
+            model=cfg.model,
             init=cfg.init,
             init_scheme=cfg.init_scheme,
             steps=cfg.steps,
@@ -405,9 +330,8 @@ def learn_lrs(
             data_dir=cfg.data_dir,
             device=cfg.device,
             out=tmp,
-            images=images.cpu(),
-            progress=False,
         )
+        data = distill(settings, images=images.cpu(), progress=False, **python)
     return data.lrs
 
 
@@ -712,100 +636,3 @@ def run_baselines(
     if cfg.json:
         write_json(Path(cfg.json), report.to_dict())
     return report
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line (wired into `datadistill` by cli.py)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``baselines`` command to the ``datadistill`` sub-command parsers; return its parser."""
-    p = subparsers.add_parser(
-        "baselines",
-        help="real-image baselines (random, optimised, k-means, average, 1-NN, full data) for a budget",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--dataset",
-        default="digits",
-        help="data set name, or a path: image folder, .npz, .pt, .safetensors (default: digits)",
-    )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="network: registered name or module:factory (default: the data set's default)",
-    )
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=None,
-        help="your data without a test split: share of each class held out (default 0.2)",
-    )
-    p.add_argument("--init", default="fixed", choices=("fixed", "random"), help="default: fixed")
-    p.add_argument("--steps", type=int, default=10, help="GD steps S (default: 10)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs E over the steps (default: 3)")
-    p.add_argument("--images-per-class", type=int, default=1, help="K per step (default: 1)")
-    p.add_argument(
-        "--models",
-        type=int,
-        default=None,
-        help="networks (default: 1 fixed init, 20 held-out random)",
-    )
-    p.add_argument(
-        "--only",
-        default=",".join(BASELINES),
-        help=f"comma-separated subset of {','.join(BASELINES)} (default: all)",
-    )
-    p.add_argument(
-        "--learn-lrs",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also learn per-update lrs for each image baseline, images fixed (default: on)",
-    )
-    p.add_argument(
-        "--lrs-iterations", type=int, default=200, help="outer iterations of learned lrs"
-    )
-    p.add_argument(
-        "--candidates", type=int, default=20, help="random sets scored for optimized-real"
-    )
-    p.add_argument("--full-epochs", type=int, default=2, help="full-data: epochs of Adam")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the report as JSON to this file")
-    p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA, else the cache")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> BaselinesConfig:
-    """The ``BaselinesConfig`` of parsed ``baselines`` arguments."""
-    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    return BaselinesConfig(
-        dataset=args.dataset,
-        model=args.model,
-        init=args.init,
-        steps=args.steps,
-        epochs=args.epochs,
-        images_per_class=args.images_per_class,
-        models=args.models,
-        only=only,
-        learn_lrs=args.learn_lrs,
-        lrs_iterations=args.lrs_iterations,
-        candidates=args.candidates,
-        full_epochs=args.full_epochs,
-        seed=args.seed,
-        json=args.json,
-        data_dir=args.data_dir,
-        device=args.device,
-        test_fraction=args.test_fraction,
-    ).validate()
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``datadistill baselines``: print the Markdown table (and write JSON with ``--json``)."""
-    report = run_baselines(config_from_args(args))
-    print(
-        f"{report.config['dataset']}, {report.config['model']}, {report.config['init']} init — {report.protocol}"
-    )
-    print(report.table())
-    return 0

@@ -22,6 +22,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from datadistill.artifacts import DistilledData, check_writable, write_json
+from datadistill.config import AUGMENTATIONS, EvaluateConfig
 from datadistill.data import ImageDataset
 from datadistill.inits import InitDistribution
 from datadistill.models.user import ModelLike
@@ -240,7 +241,6 @@ def evaluate(
 DATASET_PROTOCOL = "dataset"  # EvalResult.protocol of networks trained by ``train_as_dataset``
 FIELD_MODEL = "convnet"  # the field's evaluation network: ConvNet-3, 128 channels, instance norm
 FIELD_MODELS = 5  # networks per dataset-protocol evaluation
-AUGMENTATIONS = ("none", "dsa")
 
 
 @dataclass(frozen=True)
@@ -434,3 +434,35 @@ def evaluate_as_dataset(
     if json_path is not None:
         write_json(Path(json_path), result.to_dict())
     return result
+
+
+def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
+    """``datadistill evaluate``: a run folder with the protocol it was distilled for, or ``cfg.protocol``.
+
+    The replay protocol trains the run's own network (``cfg.model`` and ``cfg.epochs`` belong to the dataset
+    protocol and are refused with it); the dataset protocol uses ``evaluate_as_dataset``.
+    """
+    data = DistilledData.load(cfg.run)
+    protocol = cfg.protocol or data.manifest.get("protocol") or "replay"
+    if protocol == "dataset":
+        return evaluate_as_dataset(
+            data,
+            model=cfg.model,
+            models=cfg.models,
+            recipe=FieldRecipe(augment=cfg.augment),
+            epochs=cfg.epochs,
+            data_dir=cfg.data_dir,
+            device=cfg.device,
+            json_path=cfg.json,
+        )
+    for flag, value in (("--model", cfg.model), ("--epochs", cfg.epochs)):
+        if value is not None:
+            raise ValueError(
+                f"{flag} applies to the dataset protocol: add --protocol dataset, or drop {flag} to "
+                "replay the set on the network it was distilled for"
+            )
+    if cfg.augment != "none":
+        raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
+    return evaluate(
+        data, models=cfg.models, data_dir=cfg.data_dir, device=cfg.device, json_path=cfg.json
+    )

@@ -30,10 +30,8 @@ launch per layer for G networks), but that was not measured here.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,6 +45,7 @@ from tqdm.auto import tqdm
 
 from datadistill._version import __version__
 from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
+from datadistill.config import PRETRAIN_BETAS, PRETRAIN_METHODS, PretrainConfig
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.models import build_model, init_params
@@ -54,13 +53,12 @@ from datadistill.pools import NET_FILE, POOL_KIND
 from datadistill.seeds import generator
 from datadistill.types import Params
 
-# Defaults of the fast recipe (see `pretrain`). The paper's is Adam(2e-4, betas .5/.999), 40 epochs on MNIST
-# with a decay at 20 and 130 on USPS: hours per network on 2 CPU cores, so we use a larger lr and fewer epochs.
-DEFAULT_LR = 1e-3
-DEFAULT_BETAS = (0.5, 0.999)
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_GROUP_SIZE = 10
-METHODS = ("loop", "vmap")
+# Defaults of the fast recipe (see `pretrain` and config.PretrainConfig).
+DEFAULT_LR = PretrainConfig.lr
+DEFAULT_BETAS = PRETRAIN_BETAS
+DEFAULT_BATCH_SIZE = PretrainConfig.batch_size
+DEFAULT_GROUP_SIZE = PretrainConfig.group_size
+METHODS = PRETRAIN_METHODS
 
 
 def _init_generator(seed: int) -> torch.Generator:
@@ -209,26 +207,7 @@ def accuracies(
     ]
 
 
-def pretrain(
-    dataset: str,
-    model: str,
-    count: int,
-    *,
-    epochs: int = 1,
-    heldout: int | None = None,
-    out: str | Path,
-    data_dir: str | None = None,
-    resize: int | None = None,
-    pad: int | None = None,
-    channels: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    lr: float = DEFAULT_LR,
-    method: str = "loop",
-    group_size: int = DEFAULT_GROUP_SIZE,
-    progress: bool = True,
-) -> dict[str, Any]:
+def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Train a pool of ``count`` networks on a real data set and save it for ``--init pretrained-*``.
 
     Network i has seed ``seed + i``: its Xavier-normal init (the paper's, biases 0) and its batch order derive
@@ -240,7 +219,7 @@ def pretrain(
     passes. Networks go through ``train_networks`` ``group_size`` at a time (one vmapped batch per group with
     ``method="vmap"``; one after the other with ``"loop"``, the faster on CPU for LeNet).
 
-    Args:
+    Args (the fields of ``PretrainConfig``, given as ``cfg`` and/or keyword ``overrides``):
         dataset: registered source data set, e.g. ``"mnist"``.
         model: registered model, e.g. ``"lenet"``.
         count: networks in the pool (training + held-out).
@@ -265,38 +244,28 @@ def pretrain(
         The manifest written to ``out/manifest.json``.
 
     Example:
-        >>> pretrain("mnist", "lenet", 30, heldout=10, epochs=1, out="pools/mnist")  # doctest: +SKIP
+        >>> pretrain(dataset="mnist", model="lenet", count=30, heldout=10, out="pools/mnist")  # doctest: +SKIP
     """
-    heldout = count // 10 if heldout is None else heldout
-    for name, value in (
-        ("count", count),
-        ("epochs", epochs),
-        ("batch_size", batch_size),
-        ("group_size", group_size),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
-            )
-    if not 0 <= heldout < count:
-        raise ValueError(
-            f"--heldout must be in [0, --count) so at least one network is left for training; "
-            f"got --heldout {heldout} with --count {count}"
-        )
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr must be a positive number, got {lr!r}")
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    out = Path(out)
+    cfg = PretrainConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
+    dataset, model, count, heldout, epochs = (
+        cfg.dataset,
+        cfg.model,
+        cfg.count,
+        cfg.heldout,
+        cfg.epochs,
+    )
+    resize, pad, channels, seed, lr = cfg.resize, cfg.pad, cfg.channels, cfg.seed, cfg.lr
+    batch_size, method, group_size = cfg.batch_size, cfg.method, cfg.group_size
+    out = Path(cfg.out)
     if (out / MANIFEST_FILE).exists():
         raise FileExistsError(
             f"{out} already holds a pool ({MANIFEST_FILE}); choose another --out or delete it"
         )
-    dev = torch.device(device)
+    dev = torch.device(cfg.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
 
-    load = dict(data_dir=data_dir, resize=resize, pad=pad, channels=channels)
+    load = dict(data_dir=cfg.data_dir, resize=resize, pad=pad, channels=channels)
     train = load_dataset(dataset, "train", **load)
     test = load_dataset(dataset, "test", **load)
     net = build_model(model, train.image_shape, train.num_classes)
@@ -307,7 +276,9 @@ def pretrain(
     seeds = [seed + i for i in range(count)]
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = tqdm(total=count, desc=f"pretrain {model} on {dataset}", unit="net", disable=not progress)
+    bar = tqdm(
+        total=count, desc=f"pretrain {model} on {dataset}", unit="net", disable=not cfg.progress
+    )
     for first in range(0, count, group_size):
         group = seeds[first : first + group_size]
         inits = [init_params(net, "xavier", _init_generator(s)) for s in group]
@@ -321,7 +292,7 @@ def pretrain(
 
         trained = train_networks(
             net, inits, train_x, train_y, group, epochs=epochs, batch_size=batch_size, lr=lr,
-            method=method, on_step=on_step if progress else None,
+            method=method, on_step=on_step if cfg.progress else None,
         )  # fmt: skip
         accs = accuracies(net, trained, test_x, test_y)
         for offset, (s, params, acc) in enumerate(zip(group, trained, accs, strict=True)):
@@ -391,78 +362,3 @@ def _postfix(records: Sequence[dict[str, Any]], extra: str = "") -> str:
     if records:
         parts.append(f"acc {statistics.fmean(r['test_accuracy'] for r in records):.2f}%")
     return ", ".join(parts)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``datadistill pretrain`` to the CLI's sub-command parsers; returns the new parser."""
-    p = subparsers.add_parser(
-        "pretrain",
-        help="train a pool of networks on real data (inits for --init pretrained-fixed|random)",
-        description="Train --count networks (different seeds) on a real data set and save them as a pool "
-        "for `datadistill distill --init pretrained-fixed|pretrained-random --pretrained DIR`. Recipe: "
-        "Adam (betas .5/.999) with cosine decay; much shorter than the paper's 40 (MNIST) / 130 (USPS) "
-        "epochs at lr 2e-4.",
-    )
-    p.add_argument("--dataset", required=True, help="source data set, e.g. mnist")
-    p.add_argument("--model", required=True, help="registered model, e.g. lenet")
-    p.add_argument("--count", type=int, required=True, help="networks in the pool (all parts)")
-    p.add_argument(
-        "--heldout", type=int, help="networks held out for evaluation (default count//10)"
-    )
-    p.add_argument("--epochs", type=int, default=1, help="passes over the training set (default 1)")
-    p.add_argument("--resize", type=int, help="resize images to NxN (e.g. 28 for USPS)")
-    p.add_argument(
-        "--pad",
-        type=int,
-        help="then pad each side with N background pixels (USPS: --resize 20 --pad 4)",
-    )
-    p.add_argument("--channels", type=int, help="convert images to this many channels (1 or 3)")
-    p.add_argument("--out", required=True, help="pool folder to create")
-    p.add_argument(
-        "--data-dir", help="real data folder (default: $DATADISTILL_DATA, else the cache)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of network 0 (network i: seed + i)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="(default 128)")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak Adam lr (default 1e-3)")
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default="loop",
-        help="loop: one network after the other (fastest for LeNet on CPU); vmap: a group at once",
-    )
-    p.add_argument(
-        "--group-size", type=int, default=DEFAULT_GROUP_SIZE, help="networks per vmap batch"
-    )
-    return p
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``datadistill pretrain`` from the parsed ``args`` of ``add_cli``'s parser; print a summary."""
-    manifest = pretrain(
-        args.dataset,
-        args.model,
-        args.count,
-        epochs=args.epochs,
-        heldout=args.heldout,
-        out=args.out,
-        data_dir=args.data_dir,
-        resize=args.resize,
-        pad=args.pad,
-        channels=args.channels,
-        seed=args.seed,
-        device=args.device,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        method=args.method,
-        group_size=args.group_size,
-    )
-    acc = manifest["accuracy"]
-    print(
-        f"pre-trained {manifest['count']} {manifest['model']} networks on {manifest['dataset']} "
-        f"({manifest['count'] - manifest['heldout']} train, {manifest['heldout']} held out) in "
-        f"{manifest['train_seconds']:.0f} s; test accuracy {acc['mean']:.2f} ± {acc['std']:.2f}% "
-        f"(min {acc['min']:.2f})\npool folder: {args.out}",
-        file=sys.stdout,
-    )
-    return 0
