@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from datadistill import DistilledData
-from datadistill import baselines as bl
 from datadistill.cli import main
 from datadistill.data import load_dataset
 from datadistill.evaluate import (
@@ -18,6 +17,7 @@ from datadistill.evaluate import (
     evaluate_as_dataset,
     train_as_dataset,
 )
+from datadistill.experiments import baselines as bl
 from datadistill.setting import make_setting
 
 # Small budgets on the embedded digits set (1437 train / 360 test, 8x8): 2 steps x 2 images per class.

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from datadistill.cli import main
-from datadistill.linear import (
+from datadistill.experiments.linear import (
     _make_problem,
     _mean_meta_grad,
     _spectral_rows,
@@ -24,7 +24,7 @@ from datadistill.linear import (
     regression_unroll,
     synthetic_problem,
 )
-from datadistill.linear import _regression_meta_grad as regression_meta_grad
+from datadistill.experiments.linear import _regression_meta_grad as regression_meta_grad
 from datadistill.unroll import Steps
 
 D = 16

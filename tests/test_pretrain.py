@@ -11,15 +11,15 @@ from datadistill import distill, evaluate
 from datadistill.artifacts import DistilledData, load_tensors
 from datadistill.cli import main
 from datadistill.evaluate import evaluate_as_dataset
-from datadistill.models import build_model, init_params
-from datadistill.pools import load_pool
-from datadistill.pretrain import (
+from datadistill.experiments.pretrain import (
     _cosine,
     _init_generator,
     _shuffle_generator,
     pretrain,
     train_networks,
 )
+from datadistill.models import build_model, init_params
+from datadistill.pools import load_pool
 
 # The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: a pool in about a second.
 POOL = dict(dataset="digits", model="mlp", count=3, heldout=1, epochs=1, progress=False)

@@ -242,7 +242,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_baselines(args: argparse.Namespace) -> int:
-    from datadistill.baselines import run_baselines
+    from datadistill.experiments.baselines import run_baselines
 
     report = run_baselines(_config_from_args(BaselinesConfig, args))
     print(
@@ -253,7 +253,7 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from datadistill.pretrain import pretrain
+    from datadistill.experiments.pretrain import pretrain
 
     manifest = pretrain(_config_from_args(PretrainConfig, args))
     acc = manifest["accuracy"]
@@ -267,7 +267,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_linear(args: argparse.Namespace) -> int:
-    from datadistill.linear import format_table, run_linear
+    from datadistill.experiments.linear import format_table, run_linear
 
     problem, rows = run_linear(_config_from_args(LinearConfig, args))
     print(
@@ -304,7 +304,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_attack(args: argparse.Namespace) -> int:
     from datadistill.artifacts import write_json
-    from datadistill.attack import attack_heatmap, attack_table, run_attack
+    from datadistill.experiments.attack import attack_table, run_attack
+    from datadistill.experiments.attack_heatmap import attack_heatmap
 
     cfg = _config_from_args(AttackConfig, args)
     if cfg.out is None:  # one folder for the run and the heat-map

@@ -19,7 +19,8 @@ of learned lrs) and a *validation* part (lr tuning, scoring optimised sets). The
 the reported accuracies.
 
 Example:
-    >>> from datadistill.baselines import BaselinesConfig, run_baselines
+    >>> from datadistill.config import BaselinesConfig
+    >>> from datadistill.experiments.baselines import run_baselines
     >>> report = run_baselines(BaselinesConfig(dataset="digits", model="mlp"))  # doctest: +SKIP
     >>> print(report.table())  # doctest: +SKIP
 """
