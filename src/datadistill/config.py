@@ -26,6 +26,22 @@ PRESET_DIR = Path(__file__).parent / "configs"
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
 AUGMENTATIONS = ("none", "dsa")  # the dataset protocol's evaluation: none, or DSA's
+# How many networks a number is measured on when the command is not told (--models, --eval-models): a fixed
+# init always has its one network; random kinds (and pre-trained pools) this many held-out draws.
+EVAL_NETWORKS = {
+    "evaluate": 200,  # `datadistill evaluate`, replay protocol: the paper's 200 held-out inits
+    "distill": 20,  # distillation's final evaluation of its result
+    "baselines": 20,  # `datadistill baselines`
+    "curve": 4,  # distillation's curve points, and the networks --val-size scores iterates on
+    "dataset": 5,  # the dataset protocol: fresh networks trained the field's way
+    "attack": 10,  # `datadistill attack`: held-out victims
+    "attack_report": 20,  # attack_report() called from Python
+}
+
+
+def eval_networks(purpose: str, fixed: bool) -> int:
+    """Networks to measure on by default for ``purpose`` (a key of ``EVAL_NETWORKS``); 1 for a fixed init."""
+    return 1 if fixed else EVAL_NETWORKS[purpose]
 
 
 def _setting(default: Any, help: str, **cli: Any) -> Any:
@@ -526,7 +542,7 @@ class AttackConfig:
         "result = the iterate best on --val-size held-out training images (K relabelled T) "
         "replayed from 4 pool nets held back from distillation (default off: the last iterate)",
     )
-    models: int = _setting(10, "held-out victims to report over (10)")
+    models: int = _setting(EVAL_NETWORKS["attack"], "held-out victims to report over (10)")
     baselines: bool = _setting(True, "also run the real-image baselines (default on)")
     val_size: int = _setting(5000, "validation images for lr")
     tune_models: int = _setting(

@@ -41,7 +41,7 @@ from datadistill.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from datadistill.config import DistillConfig, save_config
+from datadistill.config import EVAL_NETWORKS, DistillConfig, eval_networks, save_config
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
@@ -54,7 +54,7 @@ from datadistill.setting import Setting, make_setting
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 # Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
-VAL_NETS = 4
+VAL_NETS = EVAL_NETWORKS["curve"]
 Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
@@ -522,7 +522,7 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
 def _evaluate_point(run: _Run, state: DistillState, record: dict[str, Any]) -> None:
     """Add a curve point to ``record``: test accuracy on a few networks, and with ``--val-size`` the
     held-out accuracy (keeping the best iterate in ``state.best``)."""
-    n_curve = 1 if run.inits.is_fixed else 4
+    n_curve = eval_networks("curve", run.inits.is_fixed)
     after = _evaluate_split(
         run.world,
         run.model,
@@ -685,7 +685,7 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
     write it, its manifest, metrics and pictures to the run folder (rank 0)."""
     cfg, world, out, train = run.cfg, run.world, run.out, run.train
     model, inits = run.setting.model, run.setting.inits  # the whole pool: --val-size networks too
-    n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
+    n_eval = cfg.eval_models or eval_networks("distill", inits.is_fixed)
     if inits.max_evaluation_models() is not None:
         n_eval = min(n_eval, inits.max_evaluation_models())
     images, labels, raw_lrs = state.chosen()

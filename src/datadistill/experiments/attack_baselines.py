@@ -24,19 +24,13 @@ from datadistill.artifacts import DistilledData
 from datadistill.config import (
     AttackConfig,
 )
-from datadistill.experiments.attack_report import _evaluate_attack, poison_metrics, predict
+from datadistill.experiments.attack_report import evaluate_attack, network_metrics
+from datadistill.experiments.real_images import kmeans, split_train
 from datadistill.inits import InitDistribution
 from datadistill.setting import setting_from_manifest
-from datadistill.unroll import Params, Steps, unroll
+from datadistill.unroll import Params, Steps
 
 BASELINES = ("random K→T", "k-means K→T", "average K→T", "class T")
-
-
-def split_train(num_train: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Disjoint ``(fit, validation)`` indices of the training split; validation capped at a fifth."""
-    v = max(1, min(val_size, num_train // 5))
-    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
-    return perm[v:].sort().values, perm[:v].sort().values
 
 
 def baseline_images(
@@ -70,11 +64,7 @@ def baseline_images(
     if kind in ("random K→T", "class T"):
         return images[pool[torch.randperm(len(pool), generator=gen)[:n]]]
     if kind == "k-means K→T":
-        from sklearn.cluster import KMeans  # slow to import; only this baseline needs it
-
-        x = images[pool].reshape(len(pool), -1).double().numpy()  # [N_K, D]
-        km = KMeans(n_clusters=n, init="k-means++", n_init=3, random_state=seed).fit(x)
-        return torch.from_numpy(km.cluster_centers_).float().reshape(n, *images.shape[1:])
+        return kmeans(images[pool], n, seed)
     raise ValueError(f"unknown baseline {kind!r}: choose one of {', '.join(BASELINES)}")
 
 
@@ -91,17 +81,14 @@ def _validation_scores(
 
     A diverged network (non-finite weights) scores 0 success and 0 other-class accuracy.
     """
-    scores = []
-    for params in nets:
-        before = poison_metrics(predict(model, params, val_x), val_y, source_class, target_class)
-        final = unroll(model, params, steps, create_graph=False)[-1]
-        if all(bool(torch.isfinite(p).all()) for p in final.values()):
-            after = poison_metrics(predict(model, final, val_x), val_y, source_class, target_class)
-        else:
-            after = {"success": 0.0, "other": 0.0}
-        scores.append((after["success"], before["other"], after["other"]))
-    success, other_before, other_after = (statistics.fmean(v) for v in zip(*scores, strict=True))
-    return success, other_before, other_after
+    per_network = [
+        network_metrics(model, params, steps, val_x, val_y, source_class, target_class)
+        for params in nets
+    ]
+    return tuple(  # type: ignore[return-value]
+        statistics.fmean(m[name] for m in per_network)
+        for name in ("success", "other_before", "other_after")
+    )
 
 
 def tune_attack_lr(
@@ -163,7 +150,7 @@ def run_baselines(
     model, inits = setting.model, setting.inits
     dev = torch.device(cfg.device)
     train, test = setting.load("train"), setting.load("test")
-    fit, val = split_train(len(train), cfg.val_size, cfg.seed)
+    fit, val = split_train(len(train), cfg.val_size, torch.Generator().manual_seed(cfg.seed))
     val_x, val_y = train.images[val].to(dev), train.labels[val].to(dev)
     nets = _tuning_nets(inits, cfg.tune_models, dev)
     available = inits.max_evaluation_models()
@@ -184,7 +171,7 @@ def run_baselines(
             torch.full((1, n), target, dtype=torch.long, device=dev),
             torch.tensor([lr], device=dev),
         )
-        result = _evaluate_attack(
+        result = evaluate_attack(
             model, steps, inits.evaluation_inits(n_victims), test_x, test_y, source, target
         )
         rows.append(

@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from datadistill.artifacts import DistilledData
+from datadistill.config import EVAL_NETWORKS, positive_int
+from datadistill.evaluate import replay_finite
 from datadistill.setting import setting_from_manifest
-from datadistill.unroll import Params, Steps, unroll
+from datadistill.unroll import Params, Steps
 
 DISTILLED = "distilled"
 # The metrics of one network, in percent; each is reported as <name>_mean / <name>_std over networks.
@@ -73,7 +75,7 @@ def predict(model: nn.Module, params: Params, images: Tensor, batch_size: int = 
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=images.device)
 
 
-def _network_metrics(
+def network_metrics(
     model: nn.Module,
     params: Params,
     steps: Steps,
@@ -84,8 +86,8 @@ def _network_metrics(
 ) -> dict[str, float]:
     """The ``METRICS`` of one network before and after replaying ``steps`` from ``params``."""
     before = poison_metrics(predict(model, params, test_x), test_y, source_class, target_class)
-    final = unroll(model, params, steps, create_graph=False)[-1]
-    if not all(bool(torch.isfinite(p).all()) for p in final.values()):
+    final = replay_finite(model, params, steps)
+    if final is None:
         # A diverged step: every prediction is meaningless, so nothing succeeds and nothing is right.
         after = {"success": 0.0, "other": 0.0, "overall": 0.0}
     else:
@@ -110,7 +112,7 @@ def _summarise(per_network: Sequence[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _evaluate_attack(
+def evaluate_attack(
     model: nn.Module,
     steps: Steps,
     nets: Iterable[Params],
@@ -122,7 +124,7 @@ def _evaluate_attack(
     device = test_x.device
     steps = Steps(steps.images.to(device), steps.labels.to(device), steps.lrs.to(device))
     per_network = [
-        _network_metrics(
+        network_metrics(
             model,
             {k: v.to(device) for k, v in params.items()},
             steps,
@@ -139,7 +141,7 @@ def _evaluate_attack(
 def attack_report(
     data_or_run: DistilledData | str | Path,
     *,
-    models: int = 20,
+    models: int = EVAL_NETWORKS["attack_report"],
     data_dir: str | None = None,
     device: str = "cpu",
     on: str = "heldout",
@@ -176,8 +178,7 @@ def attack_report(
             f"this distilled set was made with objective {manifest.get('objective')!r}, not 'poison': "
             "distil an attack first (`datadistill attack …` or distill --objective poison)"
         )
-    if isinstance(models, bool) or not isinstance(models, int) or models < 1:
-        raise ValueError(f"--models must be a positive integer, got {models!r}")
+    positive_int("models", models)
     if on not in ("heldout", "pool"):
         raise ValueError(f"on must be 'heldout' or 'pool', got {on!r}")
     source, target = int(manifest["source_class"]), int(manifest["target_class"])
@@ -191,7 +192,7 @@ def attack_report(
         )
     test = setting.load("test")
     dev = torch.device(device)
-    result = _evaluate_attack(
+    result = evaluate_attack(
         setting.model,
         data.steps(),
         nets,

@@ -37,17 +37,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from datadistill.artifacts import write_json
-from datadistill.config import BaselinesConfig, DistillConfig
+from datadistill.config import EVAL_NETWORKS, BaselinesConfig, DistillConfig
 from datadistill.data import ImageDataset, load_dataset
-from datadistill.evaluate import accuracy, evaluate_steps
+from datadistill.evaluate import accuracy, evaluate_steps, replay_finite
+from datadistill.experiments import real_images
 from datadistill.inits import InitDistribution
 from datadistill.setting import Setting, make_setting
-from datadistill.unroll import Params, Steps, inner_loss, unroll
+from datadistill.train import train_adam
+from datadistill.unroll import Params, Steps
 
 TUNED = "tuned lr"  # BaselineRow.lrs of an image baseline replayed with one tuned step size
 LEARNED = "learned lrs"  # … replayed with per-update lrs learned by distillation (images fixed)
@@ -119,19 +120,8 @@ def _gen(seed: int, stream: int) -> torch.Generator:
 
 
 def split_train(num_train: int, val_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Cut the training split into disjoint *fit* and *validation* index sets.
-
-    Args:
-        num_train: images in the training split.
-        val_size: validation images wanted; capped at a fifth of the split so the fit part stays large.
-        seed: seeds the permutation.
-
-    Returns:
-        ``(fit [N − V], val [V])`` int64 indices into the training split, disjoint, together all of it.
-    """
-    v = max(1, min(val_size, num_train // 5))
-    perm = torch.randperm(num_train, generator=_gen(seed, _SPLIT))
-    return perm[v:].sort().values, perm[:v].sort().values
+    """``(fit, val)`` indices of the training split (``real_images.split_train``), seeded for the baselines."""
+    return real_images.split_train(num_train, val_size, _gen(seed, _SPLIT))
 
 
 def arrange(per_class: Tensor, steps: int, images_per_class: int) -> tuple[Tensor, Tensor]:
@@ -185,19 +175,11 @@ def kmeans_centroids(
     Centroids within a class are ordered by cluster size, largest first, so step 0 holds the most typical
     images (the assignment to steps is otherwise arbitrary).
     """
-    from sklearn.cluster import KMeans  # sklearn is slow to import; only this baseline needs it
-
     need = steps * images_per_class
     pools = _class_indices(labels, num_classes, need)
-    out = []
-    for pool in pools:
-        x = images[pool].reshape(len(pool), -1).double().numpy()  # [N_c, D]
-        km = KMeans(n_clusters=need, init="k-means++", n_init=3, random_state=seed).fit(x)
-        sizes = np.bincount(km.labels_, minlength=need)
-        order = np.argsort(-sizes, kind="stable")
-        centroids = torch.from_numpy(km.cluster_centers_[order]).float()
-        out.append(centroids.reshape(need, *images.shape[1:]))
-    return torch.stack(out)
+    return torch.stack(
+        [real_images.kmeans(images[pool], need, seed, largest_first=True) for pool in pools]
+    )
 
 
 def average_real(
@@ -259,9 +241,8 @@ def replay_accuracy(
     accs = []
     for params in inits:
         params = {k: v.to(device) for k, v in params.items()}
-        final = unroll(model, params, steps, create_graph=False)[-1]
-        finite = all(bool(torch.isfinite(p).all()) for p in final.values())
-        accs.append(accuracy(model, final, val_images, val_labels) if finite else 0.0)
+        final = replay_finite(model, params, steps)
+        accs.append(accuracy(model, final, val_images, val_labels) if final is not None else 0.0)
     return statistics.fmean(accs)
 
 
@@ -334,48 +315,6 @@ def learn_lrs(
         )
         data = distill(settings, images=images.cpu(), progress=False, **python)
     return data.lrs
-
-
-def train_full(
-    model: nn.Module,
-    params: Params,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-) -> Params:
-    """Train normally on a full training set: minibatch Adam, lr cosine-decayed to 0 per step.
-
-    Args:
-        model: the network (called functionally).
-        params: θ_0 (not modified).
-        images: ``[N, C, H, W]``; labels: ``[N]``.
-        epochs, batch_size, lr: the recipe (benchmarks/train_full.py reaches 99.1% on MNIST with 12 epochs).
-        generator: shuffling.
-
-    Returns:
-        the trained parameters, detached.
-    """
-    theta = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-    opt = torch.optim.Adam(list(theta.values()), lr=lr)
-    per_epoch = math.ceil(len(images) / batch_size)
-    total = epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total))
-    )
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator).to(images.device)
-        for i in range(0, len(images), batch_size):
-            batch = order[i : i + batch_size]
-            loss = inner_loss(model, theta, images[batch], labels[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return {k: v.detach() for k, v in theta.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -505,7 +444,7 @@ def _full_data_row(ctx: _Context) -> BaselineRow:
     # One network: full training varies little across inits and costs orders of magnitude more than replay.
     params = next(ctx.setting.inits.evaluation_inits(1))
     params = {k: v.to(ctx.device) for k, v in params.items()}
-    trained = train_full(
+    trained = train_adam(
         ctx.model,
         params,
         train_x,
@@ -573,7 +512,7 @@ def run_baselines(
     )
     setting.model.to(device)
     fit, val = split_train(len(train.labels), cfg.val_size, cfg.seed)
-    n_models = 1 if setting.inits.is_fixed else (cfg.models or 20)
+    n_models = 1 if setting.inits.is_fixed else (cfg.models or EVAL_NETWORKS["baselines"])
     ctx = _Context(
         cfg,
         setting,

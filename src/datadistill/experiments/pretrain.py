@@ -17,7 +17,7 @@ with its own train mean/std (as the reference code does), so a pool trained on M
 20 and padded by 4 to 28, MNIST's digit box, or resized to 28) standardised with USPS statistics; the two must only
 share the image shape (``resize``/``pad``/``channels``).
 
-Speed. ``train_networks`` can train G networks together: their parameters stacked along a leading axis
+Speed. ``train_networks`` (``datadistill.train``) can train G networks together: their parameters stacked along a leading axis
 ``[G, ...]``, one ``torch.func.vmap``-ed ``functional_call`` runs all G forwards/backwards as batched kernels, each
 network on its own mini-batch (Adam is elementwise, so one Adam over the stacked tensors is exactly G independent
 Adams). On this project's CPU machine (2 cores, torch 2.13, batch 128, G = 10, other jobs sharing the cores) it
@@ -30,171 +30,31 @@ launch per layer for G networks), but that was not measured here.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from datadistill._version import __version__
 from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
-from datadistill.config import PRETRAIN_BETAS, PRETRAIN_METHODS, PretrainConfig
+from datadistill.config import PRETRAIN_BETAS, PretrainConfig
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.models import build_model, init_params
 from datadistill.pools import NET_FILE, POOL_KIND
 from datadistill.seeds import generator
+from datadistill.train import train_networks
 from datadistill.types import Params
-
-# Defaults of the fast recipe (see `pretrain` and config.PretrainConfig).
-DEFAULT_LR = PretrainConfig.lr
-DEFAULT_BETAS = PRETRAIN_BETAS
-DEFAULT_BATCH_SIZE = PretrainConfig.batch_size
-DEFAULT_GROUP_SIZE = PretrainConfig.group_size
-METHODS = PRETRAIN_METHODS
 
 
 def _init_generator(seed: int) -> torch.Generator:
     """The generator of network ``seed``'s Xavier init (independent of its shuffling stream)."""
     return generator(seed, "pretrain-init")
-
-
-def _shuffle_generator(seed: int) -> torch.Generator:
-    """The generator of network ``seed``'s mini-batch order: one ``randperm`` per epoch."""
-    return generator(seed, "pretrain-shuffle")
-
-
-def _cosine(step: int, total: int) -> float:
-    """lr multiplier: cosine decay from 1 to 0 over ``total`` steps (no warm-up; Adam on small nets)."""
-    return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
-
-
-def train_networks(
-    model: nn.Module,
-    inits: Sequence[Params],
-    images: Tensor,
-    labels: Tensor,
-    seeds: Sequence[int],
-    *,
-    epochs: int,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    lr: float = DEFAULT_LR,
-    betas: tuple[float, float] = DEFAULT_BETAS,
-    method: str = "loop",
-    on_step: Callable[[int, int], None] | None = None,
-) -> list[Params]:
-    """Train G networks on one data set, each from its own init and with its own batch order.
-
-    Network g starts from ``inits[g]`` and sees the training set in the order of ``_shuffle_generator(seeds[g])``
-    (a fresh permutation each epoch; the last batch of an epoch may be smaller). The update is Adam with a
-    per-step cosine-decayed lr:
-
-        lr_t = lr · ½ (1 + cos(π t / T)),   T = epochs · ceil(N / batch_size)
-
-    ``method="vmap"`` stacks the G parameter sets (``[G, ...]``) and runs one vmapped forward/backward per step,
-    each network on its own mini-batch; the summed loss has, for each network's parameters, exactly that
-    network's gradient, and Adam acts elementwise, so this equals ``method="loop"`` (one network after the
-    other) up to the rounding of the batched kernels (``tests/test_pretrain.py`` checks it in float64).
-
-    Args:
-        model: the architecture, called through ``functional_call``; its own parameters are not used.
-        inits: G parameter dicts θ_0 (same names and shapes), e.g. Xavier draws or pre-trained networks.
-        images: ``[N, C, H, W]`` normalised training images, on the device to train on.
-        labels: ``[N]`` int64 classes, same device.
-        seeds: G seeds, one per network, for the batch order.
-        epochs: passes over the training set.
-        batch_size: images per network per step.
-        lr: peak Adam lr.
-        betas: Adam betas.
-        method: ``"loop"`` (default: measured fastest for LeNet on CPU, see the module docstring) or ``"vmap"``.
-        on_step: called as ``on_step(done, total)`` after every update of any network (progress reporting).
-
-    Returns:
-        G trained parameter dicts (detached), in the order of ``inits``.
-    """
-    if len(inits) != len(seeds) or not inits:
-        raise ValueError(f"need one seed per init, got {len(inits)} inits and {len(seeds)} seeds")
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    per_net = epochs * math.ceil(len(labels) / batch_size)
-    total = per_net * len(inits)
-    fit = dict(epochs=epochs, batch_size=batch_size, lr=lr, betas=betas)
-    if method == "vmap":
-        report = None if on_step is None else lambda t: on_step(t * len(inits), total)
-        return _fit(model, inits, images, labels, seeds, batched=True, on_step=report, **fit)
-    trained = []
-    for g, (init, seed) in enumerate(zip(inits, seeds, strict=True)):
-        report = None if on_step is None else lambda t, g=g: on_step(g * per_net + t, total)
-        trained += _fit(model, [init], images, labels, [seed], batched=False, on_step=report, **fit)
-    return trained
-
-
-def _fit(
-    model: nn.Module,
-    inits: Sequence[Params],
-    images: Tensor,
-    labels: Tensor,
-    seeds: Sequence[int],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    betas: tuple[float, float],
-    batched: bool,
-    on_step: Callable[[int], None] | None,
-) -> list[Params]:
-    """``train_networks`` for G stacked networks (``batched``, vmap) or for one network (G = 1, no vmap)."""
-    if not batched and len(inits) != 1:
-        raise ValueError("an unbatched fit trains exactly one network")
-    names = list(inits[0])
-    device = images.device
-    # The optimiser's leaves: [G, ...] per parameter when batched, the parameter's own shape otherwise.
-    leaves = {
-        n: (
-            torch.stack([p[n].detach() for p in inits]) if batched else inits[0][n].detach().clone()
-        )
-        .to(device)
-        .requires_grad_()
-        for n in names
-    }
-    optimizer = torch.optim.Adam(leaves.values(), lr=lr, betas=betas)
-    generators = [_shuffle_generator(s) for s in seeds]
-
-    def loss_one(params: Params, x: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, params, (x,)), y)
-
-    losses_of = vmap(loss_one)  # (params [G, ...], x [G, b, C, H, W], y [G, b]) -> [G]
-    n = len(labels)
-    total = epochs * math.ceil(n / batch_size)
-    step = 0
-    for _ in range(epochs):
-        order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(
-            device
-        )  # [G, N]
-        for start in range(0, n, batch_size):
-            idx = order[:, start : start + batch_size]  # [G, b]
-            for group in optimizer.param_groups:
-                group["lr"] = lr * _cosine(step, total)
-            optimizer.zero_grad(set_to_none=True)
-            if batched:
-                loss = losses_of(leaves, images[idx], labels[idx]).sum()
-            else:
-                loss = loss_one(leaves, images[idx[0]], labels[idx[0]])
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if on_step is not None:
-                on_step(step)
-    if batched:
-        return [{n: leaves[n][g].detach().clone() for n in names} for g in range(len(inits))]
-    return [{n: p.detach() for n, p in leaves.items()}]
 
 
 def accuracies(
@@ -329,7 +189,7 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         "recipe": {
             "optimizer": "Adam",
             "lr": lr,
-            "betas": list(DEFAULT_BETAS),
+            "betas": list(PRETRAIN_BETAS),
             "schedule": "per-step cosine decay to 0",
             "epochs": epochs,
             "batch_size": batch_size,
