@@ -136,6 +136,7 @@ def _cli(out: Path, *extra: str) -> list[str]:
     return args
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
@@ -462,6 +463,7 @@ def test_val_size_nonsense_is_refused(tmp_path, capsys, value, message):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_init_noise_perturbs_each_tensor_by_its_rms_and_resumes_bit_for_bit(tmp_path):
     from datadistill.distill import _perturbed
 

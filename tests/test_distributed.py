@@ -14,7 +14,10 @@ import torch
 from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT
 
-pytestmark = pytest.mark.distributed
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.slow,
+]  # processes started with torchrun: ~15 s each
 
 COMMON = [
     "--dataset",
