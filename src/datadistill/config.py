@@ -198,6 +198,13 @@ class DistillConfig:
             raise ValueError(
                 f"--test-fraction must be a number between 0 and 1 (e.g. 0.2), got {self.test_fraction!r}"
             )
+        self._validate_numbers()
+        self._validate_choices()
+        if dataset_protocol:
+            self._validate_dataset_protocol()
+        return self
+
+    def _validate_numbers(self) -> None:
         for name in (
             "steps",
             "epochs",
@@ -252,6 +259,8 @@ class DistillConfig:
             raise ValueError(f"--decay-factor must be in (0, 1], got {self.decay_factor!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+
+    def _validate_choices(self) -> None:
         if self.meta_grad not in ("autograd", "reverse"):
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
         if self.learn not in ("all", "lrs"):
@@ -273,9 +282,6 @@ class DistillConfig:
             )
         if not 0 <= self.seed < 1_000_000_000:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
-        if dataset_protocol:
-            self._validate_dataset_protocol()
-        return self
 
     def _validate_dataset_protocol(self) -> None:
         if (self.steps, self.epochs) != (1, 1):

@@ -466,24 +466,10 @@ def _knn_row(ctx: _Context, name: str, per_class: Tensor) -> BaselineRow:
     return _row(name, "1-NN", [acc], started)
 
 
-def run_baselines(
-    cfg: BaselinesConfig | None = None,
-    *,
-    progress: bool = True,
-    train: Any = None,
-    test: Any = None,
-    **overrides: Any,
-) -> BaselineReport:
-    """Measure the baselines of ``cfg.only`` for one budget and init kind.
-
-    Args:
-        cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
-        progress: print one line per finished row to stderr.
-        train, test: data from Python instead of ``cfg.dataset``, as in :func:`datadistill.distill`.
-
-    Returns:
-        a ``BaselineReport`` (also written to ``cfg.json`` when set).
-    """
+def _setup(
+    cfg: BaselinesConfig | None, overrides: dict[str, Any], train: Any, test: Any
+) -> _Context:
+    """The validated settings, the data (from ``cfg.dataset`` or Python), the network and the splits."""
     values = {**(vars(cfg) if cfg else {}), **overrides}
     python_data = None
     if train is not None:
@@ -513,7 +499,7 @@ def run_baselines(
     setting.model.to(device)
     fit, val = split_train(len(train.labels), cfg.val_size, cfg.seed)
     n_models = 1 if setting.inits.is_fixed else (cfg.models or EVAL_NETWORKS["baselines"])
-    ctx = _Context(
+    return _Context(
         cfg,
         setting,
         train,
@@ -525,9 +511,13 @@ def run_baselines(
         device,
         python_data,
     )
-    x, y = ctx.fit_data()
-    k = train.num_classes
 
+
+def _measure(ctx: _Context, progress: bool) -> list[BaselineRow]:
+    """The rows of the baselines in ``cfg.only``, in the order of ``BASELINES``."""
+    cfg = ctx.cfg
+    x, y = ctx.fit_data()
+    k = ctx.train.num_classes
     rows: list[BaselineRow] = []
 
     def add(new: list[BaselineRow]) -> None:
@@ -563,15 +553,38 @@ def run_baselines(
         add([_knn_row(ctx, "knn-kmeans", kmeans)])
     if "full-data" in wanted:
         add([_full_data_row(ctx)])
+    return rows
 
+
+def run_baselines(
+    cfg: BaselinesConfig | None = None,
+    *,
+    progress: bool = True,
+    train: Any = None,
+    test: Any = None,
+    **overrides: Any,
+) -> BaselineReport:
+    """Measure the baselines of ``cfg.only`` for one budget and init kind.
+
+    Args:
+        cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
+        progress: print one line per finished row to stderr.
+        train, test: data from Python instead of ``cfg.dataset``, as in :func:`datadistill.distill`.
+
+    Returns:
+        a ``BaselineReport`` (also written to ``cfg.json`` when set).
+    """
+    ctx = _setup(cfg, overrides, train, test)
+    cfg, setting, n_models = ctx.cfg, ctx.setting, ctx.n_models
+    rows = _measure(ctx, progress)
     protocol = (
         f"replay: {cfg.steps} steps x {cfg.images_per_class} image(s) per class, {cfg.epochs} epochs, "
         f"from {n_models} {'fixed' if setting.inits.is_fixed else 'held-out random'} init(s); "
-        f"lr tuned on {len(val)} validation images carved from the training split; "
-        f"accuracy on the {len(test.labels)} test images"
+        f"lr tuned on {len(ctx.val)} validation images carved from the training split; "
+        f"accuracy on the {len(ctx.test_y)} test images"
     )
     report = BaselineReport(
-        rows, {**vars(cfg), "model": setting.model_spec, "data_source": train.source}, protocol
+        rows, {**vars(cfg), "model": setting.model_spec, "data_source": ctx.train.source}, protocol
     )
     if cfg.json:
         write_json(Path(cfg.json), report.to_dict())

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from datadistill._version import __version__
 from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
 from datadistill.config import PRETRAIN_BETAS, PretrainConfig
-from datadistill.data import load_dataset
+from datadistill.data import ImageDataset, load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.models import build_model, init_params
 from datadistill.pools import NET_FILE, POOL_KIND
@@ -107,15 +107,6 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         >>> pretrain(dataset="mnist", model="lenet", count=30, heldout=10, out="pools/mnist")  # doctest: +SKIP
     """
     cfg = PretrainConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
-    dataset, model, count, heldout, epochs = (
-        cfg.dataset,
-        cfg.model,
-        cfg.count,
-        cfg.heldout,
-        cfg.epochs,
-    )
-    resize, pad, channels, seed, lr = cfg.resize, cfg.pad, cfg.channels, cfg.seed, cfg.lr
-    batch_size, method, group_size = cfg.batch_size, cfg.method, cfg.group_size
     out = Path(cfg.out)
     if (out / MANIFEST_FILE).exists():
         raise FileExistsError(
@@ -125,22 +116,34 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
 
-    load = dict(data_dir=cfg.data_dir, resize=resize, pad=pad, channels=channels)
-    train = load_dataset(dataset, "train", **load)
-    test = load_dataset(dataset, "test", **load)
-    net = build_model(model, train.image_shape, train.num_classes)
+    load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
+    train = load_dataset(cfg.dataset, "train", **load)
+    test = load_dataset(cfg.dataset, "test", **load)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    records = _train_pool(cfg, train, test, dev, out)
+    manifest = _pool_manifest(cfg, train, records, time.perf_counter() - started, dev)
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _train_pool(
+    cfg: PretrainConfig, train: ImageDataset, test: ImageDataset, dev: torch.device, out: Path
+) -> list[dict[str, Any]]:
+    """Train and save the ``cfg.count`` networks, ``cfg.group_size`` at a time; one record per network."""
+    net = build_model(cfg.model, train.image_shape, train.num_classes)
     train_x, train_y = train.images.to(dev), train.labels.to(dev)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
-    out.mkdir(parents=True, exist_ok=True)
-
-    seeds = [seed + i for i in range(count)]
+    seeds = [cfg.seed + i for i in range(cfg.count)]
     records: list[dict[str, Any]] = []
-    started = time.perf_counter()
     bar = tqdm(
-        total=count, desc=f"pretrain {model} on {dataset}", unit="net", disable=not cfg.progress
+        total=cfg.count,
+        desc=f"pretrain {cfg.model} on {cfg.dataset}",
+        unit="net",
+        disable=not cfg.progress,
     )
-    for first in range(0, count, group_size):
-        group = seeds[first : first + group_size]
+    for first in range(0, cfg.count, cfg.group_size):
+        group = seeds[first : first + cfg.group_size]
         inits = [init_params(net, "xavier", _init_generator(s)) for s in group]
 
         def on_step(step: int, total: int, first: int = first, size: int = len(group)) -> None:
@@ -151,15 +154,15 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
                 bar.refresh()
 
         trained = train_networks(
-            net, inits, train_x, train_y, group, epochs=epochs, batch_size=batch_size, lr=lr,
-            method=method, on_step=on_step if cfg.progress else None,
+            net, inits, train_x, train_y, group, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            lr=cfg.lr, method=cfg.method, on_step=on_step if cfg.progress else None,
         )  # fmt: skip
         accs = accuracies(net, trained, test_x, test_y)
         for offset, (s, params, acc) in enumerate(zip(group, trained, accs, strict=True)):
             index = first + offset
-            split = "heldout" if index >= count - heldout else "train"
+            split = "heldout" if index >= cfg.count - cfg.heldout else "train"
             file = NET_FILE.format(index)
-            meta = {"dataset": dataset, "model": model, "seed": str(s), "split": split}
+            meta = {"dataset": cfg.dataset, "model": cfg.model, "seed": str(s), "split": split}
             save_tensors(out / file, params, meta)
             records.append(
                 {"file": file, "seed": s, "split": split, "test_accuracy": round(acc, 4)}
@@ -168,34 +171,43 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         bar.set_postfix_str(_postfix(records), refresh=False)
         bar.refresh()
     bar.close()
-    seconds = time.perf_counter() - started
+    return records
 
-    manifest = {
+
+def _pool_manifest(
+    cfg: PretrainConfig,
+    train: ImageDataset,
+    records: list[dict[str, Any]],
+    seconds: float,
+    dev: torch.device,
+) -> dict[str, Any]:
+    """The pool's ``manifest.json``: source data and normalisation, recipe, and every network's record."""
+    return {
         "kind": POOL_KIND,
         "version": __version__,
-        "dataset": dataset,
-        "model": model,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
         "in_shape": list(train.image_shape),
         "num_classes": train.num_classes,
-        "resize": resize,
-        "pad": pad,
-        "channels": channels,
+        "resize": cfg.resize,
+        "pad": cfg.pad,
+        "channels": cfg.channels,
         "mean": list(train.mean),
         "std": list(train.std),
         "normalisation": "per channel with the source data set's own train mean/std",
         "init_scheme": "xavier",
-        "count": count,
-        "heldout": heldout,
+        "count": cfg.count,
+        "heldout": cfg.heldout,
         "recipe": {
             "optimizer": "Adam",
-            "lr": lr,
+            "lr": cfg.lr,
             "betas": list(PRETRAIN_BETAS),
             "schedule": "per-step cosine decay to 0",
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "method": method,
-            "group_size": group_size,
-            "seed": seed,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "method": cfg.method,
+            "group_size": cfg.group_size,
+            "seed": cfg.seed,
         },
         "train_seconds": round(seconds, 1),
         "device": str(dev),
@@ -204,8 +216,6 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         "accuracy": _summary([r["test_accuracy"] for r in records]),
         "networks": records,
     }
-    write_json(out / MANIFEST_FILE, manifest)
-    return manifest
 
 
 def _summary(accs: Sequence[float]) -> dict[str, float]:
