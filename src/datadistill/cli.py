@@ -104,7 +104,7 @@ def _add_config_options(
 
 def _config_from_args(cls: type, args: argparse.Namespace, preset: str | None = None):
     """The validated ``cls`` of the parsed ``args`` (over ``preset`` when given)."""
-    names = [f.name for f in dataclasses.fields(cls) if not f.metadata["cli"].get("hidden")]
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("cli", {}).get("hidden")]
     return load_config(cls, preset, {name: getattr(args, name) for name in names})
 
 
