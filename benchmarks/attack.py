@@ -3,7 +3,7 @@
 For each data set (MNIST, then Fashion-MNIST) and each pair (K, T), with LeNets pre-trained on that data set
 (``pretrained-random``: the attacker distils on the pool's training part; the victims are its held-out part):
 
-- distilled: ``datadistill.attack.run_attack``: one GD step on ``--images-per-class`` images of each class
+- distilled: ``datadistill.experiments.attack.run_attack``: one GD step on ``--images-per-class`` images of each class
   (labels fixed) with a learned step size, objective = task loss with class K relabelled T;
 - random / k-means / average real images of class K labelled T, and random real images of class T: the same
   budget (one step, as many images), one lr tuned on a validation split of the training data.
@@ -32,13 +32,10 @@ from typing import Any
 
 import torch
 
-from datadistill.attack import (
-    AttackConfig,
-    attack_heatmap,
-    attack_report,
-    attack_table,
-    run_attack,
-)
+from datadistill.config import AttackConfig
+from datadistill.experiments.attack import attack_table, run_attack
+from datadistill.experiments.attack_heatmap import attack_heatmap
+from datadistill.experiments.attack_report import attack_report
 
 
 def _pairs(text: str) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from datadistill.artifacts import DistilledData
-from datadistill.attack import attack_report
+from datadistill.experiments.attack_report import attack_report
 
 
 def _parse() -> argparse.Namespace:

@@ -23,7 +23,7 @@ import torch
 import datadistill
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
-from datadistill.pretrain import train_networks
+from datadistill.experiments.pretrain import train_networks
 from datadistill.setting import make_setting
 
 # the sibling benchmark's USPS geometries, so that both place USPS digits alike

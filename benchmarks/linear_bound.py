@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.linear import (
+from datadistill.experiments.linear import (
     DEFAULT_RATIOS,
     format_table,
     mnist_problem,

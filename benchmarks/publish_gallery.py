@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from datadistill.gallery import publish, run_cli
+from datadistill.cli import main as datadistill_cli
+from datadistill.gallery import publish
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
             f"{acc['n_models']} nets",
             flush=True,
         )
-    run_cli(argparse.Namespace(gallery_command="list"))
+    datadistill_cli(["gallery"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The paper's Table 1 (Wang et al. 2018): distilled data against real-image baselines of the same budget.
 
 Rows: distilled images (from finished `datadistill distill` run folders, evaluated with the replay protocol of
-`datadistill.evaluate`), then the baselines of `datadistill.baselines` used as training data for the same number
+`datadistill.evaluate`), then the baselines of `datadistill.experiments.baselines` used as training data for the same number
 of GD steps and epochs (random real, optimised real, k-means, average real; each with one tuned lr and with
 learned lrs), used by 1-NN (random real, k-means), and the network trained on the full training set. Columns:
 ours and the paper's, for fixed init and for random init (held-out inits, mean ± std).
@@ -27,9 +27,8 @@ from pathlib import Path
 import torch
 
 from datadistill import evaluate
-from datadistill.baselines import (
-    IMAGE_BASELINES,
-    KNN_BASELINES,
+from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
+from datadistill.experiments.baselines import (
     LEARNED,
     TUNED,
     BaselineRow,

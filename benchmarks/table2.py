@@ -1,17 +1,17 @@
 """The paper's Table 2 (Wang et al. 2018, §3.5): adapting pre-trained LeNets across digit data sets.
 
 For each direction SOURCE→TARGET (MNIST→USPS and USPS→MNIST, USPS brought to 28×28), a pool of LeNets is
-pre-trained on the SOURCE (`datadistill.pretrain`: a training part and a held-out part) and these rows are
+pre-trained on the SOURCE (`datadistill.experiments.pretrain`: a training part and a held-out part) and these rows are
 measured on the TARGET test set, for the fixed pre-trained network (``net_0000``, column "fixed") and for the
 held-out pre-trained networks (column "random", mean ± std; never networks seen in distillation or tuning):
 
 - distilled: ``datadistill.distill(dataset=TARGET, init="pretrained-fixed" | "pretrained-random",
   pretrained=POOL, steps=10, epochs=3, init_images="real")`` then ``datadistill.evaluate(run, models=H)``;
-- random real / optimised real / k-means / average real TARGET images (``datadistill.baselines``) replayed with
+- random real / optimised real / k-means / average real TARGET images (``datadistill.experiments.baselines``) replayed with
   the same 10 steps × 3 epochs and one lr tuned on a validation split of the TARGET training set (tuned from
   networks of the pool's training part, evaluated on the held-out ones);
 - no adaptation: the pre-trained networks as they are;
-- fine-tuning on the full TARGET training set (Adam, cosine-decayed lr; ``datadistill.pretrain.train_networks``).
+- fine-tuning on the full TARGET training set (Adam, cosine-decayed lr; ``datadistill.experiments.pretrain.train_networks``).
 
 Each data set is normalised with its own train mean/std (as the reference code does). USPS digits fill their
 16×16 frame while MNIST digits sit in a 20×20 box with a 4-pixel margin, so by default USPS is resized to 20×20
@@ -41,7 +41,9 @@ import numpy as np
 import torch
 
 import datadistill
-from datadistill.baselines import (
+from datadistill.data import load_dataset
+from datadistill.evaluate import accuracy, evaluate_steps
+from datadistill.experiments.baselines import (
     arrange,
     average_real,
     kmeans_centroids,
@@ -50,10 +52,8 @@ from datadistill.baselines import (
     split_train,
     tune_lr,
 )
-from datadistill.data import load_dataset
-from datadistill.evaluate import accuracy, evaluate_steps
+from datadistill.experiments.pretrain import pretrain, train_networks
 from datadistill.pools import read_manifest
-from datadistill.pretrain import pretrain, train_networks
 from datadistill.setting import make_setting
 from datadistill.unroll import Steps
 
@@ -224,9 +224,9 @@ def _pool(source: str, args: argparse.Namespace, epochs: int) -> tuple[Path, dic
             raise SystemExit(f"{folder} holds another pool {have}, not {want}: delete it or --out")
         return folder, manifest
     manifest = pretrain(
-        source,
-        "lenet",
-        args.pool_train + args.pool_heldout,
+        dataset=source,
+        model="lenet",
+        count=args.pool_train + args.pool_heldout,
         heldout=args.pool_heldout,
         epochs=epochs,
         **geometry,

@@ -8,22 +8,13 @@ import pytest
 import torch
 
 from datadistill.artifacts import DistilledData
-from datadistill.attack import (
-    BASELINES,
-    DISTILLED,
-    METRICS,
-    AttackConfig,
-    attack_heatmap,
-    attack_report,
-    attack_table,
-    baseline_images,
-    check_pair,
-    poison_metrics,
-    run_attack,
-    save_heatmap,
-)
 from datadistill.cli import main
-from datadistill.pretrain import pretrain
+from datadistill.config import AttackConfig, check_pair
+from datadistill.experiments.attack import attack_table, run_attack
+from datadistill.experiments.attack_baselines import BASELINES, baseline_images
+from datadistill.experiments.attack_heatmap import attack_heatmap, save_heatmap
+from datadistill.experiments.attack_report import DISTILLED, METRICS, attack_report, poison_metrics
+from datadistill.experiments.pretrain import pretrain
 
 # The embedded digits set (1437 train / 360 test images, 1x8x8) and the MLP: 4 pool nets for the attacker,
 # 3 held-out victims, one epoch each (≈ 80% test accuracy), in a few seconds.
@@ -231,7 +222,7 @@ def test_cli_prints_the_table(pool_dir, tmp_path, capsys):
 def test_a_set_distilled_on_another_pool_is_not_reused(result, pool_dir, tmp_path):
     import shutil
 
-    from datadistill.attack import distill_attack
+    from datadistill.experiments.attack import distill_attack
 
     other_pool = tmp_path / "same-nets-elsewhere"
     shutil.copytree(pool_dir, other_pool)

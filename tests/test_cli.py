@@ -1,6 +1,7 @@
 """The command line: bad input and unwritable places give one line and exit code 1; --resume alone
 continues a run with its own settings; --help shows what a bare command runs."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,8 +12,16 @@ import yaml
 
 from datadistill import DistilledData
 from datadistill.artifacts import load_tensors
+from datadistill.checkpoint import CHECKPOINT
 from datadistill.cli import main
-from datadistill.distill import CHECKPOINT
+from datadistill.config import (
+    AttackConfig,
+    BaselinesConfig,
+    DistillConfig,
+    EvaluateConfig,
+    LinearConfig,
+    PretrainConfig,
+)
 
 # A few seconds on the embedded digits set: 2 steps x 10 images, 2 epochs, an MLP.
 TINY_FLAGS = [
@@ -253,6 +262,53 @@ def test_every_command_checks_its_destinations_first(tmp_path, read_only, capsys
     read_only(locked)
     assert main([part.format(locked=locked) for part in command]) == 1
     _one_line_error(capsys, f"{locked} is read-only; choose another --")
+
+
+@pytest.mark.parametrize(
+    "command, cls",
+    [
+        ("distill", DistillConfig),
+        ("evaluate", EvaluateConfig),
+        ("baselines", BaselinesConfig),
+        ("pretrain", PretrainConfig),
+        ("linear", LinearConfig),
+        ("attack", AttackConfig),
+    ],
+)
+def test_every_offered_setting_is_an_option_with_its_help(command, cls, capsys):
+    """Each command's options come from its config dataclass: one per field not marked hidden, with the
+    field's help text; a hidden field is no option."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(cls):
+        cli = f.metadata["cli"]
+        name = (
+            cli.get("metavar", f.name) if cli.get("positional") else f"--{f.name.replace('_', '-')}"
+        )
+        if cli.get("hidden"):
+            assert f"{name} " not in text, name
+            continue
+        assert f"{name} " in text or f"{name}," in text, name
+        help_text = f.metadata["help"].split("%(")[0]  # up to an argparse placeholder
+        assert "".join(help_text.split()) in "".join(text.split()), name  # lines wrap anywhere
+
+
+def test_config_from_the_command_line_equals_the_library_default():
+    """A bare command builds the dataclass's own defaults (the parser repeats none of them)."""
+    from datadistill.cli import _config_from_args, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["baselines"])
+    assert _config_from_args(BaselinesConfig, args) == BaselinesConfig()
+    args = parser.parse_args(
+        ["attack", "--pretrained", "p", "--source-class", "2", "--target-class", "3"]
+    )
+    assert _config_from_args(AttackConfig, args) == AttackConfig(
+        pretrained="p", source_class=2, target_class=3
+    )
+    args = parser.parse_args(["linear"])
+    assert _config_from_args(LinearConfig, args) == LinearConfig()
 
 
 def test_resume_alone_of_a_run_from_before_schedules_keeps_the_step_schedule(

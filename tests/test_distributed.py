@@ -12,9 +12,12 @@ import pytest
 import torch
 
 from datadistill.artifacts import load_tensors
-from datadistill.distill import CHECKPOINT
+from datadistill.checkpoint import CHECKPOINT
 
-pytestmark = pytest.mark.distributed
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.slow,
+]  # processes started with torchrun: ~15 s each
 
 COMMON = [
     "--dataset",

@@ -1,6 +1,5 @@
 """Tests for the linear case (Wang et al. 2018, §3.3): exactness, the M ≥ D bound, the machinery."""
 
-import argparse
 import json
 import math
 import os
@@ -9,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from datadistill.linear import (
+from datadistill.cli import main
+from datadistill.experiments.linear import (
     _make_problem,
     _mean_meta_grad,
     _spectral_rows,
-    add_cli,
     closed_form,
     distill_linear,
     evaluate_linear,
@@ -23,10 +22,9 @@ from datadistill.linear import (
     one_step,
     regression_loss,
     regression_unroll,
-    run_cli,
     synthetic_problem,
 )
-from datadistill.linear import _regression_meta_grad as regression_meta_grad
+from datadistill.experiments.linear import _regression_meta_grad as regression_meta_grad
 from datadistill.unroll import Steps
 
 D = 16
@@ -228,15 +226,12 @@ def test_learned_half_d_cannot_beat_the_bound(problem):
 
 
 def test_cli_runs_the_sweep_and_writes_json_and_plot(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command"))
     out, png = tmp_path / "rows.json", tmp_path / "plot.png"
-    args = parser.parse_args(
+    status = main(
         ["linear", "--dim", "4", "--ratios", "0.5", "1", "--iterations", "30"]
         + ["--eval-inits", "50", "--json", str(out), "--plot", str(png)]
     )
-    assert args.func is run_cli
-    assert run_cli(args) == 0
+    assert status == 0
     rows = json.loads(out.read_text())
     assert [r["num_points"] for r in rows] == [2, 4]
     assert rows[0]["bound"] > 0 and rows[1]["bound"] == 0

@@ -10,80 +10,104 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import inspect
 import json
 import os
-import re
 import sys
+import time
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from datadistill._version import __version__
-from datadistill.config import DistillConfig, list_presets, load_config
+from datadistill.config import (
+    AttackConfig,
+    BaselinesConfig,
+    DistillConfig,
+    EvaluateConfig,
+    LinearConfig,
+    PretrainConfig,
+    list_presets,
+    load_config,
+)
 
 
-def _field_help(cls) -> dict[str, str]:
-    """The comments of each dataclass field, used as its --help text (one source of truth).
-
-    A field's comments may follow its default on the same line or, when the formatter wrapped the default
-    in parentheses, sit on the lines below it; they all belong to the field until the next one starts.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    helps: dict[str, list[str]] = {}
-    field = None
-    for line in inspect.getsource(cls).splitlines():
-        start = re.match(r"\s+(\w+): ", line)
-        if start and start.group(1) in names:
-            field = start.group(1)
-        elif re.match(r"\s+(def|@)", line):
-            field = None  # the methods after the fields
-        if field and "#" in line:
-            helps.setdefault(field, []).append(line.split("#", 1)[1].strip())
-    return {name: " ".join(parts) for name, parts in helps.items()}
+def _base_type(hint: Any) -> Any:
+    """``int`` for ``int | None``; the hint itself otherwise."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
-def _add_dataclass_options(
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _add_config_options(
     parser: argparse.ArgumentParser,
-    cls,
-    skip: Sequence[str] = (),
+    cls: type,
+    *,
+    append_default: bool = False,
     preset: tuple[str, dict] | None = None,
 ) -> None:
-    """One option per field of ``cls``; ``preset`` = (name, values) of the preset a bare command runs,
-    whose values are shown as the defaults (with the dataclass's own beside them)."""
+    """One option per field of the config dataclass ``cls``, from its type, default and metadata.
+
+    Help is ``metadata["help"]``; ``metadata["cli"]`` adds choices, ``required``, ``metavar``, ``nargs``,
+    ``positional`` or ``hidden`` (no option). With ``append_default`` (``distill``) every option's parsed
+    default is None, so that a preset can fill what the command line leaves out, and the help ends with the
+    default: the dataclass's, or with ``preset`` = (name, values) the preset's, with the dataclass's beside it.
+    The other commands' help texts state their defaults themselves.
+    """
     preset_name, preset_values = preset or ("", {})
-    helps = _field_help(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        cli = dict(f.metadata.get("cli", {}))
+        if cli.pop("hidden", False):
             continue
+        base = _base_type(hints[f.name])
+        text = f.metadata.get("help", "")
+        if append_default:
+            if f.name in preset_values and preset_values[f.name] != f.default:
+                default = (
+                    f"{preset_values[f.name]} from the {preset_name} preset; {f.default} with "
+                    "--dataset or a --config that does not set it"
+                )
+            else:
+                default = f.default
+            text = f"{text.replace('%', '%%')} (default: {default})"  # argparse formats help with %
+            cli.setdefault("metavar", f.name.upper())
+        positional = cli.pop("positional", False)
+        kw: dict[str, Any] = dict(help=text or None, **cli)
+        if positional:
+            parser.add_argument(f.name, **kw)
+            continue
+        kw.update(dest=f.name, default=None if append_default else f.default)
         flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        base = (
-            next((a for a in args if a is not type(None)), hint)
-            if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-            else hint
-        )
-        text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
-        if f.name in preset_values and preset_values[f.name] != f.default:
-            default = (
-                f"{preset_values[f.name]} from the {preset_name} preset; {f.default} with "
-                "--dataset or a --config that does not set it"
-            )
-        else:
-            default = f.default
-        kw = dict(dest=f.name, default=None, help=f"{text} (default: {default})")
         if base is bool:
+            kw.pop("metavar", None)
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif typing.get_origin(base) is tuple:
-            parser.add_argument(flag, type=float, nargs=2, metavar=("B1", "B2"), **kw)
+        elif typing.get_origin(base) is tuple and "nargs" in cli:  # e.g. --ratios 0.5 1 2
+            if kw["default"] is not None:
+                kw["default"] = list(kw["default"])
+            parser.add_argument(flag, type=typing.get_args(base)[0], **kw)
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):
+            parser.add_argument(flag, type=_comma_separated, **kw)  # e.g. --only a,b
+        elif typing.get_origin(base) is tuple:  # a fixed number of floats: --betas B1 B2
+            kw["metavar"] = ("B1", "B2")
+            parser.add_argument(flag, type=float, nargs=2, **kw)
+        elif base is str:
+            parser.add_argument(flag, **kw)
         else:
-            parser.add_argument(flag, type=base, metavar=f.name.upper(), **kw)
+            parser.add_argument(flag, type=base, **kw)
+
+
+def _config_from_args(cls: type, args: argparse.Namespace, preset: str | None = None):
+    """The validated ``cls`` of the parsed ``args`` (over ``preset`` when given)."""
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("cli", {}).get("hidden")]
+    return load_config(cls, preset, {name: getattr(args, name) for name in names})
 
 
 DEFAULT_PRESET = "digits"  # what a bare `datadistill` / `datadistill distill` runs
@@ -121,44 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"YAML file or preset name ({', '.join(list_presets())}); with neither --config nor "
         f"--dataset, the {DEFAULT_PRESET!r} preset (the embedded default job) runs",
     )
-    _add_dataclass_options(p, DistillConfig, preset=(DEFAULT_PRESET, bare))
+    _add_config_options(p, DistillConfig, append_default=True, preset=(DEFAULT_PRESET, bare))
 
     p = sub.add_parser("evaluate", help="train fresh networks on a distilled set; test accuracy")
-    p.add_argument(
-        "run", metavar="RUN_DIR", help="folder with distilled.safetensors + manifest.json"
-    )
-    p.add_argument(
-        "--models", type=int, help="networks to train (default: 1 fixed init, 200 random)"
-    )
-    p.add_argument("--json", help="also write the result as JSON to this file")
-    p.add_argument(
-        "--data-dir",
-        help="real data folder (default: $DATADISTILL_DATA, else the cache); for a run on your own "
-        "data that has moved: the folder now holding it (found by its file or folder name)",
-    )
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument(
-        "--protocol",
-        choices=["replay", "dataset"],
-        help="replay: the distilled steps in order with their learned lrs (the paper's protocol); "
-        "dataset: train fresh networks on the images as an ordinary training set with the field's "
-        "recipe (SGD m0.9, wd 5e-4, lr 0.01 /10 at half-way, batch 256, --epochs). Default: the "
-        "protocol the set was distilled for (its manifest)",
-    )
-    p.add_argument(
-        "--model",
-        help="dataset protocol: the network to train (registered name or module:factory; default "
-        "convnet, ConvNet-3 with 128 channels; adaptation sets default to their pre-trained networks)",
-    )
-    p.add_argument(
-        "--epochs", type=int, help="dataset protocol: epochs of the field's recipe (default 300)"
-    )
-    p.add_argument(
-        "--augment",
-        choices=["none", "dsa"],
-        default="none",
-        help="dataset protocol: DSA-style augmentation of every minibatch (default none)",
-    )
+    _add_config_options(p, EvaluateConfig)
 
     p = sub.add_parser("show", help="summarise a distilled set and redraw its image grids")
     p.add_argument("run", metavar="RUN_DIR")
@@ -168,30 +158,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     sub.add_parser("models", help="list networks")
     sub.add_parser("presets", help="list the shipped YAML presets")
-    for module_name in dict.fromkeys(PLUGGED_COMMANDS.values()):  # options live beside their code
-        importlib.import_module(f"datadistill.{module_name}").add_cli(sub)
+    _add_experiment_parsers(sub)
     return parser
 
 
-def _cmd_distill(args: argparse.Namespace) -> int:
-    from datadistill.distill import SETTINGS_BEFORE_THEY_EXISTED, distill
+def _add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
+    """The experiments' commands: baselines, pretrain, linear, gallery / pull, attack."""
+    p = sub.add_parser(
+        "baselines",
+        help="real-image baselines (random, optimised, k-means, average, 1-NN, full data) for a budget",
+        description="Baselines for distilled data: what the same budget of real images achieves (Wang "
+        "et al. 2018, §4.1, Table 1).",
+    )
+    _add_config_options(p, BaselinesConfig)
+    p = sub.add_parser(
+        "pretrain",
+        help="train a pool of networks on real data (inits for --init pretrained-fixed|random)",
+        description="Train --count networks (different seeds) on a real data set and save them as a pool "
+        "for `datadistill distill --init pretrained-fixed|pretrained-random --pretrained DIR`. Recipe: "
+        "Adam (betas .5/.999) with cosine decay; much shorter than the paper's 40 (MNIST) / 130 (USPS) "
+        "epochs at lr 2e-4.",
+    )
+    _add_config_options(p, PretrainConfig)
+    p = sub.add_parser(
+        "linear",
+        help="the linear case (§3.3): excess loss vs number of distilled points M / D",
+        description=(
+            "Distil M points + one lr for linear regression with the meta-gradient machinery and "
+            "compare the excess loss on held-out inits with the analytic lower bound for M < D."
+        ),
+    )
+    _add_config_options(p, LinearConfig)
+    p = sub.add_parser(
+        "gallery", help="list the released distilled sets that ship with the package"
+    )
+    p.add_argument(
+        "--thumbnails", metavar="PNG", help="also draw each set's first images into this PNG"
+    )
+    p = sub.add_parser("pull", help="copy a released distilled set into a folder")
+    p.add_argument("name", help="a name from `datadistill gallery`")
+    p.add_argument("--out", help="destination folder (default: runs/<name>)")
+    p = sub.add_parser(
+        "attack",
+        help="distil a targeted poisoning attack (class K -> T in one GD step) and report it",
+        description="Pre-trained pool (reused, or pre-trained when --pretrained holds none) -> distil "
+        "images and a step size that make networks predict class K as T after ONE GD step (objective "
+        "poison) -> report success and other-class accuracy on held-out networks beside real-image "
+        "baselines with the same budget (Wang et al. 2018, sec. 3.5).",
+    )
+    _add_config_options(p, AttackConfig)
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)}
-    if overrides["betas"] is not None:
-        overrides["betas"] = tuple(overrides["betas"])
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from datadistill.checkpoint import SETTINGS_BEFORE_THEY_EXISTED
+    from datadistill.distill import distill
+
+    if args.betas is not None:
+        args.betas = tuple(args.betas)
     if args.resume and args.config is None and args.out is not None:
         saved = Path(args.out) / "config.yaml"
         if saved.is_file():
             args.config = str(saved)  # the run's own settings; flags given here override them
             written = yaml.safe_load(saved.read_text()) or {}
             for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():  # a run older than the key
-                if key not in written and overrides[key] is None:
-                    overrides[key] = value
+                if key not in written and getattr(args, key) is None:
+                    setattr(args, key, value)
     if args.resume and args.out is None:
         raise ValueError("--resume continues the run in --out: give --out RUN_DIR as well")
     if args.config is None and args.dataset is None:
         args.config = DEFAULT_PRESET  # the default job: the embedded data set, offline
-    cfg = load_config(DistillConfig, args.config, overrides)
+    cfg = _config_from_args(DistillConfig, args, args.config)
     data = distill(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
@@ -206,40 +242,96 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from datadistill.artifacts import DistilledData
-    from datadistill.evaluate import FieldRecipe, evaluate, evaluate_as_dataset
+    from datadistill.evaluate import evaluate_run
 
-    data = DistilledData.load(args.run)
-    protocol = args.protocol or data.manifest.get("protocol") or "replay"
-    if protocol == "dataset":
-        result = evaluate_as_dataset(
-            data,
-            model=args.model,
-            models=args.models,
-            recipe=FieldRecipe(augment=args.augment),
-            epochs=args.epochs,
-            data_dir=args.data_dir,
-            device=args.device,
-            json_path=args.json,
-        )
-        print(result.table())
-        return 0
-    for flag, value in (("--model", args.model), ("--epochs", args.epochs)):
-        if value is not None:
-            raise ValueError(
-                f"{flag} applies to the dataset protocol: add --protocol dataset, or drop {flag} to "
-                "replay the set on the network it was distilled for"
-            )
-    if args.augment != "none":
-        raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
-    result = evaluate(
-        data,
-        models=args.models,
-        data_dir=args.data_dir,
-        device=args.device,
-        json_path=args.json,
+    print(evaluate_run(_config_from_args(EvaluateConfig, args)).table())
+    return 0
+
+
+def _cmd_baselines(args: argparse.Namespace) -> int:
+    from datadistill.experiments.baselines import run_baselines
+
+    report = run_baselines(_config_from_args(BaselinesConfig, args))
+    print(
+        f"{report.config['dataset']}, {report.config['model']}, {report.config['init']} init — {report.protocol}"
     )
-    print(result.table())
+    print(report.table())
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from datadistill.experiments.pretrain import pretrain
+
+    manifest = pretrain(_config_from_args(PretrainConfig, args))
+    acc = manifest["accuracy"]
+    print(
+        f"pre-trained {manifest['count']} {manifest['model']} networks on {manifest['dataset']} "
+        f"({manifest['count'] - manifest['heldout']} train, {manifest['heldout']} held out) in "
+        f"{manifest['train_seconds']:.0f} s; test accuracy {acc['mean']:.2f} ± {acc['std']:.2f}% "
+        f"(min {acc['min']:.2f})\npool folder: {args.out}"
+    )
+    return 0
+
+
+def _cmd_linear(args: argparse.Namespace) -> int:
+    from datadistill.experiments.linear import format_table, run_linear
+
+    problem, rows = run_linear(_config_from_args(LinearConfig, args))
+    print(
+        f"{problem.name}: D = {problem.dim}, O = {problem.out_dim}, L(θ*) = {problem.optimal_loss:.4f}"
+    )
+    print(format_table(rows))
+    return 0
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from datadistill.gallery import list_gallery, save_thumbnails
+
+    print("| name | data set | model | init | images | steps × epochs | accuracy (%) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in list_gallery():
+        acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['n_models']} nets)"
+        labels = ", soft labels" if r["soft_labels"] else ""
+        print(
+            f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
+            f"{r['steps']} × {r['epochs']} | {acc} |"
+        )
+    if args.thumbnails:
+        print(f"wrote {save_thumbnails(args.thumbnails)}")
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from datadistill.gallery import pull
+
+    out = pull(args.name, args.out or Path("runs") / args.name)
+    print(f"copied {args.name} to {out}; try: datadistill evaluate {out}")
+    return 0
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from datadistill.artifacts import write_json
+    from datadistill.experiments.attack import attack_table, run_attack
+    from datadistill.experiments.attack_heatmap import attack_heatmap
+
+    cfg = _config_from_args(AttackConfig, args)
+    if cfg.out is None:  # one folder for the run and the heat-map
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg = dataclasses.replace(cfg, out=f"runs/attack-{Path(cfg.dataset).name}-{stamp}")
+    result = run_attack(cfg)
+    pool = result["pool"]
+    print(
+        f"attack {cfg.dataset} class {cfg.source_class} -> {cfg.target_class}, {cfg.init} "
+        f"(pool {pool['train']} + {pool['heldout']} held out), one step on "
+        f"{result['rows'][0]['images']} images\n"
+    )
+    print(attack_table(result))
+    print(f"\nrun folder: {result['run_dir']}")
+    if cfg.json:
+        write_json(Path(cfg.json), result)
+    if cfg.heatmap:
+        attack_heatmap(cfg, cfg.heatmap, iterations=cfg.heatmap_iterations)
+        print(f"heat-map: {cfg.heatmap}")
     return 0
 
 
@@ -310,8 +402,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-# command -> module with add_cli(subparsers) / run_cli(args)
-PLUGGED_COMMANDS = {
+COMMANDS = {
     "baselines": "baselines",
     "pretrain": "pretrain",
     "linear": "linear",
@@ -327,6 +418,12 @@ COMMANDS = {
     "datasets": _cmd_datasets,
     "models": _cmd_models,
     "presets": _cmd_presets,
+    "baselines": _cmd_baselines,
+    "pretrain": _cmd_pretrain,
+    "linear": _cmd_linear,
+    "gallery": _cmd_gallery,
+    "pull": _cmd_pull,
+    "attack": _cmd_attack,
 }
 
 
@@ -358,9 +455,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         _check_destinations(args)
-        if args.command in PLUGGED_COMMANDS:
-            module = importlib.import_module(f"datadistill.{PLUGGED_COMMANDS[args.command]}")
-            return module.run_cli(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)

@@ -13,9 +13,7 @@ image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -26,58 +24,37 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from datadistill._version import __version__
 from datadistill.artifacts import (
-    DISTILLED_FILE,
     DistilledData,
-    check_writable,
     label_targets,
-    load_tensors,
     remove_stale_temporaries,
-    save_tensors,
     write_json,
 )
-from datadistill.config import DistillConfig, save_config, to_dict
-from datadistill.data import load_dataset
+from datadistill.checkpoint import (
+    CHECKPOINT,
+    DistillState,
+    check_run_folder,
+    describe_changes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from datadistill.config import EVAL_NETWORKS, DistillConfig, eval_networks, save_config
+from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
+from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe, batch_order, train, truncated_meta_grad
 from datadistill.models.user import factory_root
 from datadistill.objectives import make_objective, poison_labels
 from datadistill.seeds import generator as _generator
-from datadistill.setting import make_setting
+from datadistill.setting import Setting, make_setting
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
-CHECKPOINT = "checkpoint.safetensors"
-PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 # Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
-VAL_NETS = 4
-# Settings that may differ between a run and its resumption (they do not change the distilled result).
-RESUMABLE_CHANGES = {
-    "iterations",
-    "resume",
-    "force",
-    "out",
-    "device",
-    "eval_models",
-    "eval_every",
-    "checkpoint_every",
-    "tensorboard",
-    "data_dir",
-    "lr",
-    "decay_every",
-    "decay_factor",
-    "final_lr_fraction",
-    "time_limit",
-}
-# A checkpoint written before a setting existed ran with the behaviour of this value (else: today's default).
-SETTINGS_BEFORE_THEY_EXISTED = {"schedule": "step"}
-# Resumable settings that are not worth a line in the run's history when they differ.
-UNRECORDED_CHANGES = {"resume", "force", "out"}
-BEST_TENSORS = ("images", "labels", "raw_lrs")
+VAL_NETS = EVAL_NETWORKS["curve"]
 Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
@@ -92,47 +69,6 @@ class DistillationDiverged(RuntimeError):
 def inverse_softplus(y: float) -> float:
     """x with softplus(x) = y (the raw parameter of a learned step size y > 0)."""
     return y + math.log(-math.expm1(-y))
-
-
-@dataclass
-class _State:
-    """Everything that changes during distillation (what a checkpoint holds)."""
-
-    images: Tensor  # [S, n, C, H, W], leaf
-    labels: Tensor  # [S, n] int64, or [S, n, K] float logits (a leaf when learned)
-    raw_lrs: Tensor  # [S·E], leaf; lrs = softplus(raw_lrs)
-    optimizer: torch.optim.Adam
-    iteration: int
-    history: list[dict[str, Any]]
-    label_kind: str = "softmax"  # how learned labels become targets (artifacts.label_targets)
-    progress: float = 0.0  # how far through its lr schedule the run is, in [0, 1] (outer_lr)
-    # with --val-size: the best iterate so far (its tensors, iteration and validation accuracy)
-    best: dict[str, Any] | None = None
-    # settings changed on --resume: [{"iteration": N, "changes": {name: [before, after]}}]
-    resume_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-    def steps(self) -> Steps:
-        return Steps(
-            self.images, label_targets(self.labels, self.label_kind), F.softplus(self.raw_lrs)
-        )
-
-    def snapshot(self, val_accuracy: float) -> dict[str, Any]:
-        """A detached copy of the learned tensors, tagged with the iteration and its validation accuracy."""
-        return {
-            "iteration": self.iteration,
-            "val_accuracy": val_accuracy,
-            **{k: getattr(self, k).detach().clone() for k in BEST_TENSORS},
-        }
-
-    def chosen(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(images, labels, raw_lrs)`` of the result: the best validated iterate, else the last."""
-        source = self.best if self.best is not None else vars(self)
-        return tuple(source[k].detach() for k in BEST_TENSORS)
-
-    def label_grad(self, d_targets: Tensor) -> Tensor:
-        """∂L/∂labels from ∂L/∂targets (the chain rule through ``label_targets``)."""
-        labels = self.labels.detach().requires_grad_()
-        return torch.autograd.grad(label_targets(labels, self.label_kind), labels, d_targets)[0]
 
 
 @dataclass
@@ -242,7 +178,7 @@ def _class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tens
 
 def _initial_state(
     cfg: DistillConfig, train, device: torch.device, images: Tensor | None
-) -> _State:
+) -> DistillState:
     num_classes = train.num_classes
     per_step = cfg.images_per_step or cfg.images_per_class * num_classes
     repeat = cfg.images_per_class if cfg.images_per_step is None else 1
@@ -268,102 +204,33 @@ def _initial_state(
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw, labels) if t.requires_grad]
     opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    return _State(images, labels, raw, opt, 0, [], cfg.label_targets)
+    return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 
-def _save_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
-    tensors = {
-        "images": state.images,
-        "raw_lrs": state.raw_lrs,
-        "labels": state.labels,
-    }
-    if state.best is not None:
-        tensors.update({f"best.{k}": state.best[k] for k in BEST_TENSORS})
-    opt = state.optimizer.state_dict()
-    for index, slots in opt["state"].items():
-        for key, value in slots.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
-    metadata = {
-        "iteration": str(state.iteration),
-        "param_groups": json.dumps(opt["param_groups"]),
-        "config": json.dumps(to_dict(cfg)),
-        "history": json.dumps(state.history),
-        "schedule_progress": repr(state.progress),
-        "resume_history": json.dumps(state.resume_history),
-        "version": __version__,
-    }
-    if state.best is not None:
-        metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
-    path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
-    if path.exists():
-        os.replace(path, previous)
-    save_tensors(path, tensors, metadata)
-    return path
+@dataclass
+class _Run:
+    """What stays fixed through a distillation run once it is set up (the data, networks and folder)."""
 
+    cfg: DistillConfig  # validated; ``model`` is the spec of the network actually used
+    world: World
+    device: torch.device
+    setting: Setting
+    inits: InitDistribution  # the setting's, less any networks set aside for --val-size
+    train: ImageDataset  # the part distilled from (without the --val-size images)
+    train_x: Tensor  # [N, C, H, W] on device
+    train_y: Tensor  # [N]
+    test_x: Tensor  # [M, C, H, W] on device
+    test_y: Tensor  # [M]
+    validation: _Validation | None
+    out: Path
+    recipe: Recipe | None  # the dataset protocol's inner training (None: replay)
+    trainer: Trainer
+    inits_per_process: int
+    vmap_inits: bool
 
-def _load_checkpoint(folder: Path, state: _State, cfg: DistillConfig) -> Path:
-    """Restore ``state`` from the newest readable checkpoint in ``folder``; return its path."""
-    errors = []
-    for path in (folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT):
-        if not path.exists():
-            continue
-        try:
-            tensors, meta = load_tensors(path, with_metadata=True)
-        except ValueError as err:
-            errors.append(str(err))
-            tqdm.write(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
-            continue
-        changes = _check_compatible(json.loads(meta["config"]), cfg, path)
-        with torch.no_grad():
-            state.images.copy_(tensors["images"])
-            state.raw_lrs.copy_(tensors["raw_lrs"])
-            if state.labels.is_floating_point():
-                state.labels.copy_(tensors["labels"])
-        opt_state: dict[int, dict[str, Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, slot = key.split(".", 2)
-                opt_state.setdefault(int(index), {})[slot] = value
-        groups = json.loads(meta["param_groups"])
-        state.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-        state.iteration = int(meta["iteration"])
-        state.history = json.loads(meta["history"])
-        state.progress = float(meta.get("schedule_progress", 0.0))
-        state.resume_history = json.loads(meta.get("resume_history", "[]"))
-        if changes:
-            state.resume_history.append({"iteration": state.iteration, "changes": changes})
-        if "best" in meta:
-            best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
-            state.best = {**json.loads(meta["best"]), **best}
-        return path
-    if errors:
-        raise ValueError(f"no usable checkpoint in {folder}: " + "; ".join(errors))
-    raise FileNotFoundError(
-        f"nothing to resume in {folder}: no {CHECKPOINT} there; run without --resume to start it"
-    )
-
-
-def _check_compatible(
-    saved: dict[str, Any], cfg: DistillConfig, path: Path
-) -> dict[str, list[Any]]:
-    """Refuse to resume with settings that change the result; return the allowed changes worth
-    recording, ``{name: [before, after]}``."""
-    now = to_dict(cfg)
-    # a key newer than the checkpoint had its default then (or the behaviour the code had before it)
-    defaults = {**to_dict(DistillConfig()), **SETTINGS_BEFORE_THEY_EXISTED}
-    # With --val-size the evaluation points are the candidates for the result, so they must not move.
-    resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.val_size else set())
-    then = {k: saved.get(k, defaults[k]) for k in now}
-    differ = sorted(k for k in now if k not in resumable and then[k] != now[k])
-    if differ:
-        detail = ", ".join(f"{k}: {then[k]!r} -> {now[k]!r}" for k in differ)
-        raise ValueError(
-            f"cannot resume {path}: settings differ from the checkpoint ({detail}); "
-            "use the original settings or start a new run with another --out"
-        )
-    return {
-        k: [then[k], now[k]] for k in sorted(resumable - UNRECORDED_CHANGES) if then[k] != now[k]
-    }
+    @property
+    def model(self) -> nn.Module:
+        return self.setting.model
 
 
 def distill(
@@ -399,6 +266,17 @@ def distill(
     Raises:
         DistillationDiverged: the meta-loss became NaN/inf (the message names the last good checkpoint).
     """
+    cfg, model_arg = _resolve_config(cfg, overrides, train, test)
+    run = _setup(cfg, model_arg, train, test)
+    state = _start(run, images)
+    timing = _drive(run, state, progress)
+    return _finish(run, state, timing)
+
+
+def _resolve_config(
+    cfg: DistillConfig | None, overrides: dict[str, Any], train: Any, test: Any
+) -> tuple[DistillConfig, Any]:
+    """``(validated config, the model argument as given)``: ``cfg`` with ``overrides`` applied."""
     values = {**(vars(cfg) if cfg else {}), **overrides}
     # A network object or factory is not a setting that YAML can hold: it is recorded by its spec below.
     model_arg = values.get("model")
@@ -410,20 +288,28 @@ def distill(
         values["dataset"] = "python"
     elif test is not None:
         raise ValueError("test= needs train= (the data set's own test split is used with dataset=)")
-    cfg = DistillConfig(**values).validate()
-    world = init_world(cfg.device)
-    device = torch.device(local_device(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return DistillConfig(**values).validate(), model_arg
+
+
+def _load_splits(cfg: DistillConfig, train: Any, test: Any) -> tuple[ImageDataset, ImageDataset]:
+    """``(train, test)`` of ``cfg.dataset``, or of the Python data given as ``train=`` / ``test=``."""
     load = dict(resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
     if train is not None:
         from datadistill.data.sources import from_python
 
-        train, test = from_python(train, test, test_fraction=cfg.test_fraction, **load)
-    else:
-        load.update(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
-        train = load_dataset(cfg.dataset, "train", **load)
-        test = load_dataset(cfg.dataset, "test", **load)
+        return from_python(train, test, test_fraction=cfg.test_fraction, **load)
+    load.update(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
+    return load_dataset(cfg.dataset, "train", **load), load_dataset(cfg.dataset, "test", **load)
+
+
+def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
+    """Load the data, build the network and inits, check the run folder: everything that may refuse the
+    settings happens here, before anything is written."""
+    world = init_world(cfg.device)
+    device = torch.device(local_device(cfg.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    train, test = _load_splits(cfg, train, test)
     train, held_out = _split_validation(cfg, train)  # before anything is written: it may refuse
     _check_real_images(cfg, train)
     setting = make_setting(
@@ -444,28 +330,10 @@ def distill(
     )
     if model_arg is not None and not isinstance(model_arg, str):
         cfg = dataclasses.replace(cfg, model=setting.model_spec)
-    model, inits = setting.model, setting.inits
     _check_classes(cfg, train.num_classes)
-    validation, inits = _make_validation(cfg, inits, held_out, device)  # may refuse: before writing
+    validation, inits = _make_validation(cfg, setting.inits, held_out, device)  # may refuse
     out = _resolve_out(cfg, train.name, setting.model_spec)
-    _check_out(out, cfg)
-    world.barrier()  # every rank has checked the folder before rank 0 writes into it
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    state = _initial_state(cfg, train, device, images)
-    if cfg.resume:
-        resumed_from = _load_checkpoint(out, state, cfg)
-        if world.is_main:
-            tqdm.write(f"resuming {resumed_from} at iteration {state.iteration}", file=sys.stderr)
-            latest = state.resume_history[-1] if state.resume_history else None
-            if latest is not None and latest["iteration"] == state.iteration:
-                tqdm.write(f"changed on resume: {_describe_changes(latest)}", file=sys.stderr)
-            remove_stale_temporaries(out)  # of writes a kill interrupted
-    if world.is_main:
-        notes = [f"changed on resume: {_describe_changes(r)}" for r in state.resume_history]
-        save_config(cfg, out / "config.yaml", notes)
-
+    check_run_folder(out, cfg)
     k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
     vmap_inits = cfg.vmap_inits if cfg.vmap_inits is not None else device.type == "cuda" and k > 1
     if vmap_inits and cfg.meta_grad != "autograd":
@@ -473,9 +341,142 @@ def distill(
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
         )
     recipe = inner_recipe(cfg)
-    trainer = _trainer(model, recipe)
-    train_x, train_y = train.images.to(device), train.labels.to(device)
-    test_x, test_y = test.images.to(device), test.labels.to(device)
+    return _Run(
+        cfg=cfg,
+        world=world,
+        device=device,
+        setting=setting,
+        inits=inits,
+        train=train,
+        train_x=train.images.to(device),
+        train_y=train.labels.to(device),
+        test_x=test.images.to(device),
+        test_y=test.labels.to(device),
+        validation=validation,
+        out=out,
+        recipe=recipe,
+        trainer=_trainer(setting.model, recipe),
+        inits_per_process=k,
+        vmap_inits=vmap_inits,
+    )
+
+
+def _start(run: _Run, images: Tensor | None) -> DistillState:
+    """The state to distil from: a fresh one, or the last checkpoint's with ``--resume``; writes the run
+    folder's ``config.yaml`` (with the settings changed on resume as comments)."""
+    cfg, world, out = run.cfg, run.world, run.out
+    world.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    state = _initial_state(cfg, run.train, run.device, images)
+    if cfg.resume:
+        resumed_from = load_checkpoint(out, state, cfg)
+        if world.is_main:
+            tqdm.write(f"resuming {resumed_from} at iteration {state.iteration}", file=sys.stderr)
+            latest = state.resume_history[-1] if state.resume_history else None
+            if latest is not None and latest["iteration"] == state.iteration:
+                tqdm.write(f"changed on resume: {describe_changes(latest)}", file=sys.stderr)
+            remove_stale_temporaries(out)  # of writes a kill interrupted
+    if world.is_main:
+        notes = [f"changed on resume: {describe_changes(r)}" for r in state.resume_history]
+        save_config(cfg, out / "config.yaml", notes)
+    return state
+
+
+def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None) -> dict[str, Any]:
+    """One outer iteration (Alg. 1): sample a real batch and this rank's θ_0, take the meta-gradients,
+    average them over inits and ranks, and take one Adam step on ``state`` (in place), at the lr that
+    ``outer_lr`` gives for ``state.iteration`` and ``state.progress``.
+
+    Every draw is seeded from ``(cfg.seed, iteration, …)``, so the step depends only on ``state``.
+
+    Returns:
+        The iteration's record ``{"iteration": i + 1, "loss": L, "lr": the Adam lr}`` (the mean meta-loss
+        before the step).
+
+    Raises:
+        DistillationDiverged: the meta-loss or its gradient is not finite (``state`` is left unchanged;
+            ``last_good`` names the checkpoint to go back to).
+    """
+    cfg, world, device, k = run.cfg, run.world, run.device, run.inits_per_process
+    it = state.iteration
+    lr = outer_lr(cfg, it, state.progress)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    batch = torch.randperm(len(run.train_x), generator=_generator(cfg.seed, it, "batch"))
+    batch = batch[: cfg.batch_size].to(device)
+    objective = make_objective(
+        cfg.objective,
+        run.train_x[batch],
+        run.train_y[batch],
+        source_class=cfg.source_class,
+        target_class=cfg.target_class,
+        source_weight=cfg.source_weight,
+    )
+    steps = state.steps()
+    # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
+    params0 = [
+        {
+            n: p.to(device)
+            for n, p in _perturbed(
+                run.inits.sample(_generator(cfg.seed, it, "init", j)),
+                cfg.init_noise,
+                _generator(cfg.seed, it, "init-noise", j),
+            ).items()
+        }
+        for j in range(world.rank * k, (world.rank + 1) * k)
+    ]
+    grads = _meta_grads(run, params0, steps, objective, it)
+    sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
+    loss, d_images, d_lrs, *d_labels = (t / (k * world.size) for t in world.all_reduce_sum(sums))
+    if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
+        where = (
+            f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
+        )
+        raise DistillationDiverged(
+            f"meta-loss or its gradient became non-finite (loss {loss.item()}) at iteration {it}; "
+            f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.images.requires_grad:
+        state.images.grad = d_images
+    if state.raw_lrs.requires_grad:  # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
+        state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
+    if d_labels:
+        state.labels.grad = state.label_grad(d_labels[0])
+    state.optimizer.step()
+    state.iteration = it + 1
+    return {"iteration": state.iteration, "loss": loss.item(), "lr": lr}
+
+
+def _meta_grads(run: _Run, params0: list[Params], steps: Steps, objective, it: int) -> list:
+    """The meta-gradients of this rank's inits ``params0`` (one ``MetaGrads`` each, or one batched)."""
+    cfg, model = run.cfg, run.model
+    if run.recipe is not None:  # the dataset protocol: minibatch training, random truncated window
+        first = run.world.rank * run.inits_per_process
+        return [
+            truncated_meta_grad(
+                model,
+                p,
+                steps.images,
+                steps.labels,
+                steps.lrs,
+                run.recipe,
+                objective,
+                window=cfg.window,
+                generator=_generator(cfg.seed, it, "inner", first + j),
+            )
+            for j, p in enumerate(params0)
+        ]
+    if run.vmap_inits:
+        return [batched_meta_grad(model, params0, steps, objective)]
+    return [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
+
+
+def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
+    """Run ``outer_step`` until ``cfg.iterations`` or the time limit, with the curve's evaluations,
+    logging, the collapse warning and checkpoints between steps. Returns the session's timing."""
+    cfg, world, out = run.cfg, run.world, run.out
     writer = _tensorboard(out) if cfg.tensorboard and world.is_main else None
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
     started = time.perf_counter()
@@ -484,25 +485,7 @@ def distill(
     elapsed_before = state.history[-1].get("elapsed_seconds", 0.0) if state.history else 0.0
     curve_seconds = 0.0  # this session's test-curve evaluations
     progress_before = state.progress  # where an earlier session left the schedule (--time-limit)
-
-    def check(record: dict[str, Any]) -> float:
-        """Score the current set into ``record`` (test curve; --val-size candidate); its test seconds."""
-        n_curve = 1 if inits.is_fixed else 4
-        curve_start = time.perf_counter()
-        after = _evaluate_split(
-            world, model, state.steps(), inits, test_x, test_y, n_curve, train=trainer
-        )[0]
-        record["eval_seconds"] = time.perf_counter() - curve_start  # not in elapsed_seconds
-        record["accuracy"] = statistics.fmean(after)
-        record["accuracy_std"] = statistics.pstdev(after)
-        if validation is not None:
-            record["val_accuracy"] = validation.score(model, state.steps(), trainer)
-            if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
-                state.best = state.snapshot(record["val_accuracy"])
-        return record["eval_seconds"]
-
     warned_collapse = False
-
     bar = tqdm(
         total=cfg.iterations,
         initial=state.iteration,
@@ -510,137 +493,99 @@ def distill(
         disable=not (progress and world.is_main),
     )
     while state.iteration < cfg.iterations:
-        it = state.iteration
         time_fraction = _time_fraction(world, cfg, started)
         if time_fraction is not None and time_fraction > 1:
             if state.history and "accuracy" not in state.history[-1]:
                 # The last iterates, at the schedule's lowest lr, get a check too: with --val-size
                 # the set stopped at is a candidate for the result.
-                curve_seconds += check(state.history[-1])
+                curve_seconds += _evaluate_point(run, state, state.history[-1])
             if world.is_main:
-                _save_checkpoint(out, state, cfg)
-                tqdm.write(f"time limit reached after {it} iterations", file=sys.stderr)
-            break
-        state.progress = schedule_progress(it, cfg.iterations, time_fraction, progress_before)
-        lr = outer_lr(cfg, it, state.progress)
-        for group in state.optimizer.param_groups:
-            group["lr"] = lr
-        batch = torch.randperm(len(train_x), generator=_generator(cfg.seed, it, "batch"))
-        batch = batch[: cfg.batch_size].to(device)
-        objective = make_objective(
-            cfg.objective,
-            train_x[batch],
-            train_y[batch],
-            source_class=cfg.source_class,
-            target_class=cfg.target_class,
-            source_weight=cfg.source_weight,
-        )
-        steps = state.steps()
-        # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
-        step_start = time.perf_counter()
-        params0 = [
-            {
-                n: p.to(device)
-                for n, p in _perturbed(
-                    inits.sample(_generator(cfg.seed, it, "init", j)),
-                    cfg.init_noise,
-                    _generator(cfg.seed, it, "init-noise", j),
-                ).items()
-            }
-            for j in range(world.rank * k, (world.rank + 1) * k)
-        ]
-        if recipe is not None:  # the dataset protocol: minibatch training, random truncated window
-            first = world.rank * k
-            grads = [
-                truncated_meta_grad(
-                    model,
-                    p,
-                    steps.images,
-                    steps.labels,
-                    steps.lrs,
-                    recipe,
-                    objective,
-                    window=cfg.window,
-                    generator=_generator(cfg.seed, it, "inner", first + j),
-                )
-                for j, p in enumerate(params0)
-            ]
-        elif vmap_inits:
-            grads = [batched_meta_grad(model, params0, steps, objective)]
-        else:
-            grads = [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
-        sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
-        loss, d_images, d_lrs, *d_labels = (
-            t / (k * world.size) for t in world.all_reduce_sum(sums)
-        )
-        if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
-            where = (
-                f"last good checkpoint: {last_good}"
-                if last_good
-                else "no checkpoint was written yet"
-            )
-            raise DistillationDiverged(
-                f"meta-loss or its gradient became non-finite (loss {loss.item()}) at iteration {it}; "
-                f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
-            )
-        state.optimizer.zero_grad(set_to_none=True)
-        if state.images.requires_grad:
-            state.images.grad = d_images
-        if state.raw_lrs.requires_grad:  # lrs = softplus(raw), and d softplus(r)/dr = sigmoid(r)
-            state.raw_lrs.grad = d_lrs * torch.sigmoid(state.raw_lrs.detach())
-        if d_labels:
-            state.labels.grad = state.label_grad(d_labels[0])
-        state.optimizer.step()
-        step_seconds += time.perf_counter() - step_start
-        state.iteration = it + 1
-
-        record: dict[str, Any] = {
-            "iteration": state.iteration,
-            "loss": loss.item(),
-            "lr": lr,  # the outer Adam lr of this update
-            # wall time of distillation so far, all sessions, without the test-curve evaluations
-            "elapsed_seconds": elapsed_before + time.perf_counter() - started - curve_seconds,
-        }
-        if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
-            curve_seconds += check(record)
-        state.history.append(record)
-        if writer is not None:
-            writer.add_scalar("meta_loss", record["loss"], state.iteration)
-            if "accuracy" in record:
-                writer.add_scalar("test_accuracy", record["accuracy"], state.iteration)
-        lrs = steps.lrs.detach()
-        postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lrs.min():.3g}-{lrs.max():.3g}"}
-        if "accuracy" in record:
-            postfix["acc"] = f"{record['accuracy']:.1f}"
-        bar.set_postfix(postfix)
-        bar.update(1)
-        if not warned_collapse and state.iteration % (COLLAPSE_WINDOW // 4) == 0:
-            warned_collapse = collapsed(
-                [r["loss"] for r in state.history], train.num_classes, COLLAPSE_WINDOW
-            )
-            if warned_collapse and world.is_main:
+                save_checkpoint(out, state, cfg)
                 tqdm.write(
-                    f"warning: the meta-loss has sat at chance level (ln {train.num_classes} = "
-                    f"{math.log(train.num_classes):.3f}) for the last {COLLAPSE_WINDOW} iterations after "
-                    "having been lower: this run has likely collapsed and will not recover. Restart it "
-                    "with another --seed or a lower --lr.",
-                    file=sys.stderr,
+                    f"time limit reached after {state.iteration} iterations", file=sys.stderr
                 )
+            break
+        state.progress = schedule_progress(
+            state.iteration, cfg.iterations, time_fraction, progress_before
+        )
+        lrs = F.softplus(state.raw_lrs.detach())  # the step sizes this step starts from
+        step_start = time.perf_counter()
+        record = outer_step(run, state, last_good=last_good)
+        step_seconds += time.perf_counter() - step_start
+        # wall time of distillation so far, all sessions, without the test-curve evaluations
+        record["elapsed_seconds"] = elapsed_before + time.perf_counter() - started - curve_seconds
+        if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
+            curve_seconds += _evaluate_point(run, state, record)
+        state.history.append(record)
+        _log(writer, bar, record, lrs)
+        if not warned_collapse and state.iteration % (COLLAPSE_WINDOW // 4) == 0:
+            warned_collapse = _warn_if_collapsed(run, state)
         if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
             if world.is_main:
-                last_good = _save_checkpoint(out, state, cfg)
+                last_good = save_checkpoint(out, state, cfg)
             world.barrier()
     bar.close()
-    seconds = time.perf_counter() - started
-    per_iteration = step_seconds / max(1, state.iteration - first_iteration)
     if writer is not None:
         writer.close()
-    timing = {
-        "distill_seconds_this_session": round(seconds, 1),
+    return {
+        "distill_seconds_this_session": round(time.perf_counter() - started, 1),
         "curve_seconds_this_session": round(curve_seconds, 1),  # test-curve evaluations within it
-        "seconds_per_iteration": per_iteration,
+        "seconds_per_iteration": step_seconds / max(1, state.iteration - first_iteration),
     }
-    return _finish(cfg, world, out, state, setting, train, test_x, test_y, timing, trainer)
+
+
+def _evaluate_point(run: _Run, state: DistillState, record: dict[str, Any]) -> float:
+    """Add a curve point to ``record``: test accuracy on a few networks, and with ``--val-size`` the
+    held-out accuracy (keeping the best iterate in ``state.best``). Returns its seconds (also in
+    ``record["eval_seconds"]``; they are not part of ``elapsed_seconds``)."""
+    curve_start = time.perf_counter()
+    n_curve = eval_networks("curve", run.inits.is_fixed)
+    after = _evaluate_split(
+        run.world,
+        run.model,
+        state.steps(),
+        run.inits,
+        run.test_x,
+        run.test_y,
+        n_curve,
+        train=run.trainer,
+    )[0]
+    record["accuracy"] = statistics.fmean(after)
+    record["accuracy_std"] = statistics.pstdev(after)
+    if run.validation is not None:
+        record["val_accuracy"] = run.validation.score(run.model, state.steps(), run.trainer)
+        if state.best is None or record["val_accuracy"] > state.best["val_accuracy"]:
+            state.best = state.snapshot(record["val_accuracy"])
+    record["eval_seconds"] = time.perf_counter() - curve_start
+    return record["eval_seconds"]
+
+
+def _log(writer, bar, record: dict[str, Any], lrs: Tensor) -> None:
+    """Show ``record`` on the progress bar (and in TensorBoard)."""
+    if writer is not None:
+        writer.add_scalar("meta_loss", record["loss"], record["iteration"])
+        if "accuracy" in record:
+            writer.add_scalar("test_accuracy", record["accuracy"], record["iteration"])
+    postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{lrs.min():.3g}-{lrs.max():.3g}"}
+    if "accuracy" in record:
+        postfix["acc"] = f"{record['accuracy']:.1f}"
+    bar.set_postfix(postfix)
+    bar.update(1)
+
+
+def _warn_if_collapsed(run: _Run, state: DistillState) -> bool:
+    """Warn once (rank 0) when the meta-loss has collapsed to chance; True when it has."""
+    num_classes = run.train.num_classes
+    warned = collapsed([r["loss"] for r in state.history], num_classes, COLLAPSE_WINDOW)
+    if warned and run.world.is_main:
+        tqdm.write(
+            f"warning: the meta-loss has sat at chance level (ln {num_classes} = "
+            f"{math.log(num_classes):.3f}) for the last {COLLAPSE_WINDOW} iterations after "
+            "having been lower: this run has likely collapsed and will not recover. Restart it "
+            "with another --seed or a lower --lr.",
+            file=sys.stderr,
+        )
+    return warned
 
 
 def inner_recipe(cfg: DistillConfig) -> Recipe | None:
@@ -682,43 +627,6 @@ def _trainer(model, recipe: Recipe | None) -> Trainer:
         return {n: p.detach() for n, p in trained.items()}
 
     return train_minibatch
-
-
-def _describe_changes(record: dict[str, Any]) -> str:
-    """One line for a ``resume_history`` record: ``lr 0.05 -> 0.1, … from iteration N``."""
-    changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in record["changes"].items())
-    return f"{changes} from iteration {record['iteration']}"
-
-
-def _check_out(out: Path, cfg: DistillConfig) -> None:
-    """Refuse an ``--out`` that cannot hold this run, before anything is computed or written.
-
-    A finished or checkpointed run is only continued with ``--resume``; a folder holding anything else is
-    only written into with ``--force``; a file, or a folder that cannot be written, is never used.
-    """
-    check_writable(out, "--out", folder=True)
-    has_run = any(
-        (out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, DISTILLED_FILE)
-    )
-    if cfg.resume:
-        if not any((out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
-            raise FileNotFoundError(
-                f"nothing to resume in {out}: no {CHECKPOINT} there; run without --resume to start it"
-            )
-        return
-    if not out.is_dir():
-        return
-    if has_run:
-        raise FileExistsError(
-            f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
-        )
-    others = sorted(p.name for p in out.iterdir())
-    if others and not cfg.force:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise FileExistsError(
-            f"--out {out} holds {shown} but no distillation run; choose a new or empty --out, or "
-            "pass --force to write the run into it (files of the same names are replaced)"
-        )
 
 
 def _check_real_images(cfg: DistillConfig, train) -> None:
@@ -830,27 +738,52 @@ def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, *
     return world.gather_floats(after), world.gather_floats(before)
 
 
-def _finish(
-    cfg, world, out, state, setting, train, test_x, test_y, timing, trainer
-) -> DistilledData:
-    model, inits = setting.model, setting.inits
-    n_eval = cfg.eval_models or (1 if inits.is_fixed else 20)
+def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> DistilledData:
+    """Evaluate the result (the best validated iterate, else the last) on ``eval_models`` networks and
+    write it, its manifest, metrics and pictures to the run folder (rank 0)."""
+    cfg, world, out, train = run.cfg, run.world, run.out, run.train
+    model, inits = run.setting.model, run.setting.inits  # the whole pool: --val-size networks too
+    n_eval = cfg.eval_models or eval_networks("distill", inits.is_fixed)
     if inits.max_evaluation_models() is not None:
         n_eval = min(n_eval, inits.max_evaluation_models())
     images, labels, raw_lrs = state.chosen()
     steps = Steps(images, label_targets(labels, state.label_kind), F.softplus(raw_lrs))
     after, before = _evaluate_split(
-        world, model, steps, inits, test_x, test_y, n_eval, train=trainer
+        world, model, steps, inits, run.test_x, run.test_y, n_eval, train=run.trainer
     )
-    recipe = inner_recipe(cfg)
     result = EvalResult.from_accuracies(
         after,
         before,
         init=inits.kind,
         protocol=cfg.protocol,
-        recipe="distilled" if recipe is not None else "",
+        recipe="distilled" if run.recipe is not None else "",
     )
-    manifest = {
+    data = DistilledData(
+        images.cpu(),
+        labels.cpu(),
+        F.softplus(raw_lrs).cpu(),
+        _manifest(run, state, result, timing),
+    )
+    if world.is_main:
+        data.save(out)
+        write_json(out / "metrics.json", state.history)
+        from datadistill.viz import plot_curves, save_step_grids
+
+        save_step_grids(
+            train.denormalize(data.images), data.targets(), data.lrs, train.class_names, out
+        )
+        plot_curves(state.history, out / "curve.png")
+        remove_stale_temporaries(out)  # of checkpoint writes a kill interrupted in earlier sessions
+    world.barrier()
+    return data
+
+
+def _manifest(
+    run: _Run, state: DistillState, result: EvalResult, timing: dict[str, float]
+) -> dict[str, Any]:
+    """What the distilled set records about how it was made (``manifest.json``)."""
+    cfg, train, setting = run.cfg, run.train, run.setting
+    return {
         # a registered name, or the resolved path of the user's data ("python" for train= data)
         "dataset": (train.source or {}).get("path") or cfg.dataset,
         # where the data came from and its content hash, so evaluate can find and check it (None: registered)
@@ -889,7 +822,7 @@ def _finish(
         "learn": cfg.learn,
         "learn_lr": cfg.learn_lr,
         "label_targets": cfg.label_targets,
-        "processes": world.size,
+        "processes": run.world.size,
         "resume_history": state.resume_history,  # settings changed on --resume, and from when
         "accuracy": {
             k: v
@@ -897,26 +830,8 @@ def _finish(
             if k not in ("accuracies", "accuracies_before")
         },
         **timing,  # seconds_per_iteration: meta-gradients + updates only, this session
-        "run_dir": str(out),
+        "run_dir": str(run.out),
     }
-    data = DistilledData(
-        images.cpu(),
-        labels.cpu(),
-        F.softplus(raw_lrs).cpu(),
-        manifest,
-    )
-    if world.is_main:
-        data.save(out)
-        write_json(out / "metrics.json", state.history)
-        from datadistill.viz import plot_curves, save_step_grids
-
-        save_step_grids(
-            train.denormalize(data.images), data.targets(), data.lrs, train.class_names, out
-        )
-        plot_curves(state.history, out / "curve.png")
-        remove_stale_temporaries(out)  # of checkpoint writes a kill interrupted in earlier sessions
-    world.barrier()
-    return data
 
 
 def _tensorboard(out: Path):

@@ -22,23 +22,22 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from datadistill.artifacts import DistilledData, check_writable, write_json
+from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.inits import InitDistribution
 from datadistill.models.user import ModelLike
 from datadistill.setting import Setting, setting_from_manifest
+from datadistill.train import FieldRecipe, train_as_dataset
 from datadistill.unroll import Params, Steps, unroll
-
-DEFAULT_MODELS = {"fixed": 1, "pretrained-fixed": 1, "random": 200, "pretrained-random": 200}
 
 
 def _model_count(models: int | None, inits: InitDistribution) -> int:
     """``--models`` as given (must be positive), else the init kind's default, capped at the pool."""
     if models is None:
         available = inits.max_evaluation_models()
-        default = DEFAULT_MODELS[inits.kind]
+        default = eval_networks("evaluate", inits.is_fixed)
         return default if available is None else min(default, available)
-    if models < 1:
-        raise ValueError(f"--models must be a positive integer, got {models}")
+    positive_int("models", models)
     return models
 
 
@@ -109,6 +108,14 @@ def replay(data: DistilledData, model: nn.Module, params: Params) -> Params:
     steps = Steps(data.images.to(device), data.targets().to(device), data.lrs.to(device))
     final = unroll(model, params, steps, create_graph=False)[-1]
     return {name: p.detach() for name, p in final.items()}
+
+
+def replay_finite(model: nn.Module, params: Params, steps: Steps) -> Params | None:
+    """θ_T after replaying ``steps`` from ``params`` (no graph), or None when the network diverged
+    (non-finite weights): the experiments score such a network as 0 instead of failing, since large lrs in a
+    tuning grid are expected to diverge."""
+    final = unroll(model, params, steps, create_graph=False)[-1]
+    return final if all(bool(torch.isfinite(p).all()) for p in final.values()) else None
 
 
 @torch.no_grad()
@@ -239,115 +246,7 @@ def evaluate(
 
 DATASET_PROTOCOL = "dataset"  # EvalResult.protocol of networks trained by ``train_as_dataset``
 FIELD_MODEL = "convnet"  # the field's evaluation network: ConvNet-3, 128 channels, instance norm
-FIELD_MODELS = 5  # networks per dataset-protocol evaluation
-AUGMENTATIONS = ("none", "dsa")
-
-
-@dataclass(frozen=True)
-class FieldRecipe:
-    """The field's standard training of a fresh network on a distilled set.
-
-    As in the evaluation code of DC and DSA (Zhao, Mopuri & Bilen, ICLR 2021; Zhao & Bilen, ICML 2021;
-    github.com/VICO-UoE/DatasetCondensation, ``utils.evaluate_synset``), which later work (DM, MTT, IDC, FRePo)
-    reports against: SGD with momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 at half-way, batch 256,
-    300 epochs, optionally with DSA's differentiable-siamese augmentation (``augment="dsa"``).
-    """
-
-    epochs: int = 300
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: str = (
-        "none"  # none | dsa (color, crop, cutout, scale, rotate; no flip, as DSA for digits)
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"--epochs must be a positive integer, got {self.epochs!r}")
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise ValueError(f"batch size must be a positive integer, got {self.batch_size!r}")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(
-                f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
-            )
-
-    def describe(self) -> str:
-        """One line for reports, e.g. ``SGD m0.9 wd5e-4, lr 0.01 /10 at epoch 150, batch 256, 300 epochs``."""
-        return (
-            f"SGD m{self.momentum:g} wd{self.weight_decay:g}, lr {self.lr:g} /10 at epoch "
-            f"{self.epochs // 2}, batch {self.batch_size}, {self.epochs} epochs, "
-            f"augmentation {self.augment}"
-        )
-
-
-def train_as_dataset(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    params: Params,
-    recipe: FieldRecipe = FieldRecipe(),
-    *,
-    generator: torch.Generator | None = None,
-) -> Params:
-    """Train from θ_0 = ``params`` on ``images`` as an ordinary training set (the field's protocol).
-
-    Minibatch SGD with momentum and weight decay over shuffled images; the distilled order and learned lrs
-    are *not* replayed:
-
-        v ← μ v + ∇_θ [ℓ(aug(B); θ) + ½ λ‖θ‖²],   θ ← θ − lr_e · v,   lr_e = lr (e < E/2), lr / 10 after.
-
-    Args:
-        model: the network (called functionally; its own parameters are never used or changed).
-        images: ``[..., C, H, W]`` images, e.g. a distilled ``[S, n, C, H, W]``; flattened to ``[N, C, H, W]``.
-        labels: matching int64 classes ``[...]``, or float soft targets ``[..., K]`` (``DistilledData.targets()``).
-        params: θ_0 (not modified).
-        recipe: epochs, lr, momentum, weight decay, batch size, augmentation.
-        generator: CPU generator for shuffling and augmentation (None: a fresh one seeded 0, so runs repeat).
-
-    Returns:
-        θ after training, detached.
-
-    Example:
-        >>> theta = train_as_dataset(model, data.images, data.targets(), theta0)  # doctest: +SKIP
-    """
-    from datadistill.augment import dsa_augment
-    from datadistill.unroll import inner_loss
-
-    x = images.detach().reshape(-1, *images.shape[-3:])  # [N, C, H, W]
-    y = labels.detach()
-    y = y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)  # [N] or [N, K]
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} images but {len(y)} labels")
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    theta = {name: p.detach().clone().requires_grad_() for name, p in params.items()}
-    opt = torch.optim.SGD(
-        list(theta.values()),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-    )
-    for epoch in range(recipe.epochs):
-        if epoch == recipe.epochs // 2 and recipe.epochs > 1:
-            for group in opt.param_groups:
-                group["lr"] = recipe.lr / 10
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        for i in range(0, len(x), recipe.batch_size):
-            batch = order[i : i + recipe.batch_size]
-            inputs = x[batch]
-            if recipe.augment == "dsa":
-                inputs = dsa_augment(inputs, generator)
-            loss = inner_loss(model, theta, inputs, y[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return {name: p.detach() for name, p in theta.items()}
+FIELD_MODELS = EVAL_NETWORKS["dataset"]  # networks per dataset-protocol evaluation
 
 
 def evaluate_as_dataset(
@@ -392,10 +291,8 @@ def evaluate_as_dataset(
     recipe = recipe or FieldRecipe()
     if epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=epochs)
-    if models is not None and (
-        isinstance(models, bool) or not isinstance(models, int) or models < 1
-    ):
-        raise ValueError(f"--models must be a positive integer, got {models!r}")
+    if models is not None:
+        positive_int("models", models)
     adaptation = data.manifest.get("init", "").startswith("pretrained") and model is None
     setting = setting_from_manifest(
         data.manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
@@ -434,3 +331,35 @@ def evaluate_as_dataset(
     if json_path is not None:
         write_json(Path(json_path), result.to_dict())
     return result
+
+
+def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
+    """``datadistill evaluate``: a run folder with the protocol it was distilled for, or ``cfg.protocol``.
+
+    The replay protocol trains the run's own network (``cfg.model`` and ``cfg.epochs`` belong to the dataset
+    protocol and are refused with it); the dataset protocol uses ``evaluate_as_dataset``.
+    """
+    data = DistilledData.load(cfg.run)
+    protocol = cfg.protocol or data.manifest.get("protocol") or "replay"
+    if protocol == "dataset":
+        return evaluate_as_dataset(
+            data,
+            model=cfg.model,
+            models=cfg.models,
+            recipe=FieldRecipe(augment=cfg.augment),
+            epochs=cfg.epochs,
+            data_dir=cfg.data_dir,
+            device=cfg.device,
+            json_path=cfg.json,
+        )
+    for flag, value in (("--model", cfg.model), ("--epochs", cfg.epochs)):
+        if value is not None:
+            raise ValueError(
+                f"{flag} applies to the dataset protocol: add --protocol dataset, or drop {flag} to "
+                "replay the set on the network it was distilled for"
+            )
+    if cfg.augment != "none":
+        raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
+    return evaluate(
+        data, models=cfg.models, data_dir=cfg.data_dir, device=cfg.device, json_path=cfg.json
+    )

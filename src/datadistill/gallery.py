@@ -173,37 +173,3 @@ def _copy_fixed_network(pool: Path, out: Path) -> None:
     shutil.copy2(pool / first["file"], out / first["file"])
     manifest.update(networks=[first], count=1, heldout=0, source_pool=str(pool))
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def add_cli(subparsers) -> None:
-    """``datadistill gallery`` and ``datadistill pull NAME``."""
-    p = subparsers.add_parser(
-        "gallery", help="list the released distilled sets that ship with the package"
-    )
-    p.add_argument(
-        "--thumbnails", metavar="PNG", help="also draw each set's first images into this PNG"
-    )
-    p.set_defaults(gallery_command="list")
-    p = subparsers.add_parser("pull", help="copy a released distilled set into a folder")
-    p.add_argument("name", help="a name from `datadistill gallery`")
-    p.add_argument("--out", help="destination folder (default: runs/<name>)")
-    p.set_defaults(gallery_command="pull")
-
-
-def run_cli(args) -> int:
-    if args.gallery_command == "pull":
-        out = pull(args.name, args.out or Path("runs") / args.name)
-        print(f"copied {args.name} to {out}; try: datadistill evaluate {out}")
-        return 0
-    print("| name | data set | model | init | images | steps × epochs | accuracy (%) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in list_gallery():
-        acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['n_models']} nets)"
-        labels = ", soft labels" if r["soft_labels"] else ""
-        print(
-            f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
-            f"{r['steps']} × {r['epochs']} | {acc} |"
-        )
-    if getattr(args, "thumbnails", None):
-        print(f"wrote {save_thumbnails(args.thumbnails)}")
-    return 0

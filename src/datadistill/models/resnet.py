@@ -51,7 +51,9 @@ class ResNet18(ImageClassifier):
 
     def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__(in_shape, num_classes)
-        self._require_min_size(9, "instance norm needs at least 2x2 pixels after three stride-2 stages")
+        self._require_min_size(
+            9, "instance norm needs at least 2x2 pixels after three stride-2 stages"
+        )
         c = self.in_shape[0]
         layers: list[nn.Module] = [
             nn.Conv2d(c, 64, 3, padding=1, bias=False),  # [N, 64, H, W]

@@ -30,7 +30,6 @@ See ``docs/linear.md``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from datadistill.config import LINEAR_RATIOS, LinearConfig
 from datadistill.unroll import MetaGrads, Objective, Params, Steps, sgd_step
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "LinearEval",
     "LinearProblem",
     "SweepRow",
-    "add_cli",
     "closed_form",
     "distill_linear",
     "evaluate_linear",
@@ -63,12 +62,12 @@ __all__ = [
     "plot_sweep",
     "regression_loss",
     "regression_unroll",
-    "run_cli",
+    "run_linear",
     "sweep",
     "synthetic_problem",
 ]
 
-DEFAULT_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+DEFAULT_RATIOS = LINEAR_RATIOS
 
 
 # --------------------------------------------------------------------------------------------
@@ -713,72 +712,27 @@ def plot_sweep(
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------------------------
-# CLI hooks (wired as `datadistill linear` by cli.py)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``linear`` command to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "linear",
-        help="the linear case (§3.3): excess loss vs number of distilled points M / D",
-        description=(
-            "Distil M points + one lr for linear regression with the meta-gradient machinery and "
-            "compare the excess loss on held-out inits with the analytic lower bound for M < D."
-        ),
-    )
-    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
-    p.add_argument("--dim", type=int, default=16, help="D, the input dimension (default: 16)")
-    p.add_argument(
-        "--ratios",
-        type=float,
-        nargs="+",
-        default=list(DEFAULT_RATIOS),
-        help="values of M / D (default: %(default)s)",
-    )
-    p.add_argument("--iterations", type=int, default=400, help="outer iterations per M")
-    p.add_argument("--inits", type=int, default=4, help="training inits per iteration")
-    p.add_argument("--eval-inits", type=int, default=1000, help="held-out inits")
-    p.add_argument("--sigma", type=float, default=None, help="init std (default: 1/sqrt(D))")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA or the cache")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads (default: torch's; 1 is fastest for these small matrices)",
-    )
-    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write rows here")
-    p.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG here")
-    p.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run the sweep that ``add_cli``'s options describe; print the table. Returns the exit code."""
-    if args.dim < 1:
-        raise ValueError(f"--dim must be positive, got {args.dim}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if args.data == "mnist":
-        problem = mnist_problem(args.dim, data_dir=args.data_dir, seed=args.seed)
+def run_linear(cfg: LinearConfig) -> tuple[LinearProblem, list[SweepRow]]:
+    """``datadistill linear``: the sweep over ``cfg.ratios`` on the synthetic or MNIST problem; writes
+    ``cfg.json`` and ``cfg.plot`` when given. Returns the problem and its rows."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.data == "mnist":
+        problem = mnist_problem(cfg.dim, data_dir=cfg.data_dir, seed=cfg.seed)
     else:
-        problem = synthetic_problem(args.dim, seed=args.seed)
+        problem = synthetic_problem(cfg.dim, seed=cfg.seed)
     rows = sweep(
         problem,
-        args.ratios,
-        iterations=args.iterations,
-        inits_per_iteration=args.inits,
-        num_eval_inits=args.eval_inits,
-        sigma=args.sigma,
-        seed=args.seed,
+        cfg.ratios,
+        iterations=cfg.iterations,
+        inits_per_iteration=cfg.inits,
+        num_eval_inits=cfg.eval_inits,
+        sigma=cfg.sigma,
+        seed=cfg.seed,
     )
-    print(
-        f"{problem.name}: D = {problem.dim}, O = {problem.out_dim}, L(θ*) = {problem.optimal_loss:.4f}"
-    )
-    print(format_table(rows))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-    if args.plot is not None:
-        plot_sweep(rows, args.plot, [problem])
-    return 0
+    if cfg.json is not None:
+        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    if cfg.plot is not None:
+        plot_sweep(rows, Path(cfg.plot), [problem])
+    return problem, rows

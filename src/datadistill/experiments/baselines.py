@@ -19,14 +19,14 @@ of learned lrs) and a *validation* part (lr tuning, scoring optimised sets). The
 the reported accuracies.
 
 Example:
-    >>> from datadistill.baselines import BaselinesConfig, run_baselines
+    >>> from datadistill.config import BaselinesConfig
+    >>> from datadistill.experiments.baselines import run_baselines
     >>> report = run_baselines(BaselinesConfig(dataset="digits", model="mlp"))  # doctest: +SKIP
     >>> print(report.table())  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -37,97 +37,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from datadistill.artifacts import write_json
+from datadistill.config import EVAL_NETWORKS, BaselinesConfig, DistillConfig
 from datadistill.data import ImageDataset, load_dataset
-from datadistill.evaluate import accuracy, evaluate_steps
+from datadistill.evaluate import accuracy, evaluate_steps, replay_finite
+from datadistill.experiments import real_images
 from datadistill.inits import InitDistribution
 from datadistill.setting import Setting, make_setting
-from datadistill.unroll import Params, Steps, inner_loss, unroll
+from datadistill.train import train_adam
+from datadistill.unroll import Params, Steps
 
-IMAGE_BASELINES = ("random-real", "optimized-real", "kmeans", "average-real")
-KNN_BASELINES = ("knn-random", "knn-kmeans")
-BASELINES = (*IMAGE_BASELINES, *KNN_BASELINES, "full-data")
 TUNED = "tuned lr"  # BaselineRow.lrs of an image baseline replayed with one tuned step size
 LEARNED = "learned lrs"  # … replayed with per-update lrs learned by distillation (images fixed)
 # Distinct seed streams, so that e.g. the validation split never moves when the number of candidates changes.
 _SPLIT, _RANDOM, _CANDIDATES, _TUNE, _FULL = range(5)
-
-
-@dataclass
-class BaselinesConfig:
-    """Settings of ``datadistill baselines``: the budget, the protocol and how hard to tune."""
-
-    dataset: str = (
-        "digits"  # registered data set name, or a path (image folder, .npz, .pt, .safetensors)
-    )
-    model: str | None = (
-        None  # registered model or module:factory; None: the data set's default (setting.default_model)
-    )
-    init: str = "fixed"  # fixed | random (p(θ_0) the baselines are trained from)
-    init_scheme: str = "xavier"  # weight init of fixed/random inits
-    steps: int = 10  # S: GD steps, each on its own batch of images
-    epochs: int = 3  # E: passes over the S steps (S·E GD updates)
-    images_per_class: int = 1  # K: images of each class in every step
-    models: int | None = (
-        None  # evaluation networks; None: 1 for fixed init, 20 held-out inits for random
-    )
-    only: tuple[str, ...] = BASELINES  # which baselines to run
-    learn_lrs: bool = True  # also learn per-update lrs for each image baseline (images fixed)
-    val_size: int = 5000  # validation images carved from the training split (at most 1/5 of it)
-    lr_grid: tuple[float, ...] = tuple(float(v) for v in np.logspace(-3, 0, 10))  # fixed lrs to try
-    tune_models: int = 3  # inits per lr (and per optimised-real candidate) on the validation split
-    candidates: int = 20  # random sets scored for optimized-real
-    lrs_iterations: int = 200  # outer iterations of learned lrs
-    lrs_inits_per_iteration: int | None = None  # None: 1 for fixed, 4 for random (as distill)
-    lrs_lr: float = 0.03  # Adam lr on the raw step sizes
-    lrs_batch_size: int = 1024  # real training images per meta-loss of learned lrs
-    full_epochs: int = 2  # full-data: passes over the training split
-    full_batch_size: int = 128  # full-data: minibatch size
-    full_lr: float = 1e-3  # full-data: Adam lr, cosine-decayed to 0
-    seed: int = 0  # seeds the fixed init, the splits, the image choices and k-means
-    data_dir: str | None = None  # data folder; None: $DATADISTILL_DATA, else the user cache
-    device: str = "cpu"  # cpu | cuda
-    json: str | None = None  # also write the report here
-    test_fraction: float | None = (
-        None  # your data without a test split: share held out (default 0.2)
-    )
-
-    def validate(self) -> BaselinesConfig:
-        """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
-        for name in (
-            "steps",
-            "epochs",
-            "images_per_class",
-            "val_size",
-            "tune_models",
-            "candidates",
-            "lrs_iterations",
-            "lrs_batch_size",
-            "full_epochs",
-            "full_batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {value!r}"
-                )
-        if self.models is not None and self.models < 1:
-            raise ValueError(f"--models must be a positive integer, got {self.models!r}")
-        if self.init not in ("fixed", "random"):
-            raise ValueError(f"--init must be 'fixed' or 'random' for baselines, got {self.init!r}")
-        unknown = [b for b in self.only if b not in BASELINES]
-        if unknown or not self.only:
-            raise ValueError(
-                f"--only {','.join(self.only)!r}: unknown baseline(s) {unknown}; "
-                f"choose from {', '.join(BASELINES)}"
-            )
-        if not self.lr_grid or not all(v > 0 for v in self.lr_grid):
-            raise ValueError(f"lr_grid must be positive step sizes, got {self.lr_grid!r}")
-        return self
 
 
 @dataclass
@@ -194,19 +120,8 @@ def _gen(seed: int, stream: int) -> torch.Generator:
 
 
 def split_train(num_train: int, val_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Cut the training split into disjoint *fit* and *validation* index sets.
-
-    Args:
-        num_train: images in the training split.
-        val_size: validation images wanted; capped at a fifth of the split so the fit part stays large.
-        seed: seeds the permutation.
-
-    Returns:
-        ``(fit [N − V], val [V])`` int64 indices into the training split, disjoint, together all of it.
-    """
-    v = max(1, min(val_size, num_train // 5))
-    perm = torch.randperm(num_train, generator=_gen(seed, _SPLIT))
-    return perm[v:].sort().values, perm[:v].sort().values
+    """``(fit, val)`` indices of the training split (``real_images.split_train``), seeded for the baselines."""
+    return real_images.split_train(num_train, val_size, _gen(seed, _SPLIT))
 
 
 def arrange(per_class: Tensor, steps: int, images_per_class: int) -> tuple[Tensor, Tensor]:
@@ -260,19 +175,11 @@ def kmeans_centroids(
     Centroids within a class are ordered by cluster size, largest first, so step 0 holds the most typical
     images (the assignment to steps is otherwise arbitrary).
     """
-    from sklearn.cluster import KMeans  # sklearn is slow to import; only this baseline needs it
-
     need = steps * images_per_class
     pools = _class_indices(labels, num_classes, need)
-    out = []
-    for pool in pools:
-        x = images[pool].reshape(len(pool), -1).double().numpy()  # [N_c, D]
-        km = KMeans(n_clusters=need, init="k-means++", n_init=3, random_state=seed).fit(x)
-        sizes = np.bincount(km.labels_, minlength=need)
-        order = np.argsort(-sizes, kind="stable")
-        centroids = torch.from_numpy(km.cluster_centers_[order]).float()
-        out.append(centroids.reshape(need, *images.shape[1:]))
-    return torch.stack(out)
+    return torch.stack(
+        [real_images.kmeans(images[pool], need, seed, largest_first=True) for pool in pools]
+    )
 
 
 def average_real(
@@ -334,9 +241,8 @@ def replay_accuracy(
     accs = []
     for params in inits:
         params = {k: v.to(device) for k, v in params.items()}
-        final = unroll(model, params, steps, create_graph=False)[-1]
-        finite = all(bool(torch.isfinite(p).all()) for p in final.values())
-        accs.append(accuracy(model, final, val_images, val_labels) if finite else 0.0)
+        final = replay_finite(model, params, steps)
+        accs.append(accuracy(model, final, val_images, val_labels) if final is not None else 0.0)
     return statistics.fmean(accs)
 
 
@@ -380,12 +286,13 @@ def learn_lrs(
     """
     from datadistill.distill import distill
 
-    # data from Python (run_baselines(train=..., test=...)) goes to distill as it came
-    source = dict(data) if data else {"dataset": cfg.dataset, "test_fraction": cfg.test_fraction}
+    # data from Python (run_baselines(train=..., test=...)) and a network object go to distill as they came
+    python = {**(data or {}), **({"model": model} if model is not None else {})}
+    source = {} if data else {"dataset": cfg.dataset, "test_fraction": cfg.test_fraction}
     with tempfile.TemporaryDirectory(prefix="datadistill-baseline-lrs-") as tmp:
-        data = distill(
+        settings = DistillConfig(
             **source,
-            model=model if model is not None else cfg.model,
+            model=cfg.model,
             init=cfg.init,
             init_scheme=cfg.init_scheme,
             steps=cfg.steps,
@@ -406,52 +313,9 @@ def learn_lrs(
             data_dir=cfg.data_dir,
             device=cfg.device,
             out=tmp,
-            images=images.cpu(),
-            progress=False,
         )
+        data = distill(settings, images=images.cpu(), progress=False, **python)
     return data.lrs
-
-
-def train_full(
-    model: nn.Module,
-    params: Params,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-) -> Params:
-    """Train normally on a full training set: minibatch Adam, lr cosine-decayed to 0 per step.
-
-    Args:
-        model: the network (called functionally).
-        params: θ_0 (not modified).
-        images: ``[N, C, H, W]``; labels: ``[N]``.
-        epochs, batch_size, lr: the recipe (benchmarks/train_full.py reaches 99.1% on MNIST with 12 epochs).
-        generator: shuffling.
-
-    Returns:
-        the trained parameters, detached.
-    """
-    theta = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-    opt = torch.optim.Adam(list(theta.values()), lr=lr)
-    per_epoch = math.ceil(len(images) / batch_size)
-    total = epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total))
-    )
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator).to(images.device)
-        for i in range(0, len(images), batch_size):
-            batch = order[i : i + batch_size]
-            loss = inner_loss(model, theta, images[batch], labels[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return {k: v.detach() for k, v in theta.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -581,7 +445,7 @@ def _full_data_row(ctx: _Context) -> BaselineRow:
     # One network: full training varies little across inits and costs orders of magnitude more than replay.
     params = next(ctx.setting.inits.evaluation_inits(1))
     params = {k: v.to(ctx.device) for k, v in params.items()}
-    trained = train_full(
+    trained = train_adam(
         ctx.model,
         params,
         train_x,
@@ -603,24 +467,10 @@ def _knn_row(ctx: _Context, name: str, per_class: Tensor) -> BaselineRow:
     return _row(name, "1-NN", [acc], started)
 
 
-def run_baselines(
-    cfg: BaselinesConfig | None = None,
-    *,
-    progress: bool = True,
-    train: Any = None,
-    test: Any = None,
-    **overrides: Any,
-) -> BaselineReport:
-    """Measure the baselines of ``cfg.only`` for one budget and init kind.
-
-    Args:
-        cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
-        progress: print one line per finished row to stderr.
-        train, test: data from Python instead of ``cfg.dataset``, as in :func:`datadistill.distill`.
-
-    Returns:
-        a ``BaselineReport`` (also written to ``cfg.json`` when set).
-    """
+def _setup(
+    cfg: BaselinesConfig | None, overrides: dict[str, Any], train: Any, test: Any
+) -> _Context:
+    """The validated settings, the data (from ``cfg.dataset`` or Python), the network and the splits."""
     values = {**(vars(cfg) if cfg else {}), **overrides}
     python_data = None
     if train is not None:
@@ -649,8 +499,8 @@ def run_baselines(
     )
     setting.model.to(device)
     fit, val = split_train(len(train.labels), cfg.val_size, cfg.seed)
-    n_models = 1 if setting.inits.is_fixed else (cfg.models or 20)
-    ctx = _Context(
+    n_models = 1 if setting.inits.is_fixed else (cfg.models or EVAL_NETWORKS["baselines"])
+    return _Context(
         cfg,
         setting,
         train,
@@ -662,9 +512,13 @@ def run_baselines(
         device,
         python_data,
     )
-    x, y = ctx.fit_data()
-    k = train.num_classes
 
+
+def _measure(ctx: _Context, progress: bool) -> list[BaselineRow]:
+    """The rows of the baselines in ``cfg.only``, in the order of ``BASELINES``."""
+    cfg = ctx.cfg
+    x, y = ctx.fit_data()
+    k = ctx.train.num_classes
     rows: list[BaselineRow] = []
 
     def add(new: list[BaselineRow]) -> None:
@@ -700,113 +554,39 @@ def run_baselines(
         add([_knn_row(ctx, "knn-kmeans", kmeans)])
     if "full-data" in wanted:
         add([_full_data_row(ctx)])
+    return rows
 
+
+def run_baselines(
+    cfg: BaselinesConfig | None = None,
+    *,
+    progress: bool = True,
+    train: Any = None,
+    test: Any = None,
+    **overrides: Any,
+) -> BaselineReport:
+    """Measure the baselines of ``cfg.only`` for one budget and init kind.
+
+    Args:
+        cfg: the settings (see ``BaselinesConfig``); keyword ``overrides`` replace individual fields.
+        progress: print one line per finished row to stderr.
+        train, test: data from Python instead of ``cfg.dataset``, as in :func:`datadistill.distill`.
+
+    Returns:
+        a ``BaselineReport`` (also written to ``cfg.json`` when set).
+    """
+    ctx = _setup(cfg, overrides, train, test)
+    cfg, setting, n_models = ctx.cfg, ctx.setting, ctx.n_models
+    rows = _measure(ctx, progress)
     protocol = (
         f"replay: {cfg.steps} steps x {cfg.images_per_class} image(s) per class, {cfg.epochs} epochs, "
         f"from {n_models} {'fixed' if setting.inits.is_fixed else 'held-out random'} init(s); "
-        f"lr tuned on {len(val)} validation images carved from the training split; "
-        f"accuracy on the {len(test.labels)} test images"
+        f"lr tuned on {len(ctx.val)} validation images carved from the training split; "
+        f"accuracy on the {len(ctx.test_y)} test images"
     )
     report = BaselineReport(
-        rows, {**vars(cfg), "model": setting.model_spec, "data_source": train.source}, protocol
+        rows, {**vars(cfg), "model": setting.model_spec, "data_source": ctx.train.source}, protocol
     )
     if cfg.json:
         write_json(Path(cfg.json), report.to_dict())
     return report
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line (wired into `datadistill` by cli.py)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``baselines`` command to the ``datadistill`` sub-command parsers; return its parser."""
-    p = subparsers.add_parser(
-        "baselines",
-        help="real-image baselines (random, optimised, k-means, average, 1-NN, full data) for a budget",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--dataset",
-        default="digits",
-        help="data set name, or a path: image folder, .npz, .pt, .safetensors (default: digits)",
-    )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="network: registered name or module:factory (default: the data set's default)",
-    )
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=None,
-        help="your data without a test split: share of each class held out (default 0.2)",
-    )
-    p.add_argument("--init", default="fixed", choices=("fixed", "random"), help="default: fixed")
-    p.add_argument("--steps", type=int, default=10, help="GD steps S (default: 10)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs E over the steps (default: 3)")
-    p.add_argument("--images-per-class", type=int, default=1, help="K per step (default: 1)")
-    p.add_argument(
-        "--models",
-        type=int,
-        default=None,
-        help="networks (default: 1 fixed init, 20 held-out random)",
-    )
-    p.add_argument(
-        "--only",
-        default=",".join(BASELINES),
-        help=f"comma-separated subset of {','.join(BASELINES)} (default: all)",
-    )
-    p.add_argument(
-        "--learn-lrs",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also learn per-update lrs for each image baseline, images fixed (default: on)",
-    )
-    p.add_argument(
-        "--lrs-iterations", type=int, default=200, help="outer iterations of learned lrs"
-    )
-    p.add_argument(
-        "--candidates", type=int, default=20, help="random sets scored for optimized-real"
-    )
-    p.add_argument("--full-epochs", type=int, default=2, help="full-data: epochs of Adam")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the report as JSON to this file")
-    p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA, else the cache")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> BaselinesConfig:
-    """The ``BaselinesConfig`` of parsed ``baselines`` arguments."""
-    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    return BaselinesConfig(
-        dataset=args.dataset,
-        model=args.model,
-        init=args.init,
-        steps=args.steps,
-        epochs=args.epochs,
-        images_per_class=args.images_per_class,
-        models=args.models,
-        only=only,
-        learn_lrs=args.learn_lrs,
-        lrs_iterations=args.lrs_iterations,
-        candidates=args.candidates,
-        full_epochs=args.full_epochs,
-        seed=args.seed,
-        json=args.json,
-        data_dir=args.data_dir,
-        device=args.device,
-        test_fraction=args.test_fraction,
-    ).validate()
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``datadistill baselines``: print the Markdown table (and write JSON with ``--json``)."""
-    report = run_baselines(config_from_args(args))
-    print(
-        f"{report.config['dataset']}, {report.config['model']}, {report.config['init']} init — {report.protocol}"
-    )
-    print(report.table())
-    return 0
