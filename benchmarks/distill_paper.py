@@ -21,14 +21,7 @@ import torch
 
 import datadistill
 from datadistill.config import DistillConfig, load_config
-
-PAPER = {  # Wang et al. 2018 Table 1 (MNIST, LeNet; CIFAR-10, AlexCifarNet)
-    "mnist_fixed_10": 93.8,
-    "mnist_fixed": 96.6,
-    "mnist_random": 79.5,
-    "cifar10_fixed": 54.0,
-    "cifar10_random": 36.8,
-}
+from published import PAPER_PRESETS
 
 
 def main() -> None:
@@ -131,7 +124,7 @@ def main() -> None:
             "n_models": result.n_models,
             "accuracy_before_mean": result.accuracy_before_mean,
             # Table 1 has hard labels only; learned-label runs have no paper figure to stand beside
-            "paper": None if data.manifest.get("soft_labels") else PAPER.get(preset),
+            "paper": None if data.manifest.get("soft_labels") else PAPER_PRESETS.get(preset),
             "distill_seconds": round(distill_seconds, 1),
             "seconds_per_iteration": round(data.manifest["seconds_per_iteration"], 4),
             "evaluate_seconds": round(time.perf_counter() - start, 1),

@@ -34,34 +34,11 @@ from datadistill.experiments.baselines import (
     BaselineRow,
     run_baselines,
 )
-
-# The paper's numbers (PAPER.md), (mean, std or None) per (row, init); only numbers the paper reports.
-PAPER = {
-    "mnist": {
-        ("distilled", "fixed"): (96.6, None),
-        ("distilled", "random"): (79.5, 8.1),
-        ("random-real", "random"): (68.6, 9.8),
-        ("optimized-real", "random"): (73.0, 7.6),
-        ("kmeans", "random"): (76.4, 9.5),
-        ("average-real", "random"): (77.1, 2.7),
-        ("full-data", "fixed"): (99.0, None),
-        ("full-data", "random"): (99.0, None),
-    },
-    "fashion-mnist": {},  # the paper reports no Fashion-MNIST Table 1
-}
-# Numbers PAPER.md marks as recalled (≈), not confirmed by a second source.
-RECALLED = {
-    "distilled/fixed",
-    "random-real",
-    "optimized-real",
-    "kmeans",
-    "average-real",
-    "full-data",
-}
+from published import PAPER_TABLE1, RECALLED
 
 
 def paper_cell(dataset: str, key: str | None, init: str) -> str:
-    value = PAPER.get(dataset, {}).get((key, init)) if key else None
+    value = PAPER_TABLE1.get(dataset, {}).get((key, init)) if key else None
     if value is None:
         return "—"
     mean, std = value
@@ -197,7 +174,7 @@ def table(dataset: str, results: dict[str, dict[str, dict]], learn_lrs: bool) ->
             line(f"{LABELS[b]}, {LEARNED}", f"{b}+learned-lrs", None)
     lines.append("| *1-NN classifier on the images:* | | | | |")
     for b in KNN_BASELINES:
-        line(LABELS[b], b, None)  # not in PAPER.md
+        line(LABELS[b], b, None)  # not in PAPER_TABLE1.md
     line(LABELS["full-data"], "full-data", "full-data")
     return "\n".join(lines)
 
@@ -235,7 +212,7 @@ def chart(dataset: str, results: dict[str, dict[str, dict]], path: Path) -> None
                 stds.append(r["accuracy_std"])
         ax.bar(xs, means, width, yerr=stds, capsize=2, color=color, label=f"ours, {init} init")
         for i, k in enumerate(keys):
-            paper = PAPER.get(dataset, {}).get((k, init))
+            paper = PAPER_TABLE1.get(dataset, {}).get((k, init))
             if paper is not None:
                 x = i + (j - 0.5) * width
                 ax.plot([x - width / 2, x + width / 2], [paper[0]] * 2, color="black", lw=2)
@@ -261,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         **out,
         "dataset": args.dataset,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "paper": {f"{k[0]}/{k[1]}": v for k, v in PAPER.get(args.dataset, {}).items()},
+        "paper": {f"{k[0]}/{k[1]}": v for k, v in PAPER_TABLE1.get(args.dataset, {}).items()},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, torch threads "
         f"{torch.get_num_threads()}, torch {torch.__version__}",

@@ -56,22 +56,8 @@ from datadistill.experiments.pretrain import pretrain, train_networks
 from datadistill.pools import read_manifest
 from datadistill.setting import make_setting
 from datadistill.unroll import Steps
+from published import PAPER_TABLE2
 
-# Wang et al. 2018, Table 2 (LeNet, 100 distilled images). (mean, std or None); PAPER.md marks the
-# MNIST→USPS numbers and USPS→MNIST fixed as recalled (≈).
-PAPER: dict[str, dict[tuple[str, str], tuple[float, float | None]]] = {
-    "mnist→usps": {
-        ("distilled", "fixed"): (97.9, None),
-        ("distilled", "random"): (95.4, 1.8),
-        ("no adaptation", "random"): (90.4, 3.0),
-        ("full target", "random"): (97.3, 0.3),
-    },
-    "usps→mnist": {
-        ("distilled", "fixed"): (93.2, None),
-        ("distilled", "random"): (92.7, 1.4),
-        ("no adaptation", "random"): (67.5, 3.9),
-    },
-}
 ROWS = (
     "distilled",
     "random real",
@@ -171,7 +157,7 @@ def _cell(entry: dict[str, Any] | None, kind: str) -> str:
 
 
 def _paper_cell(pair: str, row: str, kind: str) -> str:
-    value = PAPER.get(pair, {}).get((row, kind))
+    value = PAPER_TABLE2.get(pair, {}).get((row, kind))
     if value is None:
         return ""
     mean, std = value
