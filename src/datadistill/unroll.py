@@ -14,6 +14,7 @@ through ``torch.func.functional_call``; nothing is mutated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from datadistill.types import Objective, Params, Steps
+
+# (model, θ, x [n, …], y [n] or [n, K]) -> scalar training loss of one update
+InnerLoss = Callable[[nn.Module, Params, Tensor, Tensor], Tensor]
 
 MetaGradMethod = Literal["autograd", "reverse"]
 
@@ -59,10 +63,18 @@ def sgd_step(params: Params, grads: Params | tuple[Tensor, ...], lr: Tensor | fl
     return {name: p - lr * grads[name] for name, p in params.items()}
 
 
-def _step(model: nn.Module, params: Params, steps: Steps, t: int, *, create_graph: bool) -> Params:
+def _step(
+    model: nn.Module,
+    params: Params,
+    steps: Steps,
+    t: int,
+    *,
+    create_graph: bool,
+    inner: InnerLoss = inner_loss,
+) -> Params:
     """One GD update t of the schedule (uses step ``t mod S`` and lr ``t``)."""
     s = t % steps.num_steps
-    loss = inner_loss(model, params, steps.images[s], steps.labels[s])
+    loss = inner(model, params, steps.images[s], steps.labels[s])
     grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
     return sgd_step(params, grads, steps.lrs[t])
 
@@ -71,7 +83,14 @@ def _leaves(params: Params) -> Params:
     return {name: p.detach().requires_grad_() for name, p in params.items()}
 
 
-def unroll(model: nn.Module, params: Params, steps: Steps, *, create_graph: bool) -> list[Params]:
+def unroll(
+    model: nn.Module,
+    params: Params,
+    steps: Steps,
+    *,
+    create_graph: bool,
+    inner: InnerLoss = inner_loss,
+) -> list[Params]:
     """Train from ``params`` by replaying ``steps``; return the trajectory ``[θ_0, θ_1, …, θ_T]``.
 
     Args:
@@ -81,6 +100,8 @@ def unroll(model: nn.Module, params: Params, steps: Steps, *, create_graph: bool
         create_graph: keep the graph of every update so that θ_T is differentiable in the images, lrs and
             labels (the ``autograd`` meta-gradient). ``False`` is plain training (evaluation): each θ_t is
             detached, so memory stays flat.
+        inner: the training loss ``(model, θ, x, y) -> scalar`` (default: cross-entropy, ``inner_loss``; the
+            linear case passes a quadratic one).
     """
     # The first update needs ∇_θ ℓ at θ_0, so θ_0 must be in the graph; a θ_0 that already requires grad
     # (e.g. to differentiate through the init) is kept as is.
@@ -90,7 +111,7 @@ def unroll(model: nn.Module, params: Params, steps: Steps, *, create_graph: bool
         }
     trajectory = [params if create_graph else _leaves(params)]
     for t in range(steps.num_updates):
-        nxt = _step(model, trajectory[-1], steps, t, create_graph=create_graph)
+        nxt = _step(model, trajectory[-1], steps, t, create_graph=create_graph, inner=inner)
         trajectory.append(nxt if create_graph else _leaves(nxt))
     return trajectory
 
@@ -102,6 +123,7 @@ def meta_grad(
     objective: Objective,
     *,
     method: MetaGradMethod = "autograd",
+    inner: InnerLoss = inner_loss,
 ) -> MetaGrads:
     """Meta-gradient of ``objective(θ_T)`` with respect to the distilled images, lrs and learned labels.
 
@@ -114,11 +136,12 @@ def meta_grad(
         steps: the distilled schedule; its tensors need not require grad.
         objective: ``(model, θ_T) -> scalar`` meta-loss, e.g. cross-entropy on a real batch.
         method: ``"autograd"`` keeps the whole unrolled graph; ``"reverse"`` walks the updates backwards.
+        inner: the training loss of every update (as in ``unroll``); floating-point labels get a gradient.
     """
     if method == "autograd":
-        return _meta_grad_autograd(model, params0, steps, objective)
+        return _meta_grad_autograd(model, params0, steps, objective, inner)
     if method == "reverse":
-        return _meta_grad_reverse(model, params0, steps, objective)
+        return _meta_grad_reverse(model, params0, steps, objective, inner)
     raise ValueError(f"unknown meta-gradient method {method!r}: choose 'autograd' or 'reverse'")
 
 
@@ -127,7 +150,7 @@ def _learned_labels(steps: Steps) -> bool:
 
 
 def _meta_grad_autograd(
-    model: nn.Module, params0: Params, steps: Steps, objective: Objective
+    model: nn.Module, params0: Params, steps: Steps, objective: Objective, inner: InnerLoss
 ) -> MetaGrads:
     learn_labels = _learned_labels(steps)
     leaf = Steps(
@@ -135,7 +158,7 @@ def _meta_grad_autograd(
         labels=steps.labels.detach().requires_grad_() if learn_labels else steps.labels,
         lrs=steps.lrs.detach().requires_grad_(),
     )
-    theta_T = unroll(model, params0, leaf, create_graph=True)[-1]
+    theta_T = unroll(model, params0, leaf, create_graph=True, inner=inner)[-1]
     loss = objective(model, theta_T)
     wrt = (leaf.images, leaf.lrs) + ((leaf.labels,) if learn_labels else ())
     grads = torch.autograd.grad(loss, wrt)
@@ -143,7 +166,7 @@ def _meta_grad_autograd(
 
 
 def _meta_grad_reverse(
-    model: nn.Module, params0: Params, steps: Steps, objective: Objective
+    model: nn.Module, params0: Params, steps: Steps, objective: Objective, inner: InnerLoss
 ) -> MetaGrads:
     # The paper's backward pass (Wang et al. 2018; cf. Maclaurin et al. 2015), with recomputation.
     #
@@ -158,7 +181,7 @@ def _meta_grad_reverse(
     learn_labels = _learned_labels(steps)
     images, labels, lrs = steps.images.detach(), steps.labels.detach(), steps.lrs.detach()
     plain = Steps(images, labels, lrs)
-    trajectory = unroll(model, params0, plain, create_graph=False)
+    trajectory = unroll(model, params0, plain, create_graph=False, inner=inner)
 
     theta_T = trajectory[-1]
     loss = objective(model, theta_T)
@@ -174,7 +197,7 @@ def _meta_grad_reverse(
         y_s = labels[s].detach().requires_grad_() if learn_labels else labels[s]
         lr_t = lrs[t].detach().requires_grad_()
         step_t = Steps(x_s.unsqueeze(0), y_s.unsqueeze(0), lr_t.reshape(1))
-        theta_next = _step(model, theta_t, step_t, 0, create_graph=True)
+        theta_next = _step(model, theta_t, step_t, 0, create_graph=True, inner=inner)
         wrt = (*theta_t.values(), x_s, lr_t) + ((y_s,) if learn_labels else ())
         grads = torch.autograd.grad(tuple(theta_next.values()), wrt, grad_outputs=d_theta)
         n = len(theta_t)

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from datadistill.config import LINEAR_RATIOS, LinearConfig
-from datadistill.unroll import MetaGrads, Objective, Params, Steps, sgd_step
+from datadistill.unroll import MetaGrads, Objective, Params, Steps, meta_grad, unroll
 
 __all__ = [
     "DEFAULT_RATIOS",
@@ -222,52 +222,17 @@ def regression_unroll(
 ) -> list[Params]:
     """``unroll.unroll`` with the quadratic loss: θ_{t+1} = θ_t − η_t ∇ℓ(x̃_s, ỹ_s; θ_t), s = t mod S.
 
-    ``unroll.unroll``'s inner loss is cross-entropy (float labels are soft-label logits there), so the
-    regression case replays the schedule here, with the same ``sgd_step`` and the same convention:
     ``steps.labels`` ``[S, M, O]`` are real-valued targets, ``steps.images`` ``[S, M, D]`` the inputs.
-
-    Returns:
-        The trajectory ``[θ_0, …, θ_T]``; with ``create_graph`` every θ_t is differentiable in the
-        steps' tensors, otherwise each is a detached leaf (plain training).
     """
-    if create_graph:
-        params = {
-            n: p if p.requires_grad else p.detach().requires_grad_() for n, p in params.items()
-        }
-    else:
-        params = {n: p.detach().requires_grad_() for n, p in params.items()}
-    trajectory = [params]
-    for t in range(steps.num_updates):
-        s = t % steps.num_steps
-        theta = trajectory[-1]
-        loss = regression_loss(model, theta, steps.images[s], steps.labels[s])
-        grads = torch.autograd.grad(loss, tuple(theta.values()), create_graph=create_graph)
-        nxt = sgd_step(theta, grads, steps.lrs[t])
-        if not create_graph:
-            nxt = {n: p.detach().requires_grad_() for n, p in nxt.items()}
-        trajectory.append(nxt)
-    return trajectory
+    return unroll(model, params, steps, create_graph=create_graph, inner=regression_loss)
 
 
 def _regression_meta_grad(
     model: nn.Module, params0: Params, steps: Steps, objective: Objective
 ) -> MetaGrads:
-    """``unroll.meta_grad(method="autograd")`` for the regression inner loss.
-
-    ``meta_grad`` hard-wires ``unroll.inner_loss`` (cross-entropy); rather than change the core's
-    behaviour for one analysis, this keeps the whole (short) unrolled graph and differentiates the
-    objective with respect to the inputs, the real-valued targets and the lrs, returning the same
-    ``MetaGrads`` container.
-    """
-    leaf = Steps(
-        images=steps.images.detach().requires_grad_(),
-        labels=steps.labels.detach().requires_grad_(),
-        lrs=steps.lrs.detach().requires_grad_(),
-    )
-    theta_T = regression_unroll(model, params0, leaf, create_graph=True)[-1]
-    loss = objective(model, theta_T)
-    d_images, d_lrs, d_labels = torch.autograd.grad(loss, (leaf.images, leaf.lrs, leaf.labels))
-    return MetaGrads(d_images, d_lrs, d_labels, loss.detach())
+    """``unroll.meta_grad(method="autograd")`` with the quadratic inner loss: the gradient with respect to
+    the inputs, the lrs and the real-valued targets (floating-point labels are always differentiated)."""
+    return meta_grad(model, params0, steps, objective, method="autograd", inner=regression_loss)
 
 
 # --------------------------------------------------------------------------------------------
