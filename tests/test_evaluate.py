@@ -171,3 +171,22 @@ def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
     result = evaluate_as_dataset(data, recipe=FieldRecipe(epochs=1), progress=False)
     assert result.n_models == 5 and result.recipe.startswith("convnet: ")
     assert len(set(result.accuracies_before)) > 1  # five different fresh inits
+
+
+def test_dataset_protocol_refuses_negative_learned_targets(tmp_path):
+    from datadistill.evaluate import evaluate_as_dataset
+
+    manifest = {
+        "dataset": "digits",
+        "model": "mlp",
+        "init": "fixed",
+        "num_classes": 10,
+        "images_shape": [1, 10, 1, 8, 8],
+        "mean": [0.0],
+        "std": [1.0],
+        "label_targets": "free",
+    }
+    labels = torch.eye(10).view(1, 10, 10) - 0.2  # free targets that went negative
+    data = DistilledData(torch.zeros(1, 10, 1, 8, 8), labels, torch.ones(1), manifest)
+    with pytest.raises(ValueError, match="negative learned targets.*--protocol replay"):
+        evaluate_as_dataset(data, models=1, progress=False)

@@ -312,6 +312,11 @@ class DistillConfig:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
 
     def _validate_dataset_protocol(self) -> None:
+        if self.learn_labels and self.label_targets == "free":
+            raise ValueError(
+                "--label-targets free lets learned targets go negative, and long ordinary training on "
+                "negative targets diverges: with --protocol dataset use --label-targets softmax"
+            )
         if (self.steps, self.epochs) != (1, 1):
             raise ValueError(
                 "--protocol dataset trains on one set of images with one step size: leave --steps and "

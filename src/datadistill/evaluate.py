@@ -312,6 +312,13 @@ def evaluate_as_dataset(
     dev = torch.device(device)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     images, labels = data.images.to(dev), data.targets().to(dev)
+    if labels.is_floating_point() and bool((labels < 0).any()):
+        raise ValueError(
+            f"{data.manifest.get('run_dir') or 'this set'} has negative learned targets (label targets "
+            f"{data.label_targets!r}, min {labels.min().item():.3g}): cross-entropy on them has no "
+            "minimum, so ordinary training diverges; evaluate it with --protocol replay, or distil with "
+            "--label-targets softmax"
+        )
     after, before = [], []
     for i, params in enumerate(tqdm(inits, total=n, desc="evaluate", disable=not progress)):
         params = {k: v.to(dev) for k, v in params.items()}
