@@ -287,14 +287,20 @@ def _cmd_linear(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from datadistill.gallery import list_gallery, save_thumbnails
 
-    print("| name | data set | model | init | images | steps × epochs | accuracy (%) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| name | data set | distilled with | init | images | steps × epochs | protocol | "
+        "accuracy (%) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in list_gallery():
         acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['n_models']} nets)"
         labels = ", soft labels" if r["soft_labels"] else ""
+        protocol = r["protocol"]
+        if protocol == "dataset":  # a fresh network of another architecture trained on the images
+            protocol = f"dataset ({r['accuracy_network']})"
         print(
             f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
-            f"{r['steps']} × {r['epochs']} | {acc} |"
+            f"{r['steps']} × {r['epochs']} | {protocol} | {acc} |"
         )
     if args.thumbnails:
         print(f"wrote {save_thumbnails(args.thumbnails)}")

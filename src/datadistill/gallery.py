@@ -27,7 +27,7 @@ PRETRAINED_DIR = "pretrained"  # the pre-trained network of an adaptation entry
 
 
 def list_gallery() -> list[dict[str, Any]]:
-    """One row per released set: name, dataset, model, init, images, steps × epochs, accuracy."""
+    """One row per released set: name, dataset, model, init, images, steps × epochs, protocol, accuracy."""
     rows = []
     for folder in sorted(p for p in GALLERY_DIR.glob("*") if (p / MANIFEST_FILE).is_file()):
         m = json.loads((folder / MANIFEST_FILE).read_text())
@@ -43,6 +43,9 @@ def list_gallery() -> list[dict[str, Any]]:
                 "steps": m["steps"],
                 "epochs": m["epochs"],
                 "soft_labels": m.get("soft_labels", False),
+                # how the accuracy was measured: replay, or dataset with the network it trained
+                "protocol": acc.get("protocol", "replay"),
+                "accuracy_network": (acc.get("recipe") or "").split(":")[0] or m["model"],
                 "accuracy_mean": acc.get("accuracy_mean"),
                 "accuracy_std": acc.get("accuracy_std"),
                 "n_models": acc.get("n_models"),
