@@ -21,6 +21,10 @@ def test_the_gallery_holds_the_promised_sets():
         "mnist-random-100",
         "fashion-random-100",
         "usps-to-mnist-fixed-100",
+        "mnist-10-per-class",
+        "mnist-1-per-class",
+        "fashion-mnist-10-per-class",
+        "fashion-mnist-1-per-class",
     ):
         assert name in ENTRIES
 
