@@ -238,3 +238,13 @@ def test_memory_does_not_grow_with_the_number_of_updates():
 def test_unknown_inner_optimizer_is_one_clear_line():
     with pytest.raises(ValueError, match="--inner-optimizer must be one of sgd, momentum, adam"):
         Recipe(optimizer="rmsprop")
+
+
+def test_flatten_set_keeps_hard_classes_and_soft_targets_apart():
+    from datadistill.minibatch_unroll import flatten_set
+
+    images = torch.randn(1, 6, 1, 4, 4, requires_grad=True)
+    x, y = flatten_set(images, torch.arange(6).view(1, 6))
+    assert x.shape == (6, 1, 4, 4) and y.tolist() == list(range(6)) and not x.requires_grad
+    _, soft = flatten_set(images, torch.rand(1, 6, 3))
+    assert soft.shape == (6, 3)

@@ -46,7 +46,13 @@ from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
 from datadistill.inits import InitDistribution
-from datadistill.minibatch_unroll import Recipe, batch_order, train, truncated_meta_grad
+from datadistill.minibatch_unroll import (
+    Recipe,
+    batch_order,
+    flatten_set,
+    train,
+    truncated_meta_grad,
+)
 from datadistill.models.user import factory_root
 from datadistill.objectives import make_objective, poison_labels
 from datadistill.seeds import generator as _generator
@@ -595,9 +601,8 @@ def inner_recipe(cfg: DistillConfig) -> Recipe | None:
     return Recipe(optimizer=cfg.inner_optimizer, updates=cfg.unroll, batch_size=cfg.inner_batch)
 
 
-def recipe_manifest(cfg: DistillConfig) -> dict[str, Any] | None:
+def recipe_manifest(recipe: Recipe | None, cfg: DistillConfig) -> dict[str, Any] | None:
     """The manifest's record of how the set trains a network in distillation (dataset protocol)."""
-    recipe = inner_recipe(cfg)
     if recipe is None:
         return None
     return {
@@ -617,11 +622,7 @@ def _trainer(model, recipe: Recipe | None) -> Trainer:
         return lambda params, steps: unroll(model, params, steps, create_graph=False)[-1]
 
     def train_minibatch(params: Params, steps: Steps) -> Params:
-        images = steps.images.reshape(-1, *steps.images.shape[-3:])
-        soft = steps.labels.is_floating_point()
-        labels = (
-            steps.labels.reshape(-1, steps.labels.shape[-1]) if soft else steps.labels.reshape(-1)
-        )
+        images, labels = flatten_set(steps.images, steps.labels)
         order = batch_order(len(images), recipe, _generator("evaluation-order"))
         trained, _ = train(model, params, images, labels, steps.lrs.reshape(()), recipe, order)
         return {n: p.detach() for n, p in trained.items()}
@@ -818,7 +819,7 @@ def _manifest(
         "meta_grad": cfg.meta_grad,
         # what the set is distilled for; `evaluate` uses it by default
         "protocol": cfg.protocol,
-        "recipe": recipe_manifest(cfg),
+        "recipe": recipe_manifest(run.recipe, cfg),
         "learn": cfg.learn,
         "learn_lr": cfg.learn_lr,
         "label_targets": cfg.label_targets,

@@ -107,6 +107,14 @@ def optimizer_step(
     return new, OptState(step, {"m": m, "v": v})
 
 
+def flatten_set(images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """A stored set as one detached training set: images ``[..., C, H, W]`` → ``[N, C, H, W]``, targets
+    ``[...]`` → ``[N]`` classes or ``[..., K]`` → ``[N, K]`` soft targets."""
+    x = images.detach().reshape(-1, *images.shape[-3:])
+    y = targets.detach()
+    return x, y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)
+
+
 def batch_order(num_images: int, recipe: Recipe, generator: torch.Generator) -> Tensor:
     """``[N, B]`` image indices of every update: consecutive chunks of epoch-wise random permutations.
 
@@ -210,9 +218,8 @@ def truncated_meta_grad(
     """
     end = window_end(recipe, window, generator)
     begin = end - (recipe.updates if window is None else min(window, recipe.updates))
-    flat_x = images.detach().reshape(-1, *images.shape[-3:])  # [M, C, H, W]
-    soft = targets.is_floating_point()
-    flat_y = targets.detach().reshape(-1, targets.shape[-1]) if soft else targets.reshape(-1)
+    flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
+    soft = flat_y.is_floating_point()
     order = batch_order(len(flat_x), recipe, generator)  # [N, B]
     theta, state = train(
         model, params0, flat_x, flat_y, lr.detach().reshape(()), recipe, order, stop=begin

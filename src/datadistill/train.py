@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from datadistill.augment import dsa_augment
 from datadistill.config import (
     AUGMENTATIONS,
     PRETRAIN_BETAS,
@@ -28,6 +29,7 @@ from datadistill.config import (
     PretrainConfig,
     positive_int,
 )
+from datadistill.minibatch_unroll import flatten_set
 from datadistill.seeds import generator as _derived_generator
 from datadistill.types import Params
 from datadistill.unroll import inner_loss
@@ -280,12 +282,7 @@ def train_as_dataset(
     Example:
         >>> theta = train_as_dataset(model, data.images, data.targets(), theta0)  # doctest: +SKIP
     """
-    from datadistill.augment import dsa_augment
-    from datadistill.unroll import inner_loss
-
-    x = images.detach().reshape(-1, *images.shape[-3:])  # [N, C, H, W]
-    y = labels.detach()
-    y = y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)  # [N] or [N, K]
+    x, y = flatten_set(images, labels)  # [N, C, H, W], [N] or [N, K]
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
