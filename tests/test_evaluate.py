@@ -148,26 +148,26 @@ def test_dataset_protocol_is_the_default_for_sets_distilled_for_it(tmp_path, cap
     assert "--model applies to the dataset protocol" in err and len(err.strip().splitlines()) == 1
 
 
-def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
-    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
-
-    g = torch.Generator().manual_seed(0)
+def _digits_set(images, labels, label_targets=None) -> DistilledData:
+    """A one-step set of 8x8 digits images, as ``distill --protocol dataset`` would store it."""
     manifest = {
         "dataset": "digits",
         "model": "mlp",
         "init": "fixed",
         "num_classes": 10,
-        "images_shape": [1, 10, 1, 8, 8],
+        "images_shape": list(images.shape),
         "mean": [0.0],
         "std": [1.0],
-        "label_targets": None,
+        "label_targets": label_targets,
     }
-    data = DistilledData(
-        torch.randn(1, 10, 1, 8, 8, generator=g),
-        torch.arange(10).view(1, 10),
-        torch.ones(1),
-        manifest,
-    )
+    return DistilledData(images, labels, torch.ones(1), manifest)
+
+
+def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    g = torch.Generator().manual_seed(0)
+    data = _digits_set(torch.randn(1, 10, 1, 8, 8, generator=g), torch.arange(10).view(1, 10))
     result = evaluate_as_dataset(data, recipe=FieldRecipe(epochs=1), progress=False)
     assert result.n_models == 5 and result.recipe.startswith("convnet: ")
     assert len(set(result.accuracies_before)) > 1  # five different fresh inits
@@ -176,17 +176,7 @@ def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
 def test_dataset_protocol_refuses_negative_learned_targets(tmp_path):
     from datadistill.evaluate import evaluate_as_dataset
 
-    manifest = {
-        "dataset": "digits",
-        "model": "mlp",
-        "init": "fixed",
-        "num_classes": 10,
-        "images_shape": [1, 10, 1, 8, 8],
-        "mean": [0.0],
-        "std": [1.0],
-        "label_targets": "free",
-    }
     labels = torch.eye(10).view(1, 10, 10) - 0.2  # free targets that went negative
-    data = DistilledData(torch.zeros(1, 10, 1, 8, 8), labels, torch.ones(1), manifest)
+    data = _digits_set(torch.zeros(1, 10, 1, 8, 8), labels, label_targets="free")
     with pytest.raises(ValueError, match="negative learned targets.*--protocol replay"):
         evaluate_as_dataset(data, models=1, progress=False)

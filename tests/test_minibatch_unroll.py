@@ -199,10 +199,9 @@ def test_memory_does_not_grow_with_the_number_of_updates():
     model, params, images, labels, objective = _setup()
     lr = torch.tensor([0.05], dtype=torch.float64)
 
-    def run(updates: int) -> int:
+    def peak(updates: int, window: int | None) -> int:
+        # With a window W the graph holds W updates wherever e falls; e only moves the graph-free prefix.
         recipe = Recipe(optimizer="adam", updates=updates, batch_size=4)
-        # window = updates - … would vary e; a generator whose draw is irrelevant: W fixed, e varies only the
-        # length of the graph-free prefix.
         return _peak_saved_tensors(
             lambda: truncated_meta_grad(
                 model,
@@ -212,26 +211,14 @@ def test_memory_does_not_grow_with_the_number_of_updates():
                 lr,
                 recipe,
                 objective,
-                window=3,
+                window=window,
                 generator=torch.Generator().manual_seed(0),
             )
         )
 
-    short, long = run(6), run(60)
+    short, long = peak(6, 3), peak(60, 3)
     assert long == short
-    full = _peak_saved_tensors(
-        lambda: truncated_meta_grad(
-            model,
-            params,
-            images,
-            labels,
-            lr,
-            Recipe(optimizer="adam", updates=12, batch_size=4),
-            objective,
-            window=None,
-            generator=torch.Generator().manual_seed(0),
-        )
-    )
+    full = peak(12, None)
     assert full > 3 * short  # the full unroll does keep every update's graph
 
 
