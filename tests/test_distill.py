@@ -17,13 +17,9 @@ from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
-from datadistill.distill import (
-    DistillationDiverged,
-    _class_cover,
-    collapsed,
-    outer_lr,
-    schedule_progress,
-)
+from datadistill.distill import DistillationDiverged, collapsed
+from datadistill.initial_state import class_cover
+from datadistill.schedule import outer_lr, schedule_progress
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -354,7 +350,7 @@ def test_learned_labels_with_fewer_images_than_classes(tmp_path, meta_grad):
         progress=False,
     )
     assert data.labels.shape == (2, 5, 10) and data.labels.is_floating_point()
-    start = _class_cover(5, 1, 10).float() * 4.4
+    start = class_cover(5, 1, 10).float() * 4.4
     assert not torch.allclose(data.labels[0], start)  # the labels were learned
     loaded = DistilledData.load(out)
     assert loaded.soft_labels and torch.equal(loaded.labels, data.labels)
@@ -362,16 +358,16 @@ def test_learned_labels_with_fewer_images_than_classes(tmp_path, meta_grad):
     assert data.manifest["accuracy"]["accuracy_mean"] > 30.0
 
 
-def test_class_cover_gives_every_class_an_image():
+def testclass_cover_gives_every_class_an_image():
     # One image per class, in class order; two per class repeat each class.
-    assert torch.equal(_class_cover(10, 1, 10), torch.eye(10, dtype=torch.long))
-    assert _class_cover(20, 2, 10).argmax(1).tolist() == [c for c in range(10) for _ in range(2)]
+    assert torch.equal(class_cover(10, 1, 10), torch.eye(10, dtype=torch.long))
+    assert class_cover(20, 2, 10).argmax(1).tolist() == [c for c in range(10) for _ in range(2)]
     # Fewer images than classes: each class belongs to exactly one image, image j covers j, j + 5.
-    cover = _class_cover(5, 1, 10)
+    cover = class_cover(5, 1, 10)
     assert cover.shape == (5, 10) and cover.sum(0).tolist() == [1] * 10
     assert cover[2].nonzero().squeeze(1).tolist() == [2, 7]
     # Uneven split: 3 images for 10 classes cover 4, 3 and 3 classes.
-    assert _class_cover(3, 1, 10).sum(1).tolist() == [4, 3, 3]
+    assert class_cover(3, 1, 10).sum(1).tolist() == [4, 3, 3]
 
 
 def test_free_label_targets_are_learned_saved_and_replayed(tmp_path):
@@ -386,7 +382,7 @@ def test_free_label_targets_are_learned_saved_and_replayed(tmp_path):
         progress=False,
     )
     start = (
-        _class_cover(5, 1, 10).float() / 2
+        class_cover(5, 1, 10).float() / 2
     )  # each image starts as an even split over its 2 classes
     assert not torch.allclose(data.labels[0], start)  # learned
     # Free targets are not a distribution: their sums drift away from one.
@@ -507,15 +503,15 @@ def test_init_noise_nonsense_is_refused(tmp_path, capsys):
 def test_validation_scores_the_objective_on_networks_distillation_never_draws():
     from types import SimpleNamespace
 
-    from datadistill.distill import VAL_NETS, _make_validation
     from datadistill.inits import InitDistribution
+    from datadistill.selection import VAL_NETS, make_validation
 
     model = torch.nn.Linear(4, 3)
     nets = [{"weight": torch.full((3, 4), float(i)), "bias": torch.zeros(3)} for i in range(7)]
     inits = InitDistribution("pretrained-random", model, pool=nets, heldout=nets[:1])
     held_out = SimpleNamespace(images=torch.randn(6, 4), labels=torch.tensor([0, 1, 2, 0, 1, 2]))
     cfg = DistillConfig(objective="poison", source_class=0, target_class=2, val_size=6)
-    validation, sampled = _make_validation(cfg, inits, held_out, torch.device("cpu"))
+    validation, sampled = make_validation(cfg, inits, held_out, torch.device("cpu"))
     # The last VAL_NETS training nets score iterates and are never sampled for distillation.
     assert [float(n["weight"][0, 0]) for n in validation.nets] == [3.0, 4.0, 5.0, 6.0]
     assert len(sampled.pool) == 7 - VAL_NETS and len(inits.pool) == 7
@@ -524,7 +520,7 @@ def test_validation_scores_the_objective_on_networks_distillation_never_draws():
     assert validation.labels.tolist() == [2, 1, 2, 2, 1, 2]  # class K scored as T
     small = InitDistribution("pretrained-random", model, pool=nets[:VAL_NETS], heldout=nets[:1])
     with pytest.raises(ValueError, match="pre-train more"):
-        _make_validation(cfg, small, held_out, torch.device("cpu"))
+        make_validation(cfg, small, held_out, torch.device("cpu"))
 
 
 def test_help_shows_the_help_text_of_settings(capsys):

@@ -17,7 +17,6 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +40,11 @@ from datadistill.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from datadistill.config import EVAL_NETWORKS, DistillConfig, eval_networks, save_config
+from datadistill.config import DistillConfig, eval_networks, save_config
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import World, init_world, local_device
-from datadistill.evaluate import EvalResult, accuracy, evaluate_steps
+from datadistill.evaluate import EvalResult, evaluate_steps
+from datadistill.initial_state import check_real_images, initial_state
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
     Recipe,
@@ -54,91 +54,20 @@ from datadistill.minibatch_unroll import (
     truncated_meta_grad,
 )
 from datadistill.models.user import factory_root
-from datadistill.objectives import make_objective, poison_labels
+from datadistill.objectives import make_objective
+from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
+from datadistill.selection import Trainer, Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
-# Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
-VAL_NETS = EVAL_NETWORKS["curve"]
-Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
 COLLAPSE_WINDOW = 200
-LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
 
 class DistillationDiverged(RuntimeError):
     """The meta-loss or its gradient became NaN/inf; nothing saved before is touched."""
-
-
-def inverse_softplus(y: float) -> float:
-    """x with softplus(x) = y (the raw parameter of a learned step size y > 0)."""
-    return y + math.log(-math.expm1(-y))
-
-
-@dataclass
-class _Validation:
-    """Held-out training images and fixed networks on which iterates are compared (``--val-size``)."""
-
-    images: Tensor  # [N, C, H, W]
-    labels: Tensor  # [N], the objective's labels (class K relabelled T for poison)
-    # θ_0 of the networks to replay from, never drawn in distillation (see _make_validation)
-    nets: list[Params]
-
-    def score(self, model, steps: Steps, trainer: Trainer) -> float:
-        """Mean accuracy (%) on the held-out images after training on ``steps`` from each network."""
-        steps = Steps(steps.images.detach(), steps.labels.detach(), steps.lrs.detach())
-        return statistics.fmean(
-            accuracy(model, trainer(p, steps), self.images, self.labels) for p in self.nets
-        )
-
-
-def _make_validation(cfg: DistillConfig, inits, held_out, device: torch.device):
-    """``(validation or None, inits to distil from)`` for ``--val-size``.
-
-    The held-out images carry the objective's labels (class K relabelled T for ``poison``), so the selected
-    iterate is the one best at the objective. The networks are ones distillation never trains on: the fixed
-    init itself; fresh draws for ``random``; for ``pretrained-random`` the last ``VAL_NETS`` networks of the
-    pool's training part, which are then removed from the pool that distillation samples (otherwise the
-    selection would reward fitting the very networks the attack or adaptation was tuned on).
-    """
-    if held_out is None:
-        return None, inits
-    labels = held_out.labels
-    if cfg.objective == "poison":
-        labels = poison_labels(labels, cfg.source_class, cfg.target_class)
-    if inits.kind == "pretrained-random":
-        if len(inits.pool) <= VAL_NETS:
-            raise ValueError(
-                f"--val-size with init pretrained-random sets aside {VAL_NETS} of the pool's training "
-                f"networks for validation, but the pool has only {len(inits.pool)}: pre-train more "
-                "networks (datadistill pretrain --count) or drop --val-size"
-            )
-        nets = list(inits.pool[-VAL_NETS:])
-        inits = dataclasses.replace(inits, pool=inits.pool[:-VAL_NETS])
-    else:
-        n_val = 1 if inits.is_fixed else VAL_NETS
-        nets = [inits.sample(_generator(cfg.seed, "val-init", j)) for j in range(n_val)]
-    on_device = [{n: p.to(device) for n, p in net.items()} for net in nets]
-    return _Validation(held_out.images.to(device), labels.to(device), on_device), inits
-
-
-def _split_validation(cfg: DistillConfig, train):
-    """``(fit, held_out)``: ``cfg.val_size`` random training images set aside (None when 0)."""
-    if not cfg.val_size:
-        return train, None
-    if cfg.val_size > len(train.labels) // 2:
-        raise ValueError(
-            f"--val-size {cfg.val_size} would hold out more than half of the {len(train.labels)} "
-            f"training images of {cfg.dataset}; use at most {len(train.labels) // 2}"
-        )
-    order = torch.randperm(len(train.labels), generator=_generator(cfg.seed, "validation"))
-    held, fit = order[: cfg.val_size], order[cfg.val_size :]
-    return (
-        dataclasses.replace(train, images=train.images[fit], labels=train.labels[fit]),
-        dataclasses.replace(train, images=train.images[held], labels=train.labels[held]),
-    )
 
 
 def _resolve_out(cfg: DistillConfig, dataset_name: str, model_spec: str) -> Path:
@@ -147,70 +76,6 @@ def _resolve_out(cfg: DistillConfig, dataset_name: str, model_spec: str) -> Path
     stamp = time.strftime("%Y%m%d-%H%M%S")
     model_name = model_spec.split(":")[-1].rsplit(".", 1)[-1]  # module:factory -> factory
     return Path("runs") / f"{dataset_name}-{model_name}-{cfg.init}-{stamp}"
-
-
-def _initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
-    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images.
-
-    ``cover`` is ``[n, K]`` multi-hot: the classes image j stands for. A real-image start averages one random
-    training image of each of its classes (one class unless there are fewer images than classes).
-    """
-    gen = _generator(cfg.seed, "images")
-    if cfg.init_images == "noise":
-        return torch.randn(cfg.steps, len(cover), *train.image_shape, generator=gen)
-    starts = torch.zeros(cfg.steps, len(cover), *train.image_shape)
-    for j, row in enumerate(cover):
-        members = row.nonzero().squeeze(1).tolist()
-        for c in members:
-            pool = (train.labels == c).nonzero().squeeze(1)
-            starts[:, j] += train.images[
-                pool[torch.randint(len(pool), (cfg.steps,), generator=gen)]
-            ]
-        starts[:, j] /= len(members)
-    return starts
-
-
-def _class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tensor:
-    """``[n, K]`` multi-hot: which classes each of the n images of a step stands for.
-
-    ``images_per_class`` images per class in class order; with fewer images than classes (learned labels
-    only), image j covers classes j, j + n, j + 2n, … so that every class has an image from the start.
-    """
-    if per_step >= num_classes:
-        classes = (torch.arange(per_step) // images_per_class) % num_classes
-        return F.one_hot(classes, num_classes)
-    return F.one_hot(torch.arange(num_classes) % per_step, per_step).T.contiguous()
-
-
-def _initial_state(
-    cfg: DistillConfig, train, device: torch.device, images: Tensor | None
-) -> DistillState:
-    num_classes = train.num_classes
-    per_step = cfg.images_per_step or cfg.images_per_class * num_classes
-    repeat = cfg.images_per_class if cfg.images_per_step is None else 1
-    cover = _class_cover(per_step, repeat, num_classes)  # [n, K]
-    if images is None:
-        images = _initial_images(cfg, train, cover)
-    elif images.shape != (cfg.steps, per_step, *train.image_shape):
-        raise ValueError(
-            f"initial images have shape {tuple(images.shape)}, expected "
-            f"{(cfg.steps, per_step, *train.image_shape)} (steps, images per step, C, H, W)"
-        )
-    if cfg.learn_labels and cfg.label_targets == "free":
-        # The target vector itself: one-hot, or split evenly over the classes an image covers.
-        labels = (cover.float() / cover.sum(1, keepdim=True)).repeat(cfg.steps, 1, 1)  # [S, n, K]
-    elif cfg.learn_labels:
-        # Equal logits on the classes an image covers: softmax ≈ 0.9 on one class, ≈ 0.47 each on two.
-        labels = cover.float().repeat(cfg.steps, 1, 1) * LABEL_LOGIT_SCALE  # [S, n, K]
-    else:
-        labels = cover.argmax(dim=1).repeat(cfg.steps, 1)  # [S, n]
-    raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
-    images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
-    raw = raw.to(device).requires_grad_(cfg.learn_lr)
-    labels = labels.to(device).requires_grad_(cfg.learn_labels)
-    learned = [t for t in (images, raw, labels) if t.requires_grad]
-    opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
-    return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 
 @dataclass
@@ -227,7 +92,7 @@ class _Run:
     train_y: Tensor  # [N]
     test_x: Tensor  # [M, C, H, W] on device
     test_y: Tensor  # [M]
-    validation: _Validation | None
+    validation: Validation | None
     out: Path
     recipe: Recipe | None  # the dataset protocol's inner training (None: replay)
     trainer: Trainer
@@ -316,8 +181,8 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     train, test = _load_splits(cfg, train, test)
-    train, held_out = _split_validation(cfg, train)  # before anything is written: it may refuse
-    _check_real_images(cfg, train)
+    train, held_out = split_validation(cfg, train)  # before anything is written: it may refuse
+    check_real_images(cfg, train)
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
@@ -337,7 +202,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     if model_arg is not None and not isinstance(model_arg, str):
         cfg = dataclasses.replace(cfg, model=setting.model_spec)
     _check_classes(cfg, train.num_classes)
-    validation, inits = _make_validation(cfg, setting.inits, held_out, device)  # may refuse
+    validation, inits = make_validation(cfg, setting.inits, held_out, device)  # may refuse
     out = _resolve_out(cfg, train.name, setting.model_spec)
     check_run_folder(out, cfg)
     k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
@@ -374,7 +239,7 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    state = _initial_state(cfg, run.train, run.device, images)
+    state = initial_state(cfg, run.train, run.device, images)
     if cfg.resume:
         resumed_from = load_checkpoint(out, state, cfg)
         if world.is_main:
@@ -499,8 +364,8 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
         disable=not (progress and world.is_main),
     )
     while state.iteration < cfg.iterations:
-        time_fraction = _time_fraction(world, cfg, started)
-        if time_fraction is not None and time_fraction > 1:
+        used = time_fraction(world, cfg, started)
+        if used is not None and used > 1:
             if state.history and "accuracy" not in state.history[-1]:
                 # The last iterates, at the schedule's lowest lr, get a check too: with --val-size
                 # the set stopped at is a candidate for the result.
@@ -511,9 +376,7 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
                     f"time limit reached after {state.iteration} iterations", file=sys.stderr
                 )
             break
-        state.progress = schedule_progress(
-            state.iteration, cfg.iterations, time_fraction, progress_before
-        )
+        state.progress = schedule_progress(state.iteration, cfg.iterations, used, progress_before)
         lrs = F.softplus(state.raw_lrs.detach())  # the step sizes this step starts from
         step_start = time.perf_counter()
         record = outer_step(run, state, last_good=last_good)
@@ -630,22 +493,6 @@ def _trainer(model, recipe: Recipe | None) -> Trainer:
     return train_minibatch
 
 
-def _check_real_images(cfg: DistillConfig, train) -> None:
-    """With ``--init-images real`` a class with fewer training images than ``--images-per-class`` would
-    start several distilled images from the same real one: refuse it instead of repeating silently."""
-    if cfg.init_images != "real" or cfg.images_per_step is not None:
-        return
-    counts = torch.bincount(train.labels, minlength=train.num_classes)
-    smallest = int(counts.argmin())
-    if counts[smallest] < cfg.images_per_class:
-        raise ValueError(
-            f"--images-per-class {cfg.images_per_class} with --init-images real needs that many "
-            f"training images of every class, but class {train.class_names[smallest]!r} of "
-            f"{cfg.dataset} has {int(counts[smallest])}; use at most --images-per-class "
-            f"{int(counts.min())}, or --init-images noise"
-        )
-
-
 def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WINDOW) -> bool:
     """True when the last ``window`` meta-losses all sit at chance level (≥ 0.95 ln K) although an earlier
     one was well below it (< 0.9 ln K): the run learned, then collapsed. A slow start is not a collapse."""
@@ -668,52 +515,6 @@ def _perturbed(params: Params, noise: float, generator: torch.Generator) -> Para
         rms = p.detach().pow(2).mean().sqrt()
         out[name] = p + noise * rms * torch.randn(p.shape, generator=generator, dtype=p.dtype)
     return out
-
-
-def _time_fraction(world: World, cfg: DistillConfig, started: float) -> float | None:
-    """The share of ``--time-limit`` this session has used (None without a limit); above 1: stop.
-
-    Averaged over the ranks, so that all of them stop at the same iteration and set the same lr.
-    """
-    if cfg.time_limit is None:
-        return None
-    used = torch.tensor(
-        [(time.perf_counter() - started) / (60 * cfg.time_limit)], dtype=torch.float64
-    )
-    return float(world.all_reduce_sum([used])[0]) / world.size
-
-
-def schedule_progress(
-    iteration: int, iterations: int, time_fraction: float | None = None, start: float = 0.0
-) -> float:
-    """How far through its lr schedule a run is at ``iteration`` (0-based), in [0, 1].
-
-    Without a time limit: ``iteration / iterations``, a function of the iteration alone, so a resumed run
-    sets the same lrs as an uninterrupted one (bit-for-bit). With one (``time_fraction``: the share of the
-    limit this session has used), whichever end comes first: ``max(iteration / iterations,
-    start + (1 − start) · time_fraction)``, where ``start`` is the progress an earlier session reached, so
-    a resumed session spends its own limit on the rest of the schedule. That makes the lrs depend on the
-    machine's speed: a time-limited run is not bit-for-bit repeatable (its iterates, not only its length).
-    """
-    by_iteration = iteration / iterations
-    if time_fraction is None:
-        return min(by_iteration, 1.0)
-    return min(max(by_iteration, start + (1 - start) * time_fraction), 1.0)
-
-
-def outer_lr(cfg: DistillConfig, iteration: int, progress: float) -> float:
-    """The outer Adam lr of the update at ``iteration`` (0-based), ``progress`` from ``schedule_progress``.
-
-    ``step`` (the paper's code): ``lr · decay_factor^⌊iteration / decay_every⌋``, by iterations alone;
-    ``decay_every`` defaults to a tenth of the run, so the lr ends at lr/512 however short the run is.
-    ``cosine``: ``lr · (f + (1 − f) · (1 + cos πp) / 2)`` with ``f = final_lr_fraction``, p = progress:
-    the same total decay for a run of any length, and a time-limited run reaches it by the limit.
-    """
-    if cfg.schedule == "step":
-        decay_every = cfg.decay_every or max(1, cfg.iterations // 10)
-        return cfg.lr * cfg.decay_factor ** (iteration // decay_every)
-    floor = cfg.final_lr_fraction
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _check_classes(cfg: DistillConfig, num_classes: int) -> None:

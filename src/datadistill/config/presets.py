@@ -1,0 +1,75 @@
+"""Presets: YAML files of settings, found by name or path, and the resolved settings written beside a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent.parent / "configs"
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets that ship with the package."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def find_preset(name_or_path: str | Path) -> Path:
+    """A preset by file path, or by name among the shipped presets."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = PRESET_DIR / f"{path.stem}.yaml"
+    if shipped.is_file() and path.suffix in ("", ".yaml") and len(path.parts) == 1:
+        return shipped
+    close = difflib.get_close_matches(path.stem, list_presets(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise FileNotFoundError(
+        f"config {name_or_path!s} not found: give a YAML file or one of the presets "
+        f"{', '.join(list_presets())}{hint}"
+    )
+
+
+def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any] | None = None):
+    """Build ``cls`` (a config dataclass) from a YAML preset, then ``overrides`` (None values are skipped).
+
+    Raises:
+        ValueError: a key of the preset is not a setting of ``cls`` (the message names the key and file).
+    """
+    values: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if preset is not None:
+        path = find_preset(preset)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config must be a mapping of setting: value")
+        for key, value in loaded.items():
+            norm = str(key).replace("-", "_")
+            if norm not in names:
+                close = difflib.get_close_matches(norm, sorted(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{path}: unknown setting {key!r}{hint}")
+            values[norm] = tuple(value) if isinstance(value, list) else value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    cfg = cls(**values)
+    return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """The config as plain YAML/JSON-able values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_config(cfg, path: Path, notes: list[str] | None = None) -> None:
+    """Write the resolved settings as YAML; ``notes`` become ``#`` comment lines above them."""
+    from datadistill.artifacts import _replace_atomically
+
+    text = "".join(f"# {line}\n" for line in notes or ()) + yaml.safe_dump(
+        to_dict(cfg), sort_keys=False
+    )
+    _replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text))

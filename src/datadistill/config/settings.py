@@ -1,0 +1,71 @@
+"""What every command's settings share: the field helper, the defaults tables and the value checks.
+
+Each check raises ValueError with one line naming the flag and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
+SCHEDULES = ("cosine", "step")  # how the outer Adam lr falls over a run (distill.outer_lr)
+AUGMENTATIONS = ("none", "dsa")  # the dataset protocol's evaluation: none, or DSA's
+# How many networks a number is measured on when the command is not told (--models, --eval-models): a fixed
+# init always has its one network; random kinds (and pre-trained pools) this many held-out draws.
+EVAL_NETWORKS = {
+    "evaluate": 200,  # `datadistill evaluate`, replay protocol: the paper's 200 held-out inits
+    "distill": 20,  # distillation's final evaluation of its result
+    "baselines": 20,  # `datadistill baselines`
+    "curve": 4,  # distillation's curve points, and the networks --val-size scores iterates on
+    "dataset": 5,  # the dataset protocol: fresh networks trained the field's way
+    "attack": 10,  # `datadistill attack`: held-out victims
+    "attack_report": 20,  # attack_report() called from Python
+}
+
+
+def eval_networks(purpose: str, fixed: bool) -> int:
+    """Networks to measure on by default for ``purpose`` (a key of ``EVAL_NETWORKS``); 1 for a fixed init."""
+    return 1 if fixed else EVAL_NETWORKS[purpose]
+
+
+def _setting(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its help text (``metadata["help"]``) and command-line extras (``"cli"``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def positive_int(name: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is an integer ≥ 1 (``name``: the setting, shown as its flag)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{flag(name)} must be a positive integer, got {value!r}")
+
+
+def positive_number(name: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is a finite number > 0 (``name``: the setting, shown as its flag)."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{flag(name)} must be a positive number, got {value!r}")
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_init_noise(value: Any) -> None:
+    """Raise ValueError unless ``--init-noise`` is a finite number ≥ 0 (shared by distill and attack)."""
+    if not (is_finite_number(value) and value >= 0):
+        raise ValueError(
+            "--init-noise must be a number >= 0 (relative to each weight tensor's rms), "
+            f"got {value!r}"
+        )
+
+
+def check_source_weight(value: Any) -> None:
+    """Raise ValueError unless ``--source-weight`` is a finite number > 0 (shared by distill and attack)."""
+    if not (is_finite_number(value) and value > 0):
+        raise ValueError(f"--source-weight must be a positive number, got {value!r}")

@@ -1,0 +1,100 @@
+"""Where a distillation starts: the pixels, labels and raw step sizes, and the outer Adam over them."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from datadistill.checkpoint import DistillState
+from datadistill.config import DistillConfig
+from datadistill.seeds import generator
+
+LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
+
+
+def inverse_softplus(y: float) -> float:
+    """x with softplus(x) = y (the raw parameter of a learned step size y > 0)."""
+    return y + math.log(-math.expm1(-y))
+
+
+def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
+    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images.
+
+    ``cover`` is ``[n, K]`` multi-hot: the classes image j stands for. A real-image start averages one random
+    training image of each of its classes (one class unless there are fewer images than classes).
+    """
+    gen = generator(cfg.seed, "images")
+    if cfg.init_images == "noise":
+        return torch.randn(cfg.steps, len(cover), *train.image_shape, generator=gen)
+    starts = torch.zeros(cfg.steps, len(cover), *train.image_shape)
+    for j, row in enumerate(cover):
+        members = row.nonzero().squeeze(1).tolist()
+        for c in members:
+            pool = (train.labels == c).nonzero().squeeze(1)
+            starts[:, j] += train.images[
+                pool[torch.randint(len(pool), (cfg.steps,), generator=gen)]
+            ]
+        starts[:, j] /= len(members)
+    return starts
+
+
+def class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tensor:
+    """``[n, K]`` multi-hot: which classes each of the n images of a step stands for.
+
+    ``images_per_class`` images per class in class order; with fewer images than classes (learned labels
+    only), image j covers classes j, j + n, j + 2n, … so that every class has an image from the start.
+    """
+    if per_step >= num_classes:
+        classes = (torch.arange(per_step) // images_per_class) % num_classes
+        return F.one_hot(classes, num_classes)
+    return F.one_hot(torch.arange(num_classes) % per_step, per_step).T.contiguous()
+
+
+def initial_state(
+    cfg: DistillConfig, train, device: torch.device, images: Tensor | None
+) -> DistillState:
+    num_classes = train.num_classes
+    per_step = cfg.images_per_step or cfg.images_per_class * num_classes
+    repeat = cfg.images_per_class if cfg.images_per_step is None else 1
+    cover = class_cover(per_step, repeat, num_classes)  # [n, K]
+    if images is None:
+        images = initial_images(cfg, train, cover)
+    elif images.shape != (cfg.steps, per_step, *train.image_shape):
+        raise ValueError(
+            f"initial images have shape {tuple(images.shape)}, expected "
+            f"{(cfg.steps, per_step, *train.image_shape)} (steps, images per step, C, H, W)"
+        )
+    if cfg.learn_labels and cfg.label_targets == "free":
+        # The target vector itself: one-hot, or split evenly over the classes an image covers.
+        labels = (cover.float() / cover.sum(1, keepdim=True)).repeat(cfg.steps, 1, 1)  # [S, n, K]
+    elif cfg.learn_labels:
+        # Equal logits on the classes an image covers: softmax ≈ 0.9 on one class, ≈ 0.47 each on two.
+        labels = cover.float().repeat(cfg.steps, 1, 1) * LABEL_LOGIT_SCALE  # [S, n, K]
+    else:
+        labels = cover.argmax(dim=1).repeat(cfg.steps, 1)  # [S, n]
+    raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
+    images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
+    raw = raw.to(device).requires_grad_(cfg.learn_lr)
+    labels = labels.to(device).requires_grad_(cfg.learn_labels)
+    learned = [t for t in (images, raw, labels) if t.requires_grad]
+    opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
+    return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
+
+
+def check_real_images(cfg: DistillConfig, train) -> None:
+    """With ``--init-images real`` a class with fewer training images than ``--images-per-class`` would
+    start several distilled images from the same real one: refuse it instead of repeating silently."""
+    if cfg.init_images != "real" or cfg.images_per_step is not None:
+        return
+    counts = torch.bincount(train.labels, minlength=train.num_classes)
+    smallest = int(counts.argmin())
+    if counts[smallest] < cfg.images_per_class:
+        raise ValueError(
+            f"--images-per-class {cfg.images_per_class} with --init-images real needs that many "
+            f"training images of every class, but class {train.class_names[smallest]!r} of "
+            f"{cfg.dataset} has {int(counts[smallest])}; use at most --images-per-class "
+            f"{int(counts.min())}, or --init-images noise"
+        )
