@@ -10,9 +10,7 @@ from torch import nn
 
 from datadistill.cli import main
 from datadistill.experiments.linear import (
-    _make_problem,
     _mean_meta_grad,
-    _spectral_rows,
     closed_form,
     distill_linear,
     evaluate_linear,
@@ -25,6 +23,7 @@ from datadistill.experiments.linear import (
     synthetic_problem,
 )
 from datadistill.experiments.linear import _regression_meta_grad as regression_meta_grad
+from datadistill.experiments.linear_theory import _make_problem, _spectral_rows
 from datadistill.unroll import Steps
 
 D = 16
