@@ -8,6 +8,10 @@
 A run folder receives ``checkpoint.safetensors`` (and the one before it, ``checkpoint.prev.safetensors``) every
 ``checkpoint_every`` iterations, and at the end the distilled set, its manifest, the resolved ``config.yaml``,
 image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit from the last checkpoint.
+
+This module is the driver (setup, ``outer_step``, the loop, the finish); its parts live beside it:
+``initial_state`` (where a run starts), ``schedule`` (the outer lr), ``selection`` (``--val-size``),
+``distill_record`` (the manifest), ``checkpoint`` (resumable state on disk).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from datadistill.checkpoint import (
 )
 from datadistill.config import DistillConfig, eval_networks, save_config
 from datadistill.data import ImageDataset, load_dataset
+from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps
 from datadistill.initial_state import check_real_images, initial_state
@@ -53,7 +58,6 @@ from datadistill.minibatch_unroll import (
     train,
     truncated_meta_grad,
 )
-from datadistill.models.user import factory_root
 from datadistill.objectives import make_objective
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
@@ -457,28 +461,6 @@ def _warn_if_collapsed(run: _Run, state: DistillState) -> bool:
     return warned
 
 
-def inner_recipe(cfg: DistillConfig) -> Recipe | None:
-    """The dataset protocol's inner training from the config (None for the replay protocol)."""
-    if cfg.protocol != "dataset":
-        return None
-    return Recipe(optimizer=cfg.inner_optimizer, updates=cfg.unroll, batch_size=cfg.inner_batch)
-
-
-def recipe_manifest(recipe: Recipe | None, cfg: DistillConfig) -> dict[str, Any] | None:
-    """The manifest's record of how the set trains a network in distillation (dataset protocol)."""
-    if recipe is None:
-        return None
-    return {
-        "optimizer": recipe.optimizer,
-        "updates": recipe.updates,
-        "batch_size": recipe.batch_size,
-        "momentum": recipe.momentum if recipe.optimizer == "momentum" else None,
-        "betas": list(recipe.betas) if recipe.optimizer == "adam" else None,
-        "window": cfg.window,
-        "learned_lr": cfg.learn_lr,
-    }
-
-
 def _trainer(model, recipe: Recipe | None) -> Trainer:
     """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0."""
     if recipe is None:
@@ -564,7 +546,17 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
         images.cpu(),
         labels.cpu(),
         F.softplus(raw_lrs).cpu(),
-        _manifest(run, state, result, timing),
+        run_manifest(
+            run.cfg,
+            train,
+            run.setting,
+            state,
+            result,
+            timing,
+            recipe=run.recipe,
+            processes=world.size,
+            out=out,
+        ),
     )
     if world.is_main:
         data.save(out)
@@ -578,62 +570,6 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
         remove_stale_temporaries(out)  # of checkpoint writes a kill interrupted in earlier sessions
     world.barrier()
     return data
-
-
-def _manifest(
-    run: _Run, state: DistillState, result: EvalResult, timing: dict[str, float]
-) -> dict[str, Any]:
-    """What the distilled set records about how it was made (``manifest.json``)."""
-    cfg, train, setting = run.cfg, run.train, run.setting
-    return {
-        # a registered name, or the resolved path of the user's data ("python" for train= data)
-        "dataset": (train.source or {}).get("path") or cfg.dataset,
-        # where the data came from and its content hash, so evaluate can find and check it (None: registered)
-        "data_source": train.source,
-        "model": setting.model_spec,
-        # the folder the model's factory module was imported from (module:factory specs only)
-        "model_root": factory_root(setting.model_spec),
-        "init": cfg.init,
-        "init_scheme": cfg.init_scheme,
-        "init_seed": cfg.seed,
-        # absolute, so that `evaluate` finds the pool from any working directory
-        "pretrained": str(Path(cfg.pretrained).resolve()) if cfg.pretrained else None,
-        "objective": cfg.objective,
-        "source_class": cfg.source_class,
-        "target_class": cfg.target_class,
-        "images_per_class": cfg.images_per_class,
-        "num_classes": train.num_classes,
-        "class_names": list(train.class_names),
-        "mean": list(train.mean),
-        "std": list(train.std),
-        "resize": cfg.resize,
-        "pad": cfg.pad,
-        "channels": cfg.channels,
-        "seed": cfg.seed,
-        "iterations": state.iteration,
-        "init_noise": cfg.init_noise,
-        "source_weight": cfg.source_weight,
-        # with --val-size: which iterate is the result, and its accuracy on the held-out training images
-        "val_size": cfg.val_size,
-        "selected_iteration": state.best["iteration"] if state.best else state.iteration,
-        "val_accuracy": state.best["val_accuracy"] if state.best else None,
-        "meta_grad": cfg.meta_grad,
-        # what the set is distilled for; `evaluate` uses it by default
-        "protocol": cfg.protocol,
-        "recipe": recipe_manifest(run.recipe, cfg),
-        "learn": cfg.learn,
-        "learn_lr": cfg.learn_lr,
-        "label_targets": cfg.label_targets,
-        "processes": run.world.size,
-        "resume_history": state.resume_history,  # settings changed on --resume, and from when
-        "accuracy": {
-            k: v
-            for k, v in result.to_dict().items()
-            if k not in ("accuracies", "accuracies_before")
-        },
-        **timing,  # seconds_per_iteration: meta-gradients + updates only, this session
-        "run_dir": str(run.out),
-    }
 
 
 def _tensorboard(out: Path):
