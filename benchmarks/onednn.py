@@ -1,7 +1,7 @@
 """Does turning oneDNN (mkldnn) off make the CPU meta-gradient faster? An interleaved A/B in one process.
 
 The unrolled updates run LeNet on 10-image batches, where per-call overhead, not arithmetic, dominates
-(docs/RESULTS.md, "Where the time goes"); oneDNN's convolutions are built for large batches. For each setting
+(docs/notes.md, "Where the time goes"); oneDNN's convolutions are built for large batches. For each setting
 (S steps × 3 epochs, 10 images per step, real batch 1024, fixed init) and strategy, this times one
 meta-gradient with ``torch.backends.mkldnn`` on and off, alternating the order every round so that drifts of a
 noisy host fall on both sides, and reports medians and their ratio. It also checks that both give the same

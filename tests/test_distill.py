@@ -19,7 +19,7 @@ from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
 from datadistill.distill import DistillationDiverged, collapsed
 from datadistill.initial_state import class_cover
-from datadistill.schedule import outer_lr, schedule_progress
+from datadistill.schedule import outer_lr
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -358,18 +358,6 @@ def test_learned_labels_with_fewer_images_than_classes(tmp_path, meta_grad):
     assert data.manifest["accuracy"]["accuracy_mean"] > 30.0
 
 
-def testclass_cover_gives_every_class_an_image():
-    # One image per class, in class order; two per class repeat each class.
-    assert torch.equal(class_cover(10, 1, 10), torch.eye(10, dtype=torch.long))
-    assert class_cover(20, 2, 10).argmax(1).tolist() == [c for c in range(10) for _ in range(2)]
-    # Fewer images than classes: each class belongs to exactly one image, image j covers j, j + 5.
-    cover = class_cover(5, 1, 10)
-    assert cover.shape == (5, 10) and cover.sum(0).tolist() == [1] * 10
-    assert cover[2].nonzero().squeeze(1).tolist() == [2, 7]
-    # Uneven split: 3 images for 10 classes cover 4, 3 and 3 classes.
-    assert class_cover(3, 1, 10).sum(1).tolist() == [4, 3, 3]
-
-
 def test_free_label_targets_are_learned_saved_and_replayed(tmp_path):
     out = tmp_path / "run"
     data = distill(
@@ -498,29 +486,6 @@ def test_init_noise_nonsense_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status != 0 and "--init-noise must be a number >= 0" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
-
-
-def test_validation_scores_the_objective_on_networks_distillation_never_draws():
-    from types import SimpleNamespace
-
-    from datadistill.inits import InitDistribution
-    from datadistill.selection import VAL_NETS, make_validation
-
-    model = torch.nn.Linear(4, 3)
-    nets = [{"weight": torch.full((3, 4), float(i)), "bias": torch.zeros(3)} for i in range(7)]
-    inits = InitDistribution("pretrained-random", model, pool=nets, heldout=nets[:1])
-    held_out = SimpleNamespace(images=torch.randn(6, 4), labels=torch.tensor([0, 1, 2, 0, 1, 2]))
-    cfg = DistillConfig(objective="poison", source_class=0, target_class=2, val_size=6)
-    validation, sampled = make_validation(cfg, inits, held_out, torch.device("cpu"))
-    # The last VAL_NETS training nets score iterates and are never sampled for distillation.
-    assert [float(n["weight"][0, 0]) for n in validation.nets] == [3.0, 4.0, 5.0, 6.0]
-    assert len(sampled.pool) == 7 - VAL_NETS and len(inits.pool) == 7
-    gen = torch.Generator().manual_seed(0)
-    assert all(float(sampled.sample(gen)["weight"][0, 0]) < 3 for _ in range(50))
-    assert validation.labels.tolist() == [2, 1, 2, 2, 1, 2]  # class K scored as T
-    small = InitDistribution("pretrained-random", model, pool=nets[:VAL_NETS], heldout=nets[:1])
-    with pytest.raises(ValueError, match="pre-train more"):
-        make_validation(cfg, small, held_out, torch.device("cpu"))
 
 
 def test_help_shows_the_help_text_of_settings(capsys):
@@ -720,19 +685,6 @@ def test_time_limited_cosine_reaches_its_floor_by_the_limit_and_checks_the_last_
     assert lrs[0] == pytest.approx(0.05, rel=1e-3)
     assert lrs[-1] < 0.05 * 0.2  # the iteration count alone would barely have moved it
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
-
-
-def test_schedule_progress_follows_whichever_end_comes_first():
-    assert schedule_progress(30, 300) == 0.1
-    assert schedule_progress(30, 300, time_fraction=0.5) == 0.5
-    assert schedule_progress(270, 300, time_fraction=0.5) == 0.9
-    assert schedule_progress(30, 300, time_fraction=2.0) == 1.0
-    # A resumed time-limited session spends its own limit on the rest of the schedule.
-    assert schedule_progress(30, 300, time_fraction=0.5, start=0.6) == pytest.approx(0.8)
-    cfg = DistillConfig(lr=0.1, final_lr_fraction=0.1)
-    assert outer_lr(cfg, 0, 0.0) == pytest.approx(0.1)
-    assert outer_lr(cfg, 0, 0.5) == pytest.approx(0.055)
-    assert outer_lr(cfg, 0, 1.0) == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize(
