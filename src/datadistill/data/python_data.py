@@ -1,0 +1,164 @@
+"""Data held in Python (``(x, y)``, a torch ``Dataset``, a Hugging Face ``Dataset``); rules in :mod:`datadistill.data.sources`."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from datadistill.data.arrays import (
+    ARRAY_KEYS,
+    DEFAULT_TEST_FRACTION,
+    GRAY_MODES,
+    _as_numpy,
+    _check_lengths,
+    _from_arrays,
+    _labels,
+    _pixels,
+    _split,
+    check_test_fraction,
+    finish_split,
+)
+from datadistill.data.loading import (
+    ImageDataset,
+    _check_pad,
+    _convert_channels,
+    _parse_size,
+    _resize,
+)
+
+
+def from_python(
+    train: Any,
+    test: Any,
+    *,
+    name: str = "python",
+    resize: int | tuple[int, int] | None = None,
+    pad: int | None = None,
+    channels: int | None = None,
+    test_fraction: float | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
+    """``(train, test)`` ImageDatasets from data held in Python.
+
+    Args:
+        train: ``(x, y)`` tensors or NumPy arrays (layout and pixel rules in the module docstring), a
+            ``torch.utils.data.Dataset`` whose items are ``(image, label)`` (image a tensor, array or PIL
+            image), or a Hugging Face ``datasets.Dataset`` with an image and a label column.
+        test: the same, or None to split ``train`` by ``test_fraction``.
+        name: the name runs show for this data.
+
+    Returns:
+        Both splits, normalised with the training split's per-channel mean and std; ``source`` holds a hash
+        of the pixels and labels.
+    """
+    size = _parse_size(resize)
+    _check_pad(pad)
+    check_test_fraction(test_fraction)
+    train_x, train_y = _from_object(train, "train=")
+    if test is None:
+        fraction = test_fraction or DEFAULT_TEST_FRACTION
+        train_x, train_y, test_x, test_y = _split(train_x, train_y, fraction, "train=")
+    else:
+        if test_fraction is not None:
+            raise ValueError("test_fraction splits train= when no test= is given; drop one of them")
+        test_x, test_y = _from_object(test, "test=")
+    arrays = {"x_train": train_x, "y_train": train_y, "x_test": test_x, "y_test": test_y}
+    digest = hashlib.sha256()
+    for key in ARRAY_KEYS:
+        digest.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
+    source = {"path": None, "format": "python", "sha256": digest.hexdigest(), "test_fraction": None}
+    decoded = _from_arrays(arrays, None, name, source, size)
+    return tuple(finish_split(decoded, s, name, size, pad, channels) for s in ("train", "test"))
+
+
+def test_split_from_python(
+    test: Any, *, like: dict[str, Any], resize=None, pad=None, channels=None
+) -> ImageDataset:
+    """A test split from Python normalised like a run's training data (``like``: its manifest, with
+    ``mean``, ``std``, ``num_classes``, ``class_names``), for evaluating a run made from Python data."""
+    x, y = _from_object(test, "test=")
+    num_classes = int(like["num_classes"])
+    labels = _labels(y, "test=", num_classes)
+    pixels = _pixels(x, "test=")
+    size = _parse_size(resize)
+    if size is not None:
+        pixels = _resize(pixels, size)
+    mean, std = tuple(like["mean"]), tuple(like["std"])
+    del channels  # the run's channel count is that of its mean
+    pixels = _convert_channels(pixels, mean, std, len(mean))[0]
+    if pad:
+        pixels = F.pad(pixels, (pad, pad, pad, pad), value=0.0)
+    view = lambda v: torch.tensor(v).view(-1, 1, 1)  # noqa: E731
+    return ImageDataset(
+        images=(pixels - view(mean)) / view(std),
+        labels=labels,
+        name="python",
+        num_classes=num_classes,
+        class_names=tuple(like["class_names"]),
+        mean=mean,
+        std=std,
+    )
+
+
+def _from_object(data: Any, where: str) -> tuple[Any, Any]:
+    """``(x, y)`` arrays from an ``(x, y)`` pair or a map-style ``torch.utils.data.Dataset``."""
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = data
+        _check_lengths(x, y, where)
+        return x, y
+    if hasattr(data, "column_names") and hasattr(data, "features"):
+        return _from_hugging_face(data, where)
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        images, labels = [], []
+        for i in range(len(data)):
+            item = data[i]
+            if not (isinstance(item, tuple | list) and len(item) >= 2):
+                raise ValueError(
+                    f"{where}: dataset item {i} is a {type(item).__name__}; items must be (image, label)"
+                )
+            image, label = item[0], item[1]
+            if not isinstance(image, Tensor | np.ndarray):
+                image = np.asarray(
+                    image.convert("RGB") if image.mode not in GRAY_MODES else image.convert("L")
+                )
+            images.append(_as_numpy(image))
+            labels.append(int(label))
+        if not images:
+            raise ValueError(f"{where}: the dataset is empty")
+        return np.stack(images), np.asarray(labels, dtype=np.int64)
+    raise ValueError(
+        f"{where} got a {type(data).__name__}; give (images, labels) tensors or arrays, or a "
+        "torch.utils.data.Dataset of (image, label) items"
+    )
+
+
+def _from_hugging_face(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from a Hugging Face ``datasets.Dataset`` with an image and a label column.
+
+    Duck-typed (``column_names``, ``features``), so the ``datasets`` package (extra ``[hf]``) is only
+    needed by whoever builds the object. Columns: the first of image/img/pixel_values/x and of
+    label/labels/y; images are PIL images or arrays.
+    """
+    columns = list(data.column_names)
+    image_col = next((c for c in ("image", "img", "pixel_values", "x") if c in columns), None)
+    label_col = next((c for c in ("label", "labels", "y") if c in columns), None)
+    if image_col is None or label_col is None:
+        raise ValueError(
+            f"{where} Hugging Face dataset has columns {', '.join(columns)}; it needs an image column "
+            "(image, img, pixel_values or x) and a label column (label, labels or y): rename them "
+            "with dataset.rename_column"
+        )
+    images, labels = [], []
+    for row in data:
+        image = row[image_col]
+        if hasattr(image, "mode"):  # a PIL image
+            image = image.convert("L" if image.mode in GRAY_MODES else "RGB")
+        images.append(_as_numpy(image))
+        labels.append(int(row[label_col]))
+    if not images:
+        raise ValueError(f"{where} the Hugging Face dataset is empty")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
