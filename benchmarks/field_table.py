@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
@@ -56,11 +57,24 @@ def main() -> None:
     parser.add_argument("--augment", choices=["none", "dsa"], default="none")
     parser.add_argument("--cross-arch", nargs="*", default=[], help="also train these on mnist:10")
     parser.add_argument("--no-real", action="store_true", help="skip the random-real-images row")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override preset settings in every cell, e.g. --set unroll=50 window=25 (YAML values)",
+    )
     parser.add_argument("--out", default="runs/field")
     parser.add_argument("--json", default="runs/field_table.json")
     args = parser.parse_args()
 
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE (e.g. unroll=50), got {item!r}")
+        overrides[key.replace("-", "_")] = yaml.safe_load(value)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     rows: list[dict] = []
     for cell in args.cells:
@@ -72,7 +86,7 @@ def main() -> None:
             data = DistilledData.load(folder)
         else:
             data = datadistill.distill(
-                _preset(dataset, k),
+                _preset(dataset, k, overrides),
                 time_limit=args.minutes,
                 out=str(folder),
                 progress=False,
@@ -93,7 +107,7 @@ def main() -> None:
                 _row(
                     dataset,
                     k,
-                    f"datadistill ({data.manifest['iterations']} its)",
+                    f"datadistill ({data.manifest['iterations']} its{''.join(', ' + i for i in args.set)})",
                     model,
                     result,
                     distill_minutes,
@@ -111,8 +125,8 @@ def main() -> None:
         print(f"{cell}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def _preset(dataset: str, k: int) -> DistillConfig:
-    return load_config(DistillConfig, f"{PRESETS[dataset]}_{k}_per_class")
+def _preset(dataset: str, k: int, overrides: dict) -> DistillConfig:
+    return load_config(DistillConfig, f"{PRESETS[dataset]}_{k}_per_class", overrides)
 
 
 def _row(dataset, k, method, model, result, minutes, machine) -> dict:
