@@ -46,12 +46,15 @@ def run(iterations):
 run(5)  # warm up: data set cache, allocator, oneDNN primitives
 base, _ = run(5)
 total, compute = run(5 + n)
-print(json.dumps({"s_per_it": (total - base) / n, "compute_s_per_it": compute}))
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+print(json.dumps({"s_per_it": (total - base) / n, "compute_s_per_it": compute, "peak_rss_mib": peak}))
 """
 
 
-def _ours(setting: str, threads: int) -> dict[str, float]:
+def _ours(setting: str, threads: int, iterations: int | None) -> dict[str, float]:
     preset, n = PRESETS[setting]
+    n = iterations or n
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
         [sys.executable, "-c", OURS, preset, str(n), str(threads)],
@@ -63,8 +66,11 @@ def _ours(setting: str, threads: int) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _reference(command: str, setting: str, threads: int) -> dict[str, float]:
+def _reference(
+    command: str, setting: str, threads: int, iterations: int | None
+) -> dict[str, float]:
     _, n = PRESETS[setting]
+    n = iterations or n
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = command.format(setting=setting, iterations=n, threads=threads)
     out = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True).stdout
@@ -72,9 +78,11 @@ def _reference(command: str, setting: str, threads: int) -> dict[str, float]:
     if total is None:
         sys.exit(f"the reference command printed no 'REF s_per_it=' line: {cmd}\n{out[-2000:]}")
     compute = re.search(r"compute_s_per_it=([0-9.]+)", out)
+    peak = re.search(r"peak_rss_mib=([0-9.]+)", out)
     return {
         "s_per_it": float(total.group(1)),
         "compute_s_per_it": float(compute.group(1)) if compute else float("nan"),
+        "peak_rss_mib": float(peak.group(1)) if peak else float("nan"),
     }
 
 
@@ -85,10 +93,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--json", help="write the measurements here (rewritten after every round)")
+    parser.add_argument(
+        "--iterations", type=int, help="timed iterations per run (default: 30 fixed100, 60 fixed10)"
+    )
     args = parser.parse_args()
 
     rows: dict[str, dict[str, list[float]]] = {
-        s: {k: [] for k in ("ref", "ref_compute", "ours", "ours_compute")} for s in args.settings
+        s: {k: [] for k in ("ref", "ref_compute", "ours", "ours_compute", "ref_rss", "ours_rss")}
+        for s in args.settings
     }
     report = {
         "machine": {
@@ -101,26 +113,30 @@ def main() -> None:
     }
     for _ in range(args.repeats):
         for setting in args.settings:
-            ref = _reference(args.reference_cmd, setting, args.threads)
-            ours = _ours(setting, args.threads)
+            ref = _reference(args.reference_cmd, setting, args.threads, args.iterations)
+            ours = _ours(setting, args.threads, args.iterations)
             row = rows[setting]
             row["ref"].append(ref["s_per_it"])
             row["ref_compute"].append(ref["compute_s_per_it"])
             row["ours"].append(ours["s_per_it"])
             row["ours_compute"].append(ours["compute_s_per_it"])
+            row["ref_rss"].append(ref["peak_rss_mib"])
+            row["ours_rss"].append(ours["peak_rss_mib"])
         if args.json:
             write_json(Path(args.json), report)
 
     print(
         "| setting | reference s/it | reference, no data loading | ours s/it | ours, meta-grad + update "
-        "| reference / ours |"
+        "| reference / ours | arithmetic: ours / reference | peak RSS MiB: reference / ours |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for setting, row in rows.items():
         med = {k: statistics.median(v) for k, v in row.items()}
         print(
             f"| {setting} | {med['ref']:.3f} | {med['ref_compute']:.3f} | {med['ours']:.3f} | "
-            f"{med['ours_compute']:.3f} | {med['ref'] / med['ours']:.2f}× |"
+            f"{med['ours_compute']:.3f} | {med['ref'] / med['ours']:.2f}× | "
+            f"{med['ours_compute'] / med['ref_compute']:.2f}× | "
+            f"{med['ref_rss']:.0f} / {med['ours_rss']:.0f} |"
         )
 
 
