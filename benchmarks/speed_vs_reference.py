@@ -47,14 +47,13 @@ run(5)  # warm up: data set cache, allocator, oneDNN primitives
 base, _ = run(5)
 total, compute = run(5 + n)
 import resource
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 print(json.dumps({"s_per_it": (total - base) / n, "compute_s_per_it": compute, "peak_rss_mib": peak}))
 """
 
 
-def _ours(setting: str, threads: int, iterations: int | None) -> dict[str, float]:
-    preset, n = PRESETS[setting]
-    n = iterations or n
+def _ours(setting: str, threads: int, n: int) -> dict[str, float]:
+    preset, _ = PRESETS[setting]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
         [sys.executable, "-c", OURS, preset, str(n), str(threads)],
@@ -66,11 +65,7 @@ def _ours(setting: str, threads: int, iterations: int | None) -> dict[str, float
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _reference(
-    command: str, setting: str, threads: int, iterations: int | None
-) -> dict[str, float]:
-    _, n = PRESETS[setting]
-    n = iterations or n
+def _reference(command: str, setting: str, threads: int, n: int) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = command.format(setting=setting, iterations=n, threads=threads)
     out = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True).stdout
@@ -113,8 +108,9 @@ def main() -> None:
     }
     for _ in range(args.repeats):
         for setting in args.settings:
-            ref = _reference(args.reference_cmd, setting, args.threads, args.iterations)
-            ours = _ours(setting, args.threads, args.iterations)
+            n = args.iterations or PRESETS[setting][1]
+            ref = _reference(args.reference_cmd, setting, args.threads, n)
+            ours = _ours(setting, args.threads, n)
             row = rows[setting]
             row["ref"].append(ref["s_per_it"])
             row["ref_compute"].append(ref["compute_s_per_it"])

@@ -86,16 +86,14 @@ def local_device(device: str) -> str:
 def shutdown() -> None:
     """Leave the process group (registered to run at exit by ``init_world``; safe to call twice).
 
-    The ranks first meet (for at most ``EXIT_WAIT``): a rank that tore gloo down while another still talked to
-    it was seen to abort the other at exit (SIGABRT) about once in a few dozen runs.
+    With gloo the ranks first meet (for at most ``EXIT_WAIT``): a rank that tore gloo down while another still
+    talked to it was seen to abort the other at exit (SIGABRT, once in a CI run; rare).
     """
     if not dist.is_initialized():
         return
-    try:
-        if dist.get_backend() == "gloo":
+    if dist.get_backend() == "gloo":
+        try:
             dist.monitored_barrier(timeout=EXIT_WAIT)
-        else:
-            dist.barrier()
-    except RuntimeError:
-        pass  # another rank has already gone (it failed): leave without it
+        except RuntimeError:
+            pass  # another rank has already gone (it failed): leave without it
     dist.destroy_process_group()
