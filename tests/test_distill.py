@@ -545,15 +545,23 @@ def test_dataset_protocol_learns_and_records_its_recipe(tmp_path, optimizer):
     assert m["accuracy"]["accuracy_mean"] > m["accuracy"]["accuracy_before_mean"] + 15
 
 
-def test_dataset_protocol_resumes_bit_for_bit(tmp_path):
-    straight = distill(**FIELD_TINY, iterations=10, out=str(tmp_path / "a"), progress=False)
-    distill(**FIELD_TINY, iterations=5, checkpoint_every=5, out=str(tmp_path / "b"), progress=False)
+@pytest.mark.parametrize("augment", ["none", "dsa"])
+def test_dataset_protocol_resumes_bit_for_bit(tmp_path, augment):
+    cfg = {**FIELD_TINY, "inner_augment": augment}
+    straight = distill(**cfg, iterations=10, out=str(tmp_path / "a"), progress=False)
+    distill(**cfg, iterations=5, checkpoint_every=5, out=str(tmp_path / "b"), progress=False)
     (tmp_path / "b" / "distilled.safetensors").unlink()
-    resumed = distill(
-        **FIELD_TINY, iterations=10, out=str(tmp_path / "b"), resume=True, progress=False
-    )
+    resumed = distill(**cfg, iterations=10, out=str(tmp_path / "b"), resume=True, progress=False)
     for name in ("images", "labels", "lrs"):
         assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    assert resumed.manifest["recipe"]["augment"] == augment
+
+
+def test_inner_augmentation_needs_the_dataset_protocol():
+    with pytest.raises(
+        ValueError, match="--inner-augment augments the dataset protocol's minibatches"
+    ):
+        DistillConfig(dataset="digits", inner_augment="dsa").validate()
 
 
 def test_dataset_protocol_with_a_fixed_lr_keeps_it(tmp_path):
@@ -574,6 +582,7 @@ def test_dataset_protocol_with_a_fixed_lr_keeps_it(tmp_path):
         (["--inner-optimizer", "rmsprop"], "--inner-optimizer must be one of sgd, momentum, adam"),
         (["--steps", "10"], "leave --steps and --epochs at 1"),
         (["--meta-grad", "reverse"], "use --meta-grad autograd"),
+        (["--inner-augment", "flip"], "--inner-augment"),
         (["--learn-labels", "--label-targets", "free"], "use --label-targets softmax"),
     ],
 )

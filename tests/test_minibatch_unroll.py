@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datadistill.augment import dsa_augment
 from datadistill.minibatch_unroll import (
     Recipe,
     batch_order,
@@ -92,8 +93,13 @@ def test_window_end_is_uniform_over_its_range():
 
 
 def _reference_window_grad(model, params, images, labels, objective, recipe, lr, seed, window):
-    """Independent route: torch.optim for the prefix, its buffers as the state, then one graph."""
+    """Independent route: torch.optim for the prefix, its buffers as the state, then one graph. With
+    ``recipe.augment == "dsa"`` every minibatch is augmented from the same generator, in update order."""
     g = torch.Generator().manual_seed(seed)
+
+    def inputs(x, batch):
+        return dsa_augment(x[batch], g) if recipe.augment == "dsa" else x[batch]
+
     end = window_end(recipe, window, g)
     begin = end - window
     order = batch_order(len(images), recipe, g)
@@ -101,7 +107,7 @@ def _reference_window_grad(model, params, images, labels, objective, recipe, lr,
     opt = torch.optim.SGD(reference.parameters(), lr=lr, momentum=0.9)
     for batch in order[:begin]:
         opt.zero_grad()
-        F.cross_entropy(reference(images[batch]), labels[batch]).backward()
+        F.cross_entropy(reference(inputs(images, batch)), labels[batch]).backward()
         opt.step()
     names = [n for n, _ in reference.named_parameters()]
     theta = {n: p.detach().clone().requires_grad_() for n, p in reference.named_parameters()}
@@ -112,16 +118,18 @@ def _reference_window_grad(model, params, images, labels, objective, recipe, lr,
     x = images.clone().requires_grad_()
     eta = torch.tensor(lr, dtype=torch.float64, requires_grad=True)
     for batch in order[begin:end]:
-        loss = F.cross_entropy(torch.func.functional_call(model, theta, (x[batch],)), labels[batch])
+        logits = torch.func.functional_call(model, theta, (inputs(x, batch),))
+        loss = F.cross_entropy(logits, labels[batch])
         grads = torch.autograd.grad(loss, list(theta.values()), create_graph=True)
         velocity = {n: 0.9 * velocity[n] + gr for n, gr in zip(names, grads, strict=True)}
         theta = {n: theta[n] - eta * velocity[n] for n in names}
     return torch.autograd.grad(objective(model, theta), (x, eta))
 
 
-def test_truncated_meta_grad_equals_autograd_through_the_window_with_the_prefix_detached():
+@pytest.mark.parametrize("augment", ["none", "dsa"])
+def test_truncated_meta_grad_equals_autograd_through_the_window_with_the_prefix_detached(augment):
     model, params, images, labels, objective = _setup()
-    recipe = Recipe(optimizer="momentum", updates=9, batch_size=3)
+    recipe = Recipe(optimizer="momentum", updates=9, batch_size=3, augment=augment)
     lr = 0.07
     got = truncated_meta_grad(
         model,
@@ -140,15 +148,21 @@ def test_truncated_meta_grad_equals_autograd_through_the_window_with_the_prefix_
     assert got.labels is None
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_full_window_meta_grad_matches_finite_differences(optimizer):
+@pytest.mark.parametrize(
+    "optimizer, augment",
+    [("sgd", "none"), ("momentum", "none"), ("adam", "none"), ("momentum", "dsa")],
+)
+def test_full_window_meta_grad_matches_finite_differences(optimizer, augment):
     model, params, images, labels, objective = _setup(soft=True, m=4)
-    recipe = Recipe(optimizer=optimizer, updates=4, batch_size=2)
+    recipe = Recipe(optimizer=optimizer, updates=4, batch_size=2, augment=augment)
     lr = torch.tensor([0.05], dtype=torch.float64)
 
     def loss_at(x, y, eta):
-        order = batch_order(len(x), recipe, torch.Generator().manual_seed(3))
-        theta, _ = train(model, params, x, y, eta.reshape(()), recipe, order)
+        g = torch.Generator().manual_seed(
+            3
+        )  # the same draws as the meta-gradient: order, then augmentations
+        order = batch_order(len(x), recipe, g)
+        theta, _ = train(model, params, x, y, eta.reshape(()), recipe, order, generator=g)
         return objective(model, theta).item()
 
     got = truncated_meta_grad(
@@ -225,6 +239,39 @@ def test_memory_does_not_grow_with_the_number_of_updates():
 def test_unknown_inner_optimizer_is_one_clear_line():
     with pytest.raises(ValueError, match="--inner-optimizer must be one of sgd, momentum, adam"):
         Recipe(optimizer="rmsprop")
+
+
+def test_augmented_training_draws_its_transforms_from_the_generator():
+    model, params, images, labels, _ = _setup()
+    plain = Recipe(updates=4, batch_size=4)
+    augmented = Recipe(updates=4, batch_size=4, augment="dsa")
+    order = batch_order(len(images), plain, torch.Generator().manual_seed(0))
+
+    def trained(recipe, seed):
+        theta, _ = train(
+            model,
+            params,
+            images,
+            labels,
+            0.1,
+            recipe,
+            order,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return torch.cat([p.flatten() for p in theta.values()])
+
+    assert torch.equal(
+        trained(augmented, 1), trained(augmented, 1)
+    )  # repeatable: resumes bit-exact
+    assert not torch.allclose(trained(augmented, 1), trained(augmented, 2))
+    assert not torch.allclose(trained(augmented, 1), trained(plain, 1))
+    with pytest.raises(ValueError, match="draws its transforms from a generator"):
+        train(model, params, images, labels, 0.1, augmented, order)
+
+
+def test_unknown_inner_augmentation_is_one_clear_line():
+    with pytest.raises(ValueError, match="--inner-augment must be one of none, dsa, got 'flip'"):
+        Recipe(augment="flip")
 
 
 def test_flatten_set_keeps_hard_classes_and_soft_targets_apart():

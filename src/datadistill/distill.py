@@ -468,8 +468,18 @@ def _trainer(model, recipe: Recipe | None) -> Trainer:
 
     def train_minibatch(params: Params, steps: Steps) -> Params:
         images, labels = flatten_set(steps.images, steps.labels)
-        order = batch_order(len(images), recipe, _generator("evaluation-order"))
-        trained, _ = train(model, params, images, labels, steps.lrs.reshape(()), recipe, order)
+        generator = _generator("evaluation-order")
+        order = batch_order(len(images), recipe, generator)
+        trained, _ = train(
+            model,
+            params,
+            images,
+            labels,
+            steps.lrs.reshape(()),
+            recipe,
+            order,
+            generator=generator,
+        )
         return {n: p.detach() for n, p in trained.items()}
 
     return train_minibatch

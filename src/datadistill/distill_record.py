@@ -18,7 +18,12 @@ def inner_recipe(cfg: DistillConfig) -> Recipe | None:
     """The dataset protocol's inner training from the config (None for the replay protocol)."""
     if cfg.protocol != "dataset":
         return None
-    return Recipe(optimizer=cfg.inner_optimizer, updates=cfg.unroll, batch_size=cfg.inner_batch)
+    return Recipe(
+        optimizer=cfg.inner_optimizer,
+        updates=cfg.unroll,
+        batch_size=cfg.inner_batch,
+        augment=cfg.inner_augment,
+    )
 
 
 def recipe_manifest(recipe: Recipe | None, cfg: DistillConfig) -> dict[str, Any] | None:
@@ -33,6 +38,7 @@ def recipe_manifest(recipe: Recipe | None, cfg: DistillConfig) -> dict[str, Any]
         "betas": list(recipe.betas) if recipe.optimizer == "adam" else None,
         "window": cfg.window,
         "learned_lr": cfg.learn_lr,
+        "augment": recipe.augment,
     }
 
 

@@ -10,7 +10,9 @@ ICLR 2024, "Embarrassingly simple dataset distillation"):
 
 and the meta-loss L(θ_e) on real data is back-propagated through a random window (random truncated BPTT):
 e ~ U{W, …, N}; updates 0 … e−W−1 run without a graph, updates e−W … e−1 with one. Memory grows with W, not
-with N, and sampling e makes the images good at every length of training, not only at N.
+with N, and sampling e makes the images good at every length of training, not only at N. With
+``Recipe.augment = "dsa"`` every minibatch x̃[B_n] first goes through a random differentiable DSA transform, as
+in the field's evaluation with augmentation (Zhao & Bilen, ICML 2021).
 
 Everything is a pure function over parameter dicts, as in ``unroll``: forward passes go through
 ``torch.func.functional_call`` and nothing is mutated.
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from datadistill.config import INNER_OPTIMIZERS
+from datadistill.augment import dsa_augment
+from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
 
 # Added under Adam's square root: keeps ∂√v/∂v finite where a gradient entry is exactly 0 (a dead ReLU's
@@ -43,6 +46,9 @@ class Recipe:
         momentum: μ of ``momentum``.
         betas: Adam's (β1, β2).
         eps: Adam's ε.
+        augment: ``none``, or ``dsa``: every minibatch goes through one random family of DSA's
+            differentiable transforms (``augment.dsa_augment``), so the images learn to train a network
+            that sees them augmented, as the field's evaluation with augmentation does.
     """
 
     optimizer: str = "momentum"
@@ -51,11 +57,16 @@ class Recipe:
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         if self.optimizer not in INNER_OPTIMIZERS:
             raise ValueError(
                 f"--inner-optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"--inner-augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
             )
 
 
@@ -141,6 +152,7 @@ def train(
     stop: int | None = None,
     state: OptState | None = None,
     create_graph: bool = False,
+    generator: torch.Generator | None = None,
 ) -> tuple[Params, OptState]:
     """Updates ``start … stop−1`` of minibatch training on ``images``; return ``(θ_stop, state)``.
 
@@ -155,8 +167,13 @@ def train(
         state: the optimiser's state at ``start`` (default: fresh).
         create_graph: keep every update's graph, so that θ_stop is differentiable in the images, targets, lr
             and θ_start; ``False`` is plain training (each θ detached, memory flat).
+        generator: CPU generator of the augmentations (``recipe.augment``); required unless ``none``.
     """
     stop = recipe.updates if stop is None else stop
+    if recipe.augment != "none" and generator is None:
+        raise ValueError(
+            f"augment={recipe.augment!r} draws its transforms from a generator: pass one"
+        )
     state = init_state(params, recipe) if state is None else state
     if not create_graph:
         params, state = _leaves(params), state.detached()
@@ -166,7 +183,10 @@ def train(
         }
     for n in range(start, stop):
         batch = order[n].to(images.device)
-        loss = inner_loss(model, params, images[batch], targets[batch])
+        inputs = images[batch]
+        if recipe.augment == "dsa":
+            inputs = dsa_augment(inputs, generator)
+        loss = inner_loss(model, params, inputs, targets[batch])
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
         params, state = optimizer_step(
             params, dict(zip(params, grads, strict=True)), state, lr, recipe
@@ -211,7 +231,8 @@ def truncated_meta_grad(
         recipe: the inner training; ``recipe.updates`` is N.
         objective: ``(model, θ_e) -> scalar`` meta-loss on real data.
         window: W, the updates back-propagated through; ``None`` back-propagates through all N.
-        generator: draws e and the minibatches (seed it per outer iteration and init to resume bit-exact).
+        generator: draws e, the minibatches and the augmentations (seed it per outer iteration and init to
+            resume bit-exact).
 
     Returns:
         ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``.
@@ -222,7 +243,15 @@ def truncated_meta_grad(
     soft = flat_y.is_floating_point()
     order = batch_order(len(flat_x), recipe, generator)  # [N, B]
     theta, state = train(
-        model, params0, flat_x, flat_y, lr.detach().reshape(()), recipe, order, stop=begin
+        model,
+        params0,
+        flat_x,
+        flat_y,
+        lr.detach().reshape(()),
+        recipe,
+        order,
+        stop=begin,
+        generator=generator,
     )
     x = flat_x.requires_grad_()
     y = flat_y.requires_grad_() if soft else flat_y
@@ -240,6 +269,7 @@ def truncated_meta_grad(
         stop=end,
         state=state.detached(),
         create_graph=True,
+        generator=generator,
     )
     loss = objective(model, theta)
     wrt = (x, eta) + ((y,) if soft else ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datadistill.config.settings import (
+    AUGMENTATIONS,
     INNER_OPTIMIZERS,
     PROTOCOLS,
     SCHEDULES,
@@ -97,6 +98,11 @@ class DistillConfig:
     inner_batch: int | None = _setting(
         None, "dataset protocol: distilled images per inner update; None: all"
     )
+    inner_augment: str = _setting(
+        "none",
+        "dataset protocol: none | dsa (one random DSA transform family per inner minibatch, "
+        "differentiable; for sets evaluated with --augment dsa)",
+    )
     learn_lr: bool = _setting(
         True, "learn the step size(s); --no-learn-lr keeps --lr-init throughout"
     )
@@ -179,6 +185,11 @@ class DistillConfig:
         self._validate_choices()
         if dataset_protocol:
             self._validate_dataset_protocol()
+        elif self.inner_augment != "none":
+            raise ValueError(
+                "--inner-augment augments the dataset protocol's minibatches: add --protocol dataset "
+                "(or drop --inner-augment)"
+            )
         return self
 
     def _validate_numbers(self) -> None:
@@ -294,6 +305,10 @@ class DistillConfig:
             raise ValueError(
                 f"--inner-optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, "
                 f"got {self.inner_optimizer!r}"
+            )
+        if self.inner_augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"--inner-augment must be one of {', '.join(AUGMENTATIONS)}, got {self.inner_augment!r}"
             )
         if self.meta_grad != "autograd":
             raise ValueError(
