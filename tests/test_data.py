@@ -202,6 +202,51 @@ def test_normalize_roundtrip():
         normalize_pixels(x, (0.5,), (0.5,))
 
 
+def _mnist_fixture(tmp_path, register, n_train: int = 64) -> str:
+    """A registered MNIST-format set of random 8-bit digits (MNIST's statistics) in ``tmp_path``."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", 16)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(_idx_gz(images))
+        labels = np.arange(n, dtype=np.uint8) % 10
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(_idx_gz(labels))
+    real = get_dataset_spec("mnist")
+    register(dataclasses.replace(real, name="mnist-fixture", files=_pinned(real.files, folder)))
+    return "mnist-fixture"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"pad": 2}, {"channels": 3}, {"pad": 1, "channels": 3}])
+def test_uint8_pixels_stay_compact_and_normalise_to_the_same_floats(tmp_path, register, kwargs):
+    name = _mnist_fixture(tmp_path, register)
+    compact = load_dataset(name, data_dir=tmp_path, download=False, **kwargs)
+    # resize to the native size takes the float path (normalise the whole split at once), which
+    # resizes nothing: the float32 images as they were before 8-bit storage.
+    eager = load_dataset(name, data_dir=tmp_path, download=False, resize=28, **kwargs)
+    assert compact.compact and not eager.compact
+    assert compact.image_shape == eager.image_shape and compact.mean == eager.mean
+    index = torch.randperm(len(compact), generator=torch.Generator().manual_seed(0))[:10]
+    batch = compact.take(index)
+    assert batch.dtype == torch.float32 and torch.equal(batch, eager.images[index])
+    assert torch.equal(compact.images, eager.images)  # all of them, bit for bit
+    assert compact.images is compact.images  # made once, then kept
+    part = compact.subset(index)
+    assert part.compact and torch.equal(part.images, eager.images[index])
+    assert torch.equal(part.labels, eager.labels[index])
+    moved = compact.to("cpu")
+    assert moved is compact
+
+
+def test_dataset_of_floats_is_held_as_given():
+    x = torch.randn(4, 1, 3, 3)
+    ds = ImageDataset(x, torch.arange(4), "x", 4, tuple("0123"), (0.5,), (0.25,))
+    assert not ds.compact and ds.images is x and torch.equal(ds.take(slice(1, 3)), x[1:3])
+    pixels = torch.arange(36, dtype=torch.uint8).view(4, 1, 3, 3)
+    ds = dataclasses.replace(ds, images=pixels)  # uint8 given: kept compact
+    assert ds.compact and torch.equal(ds.images, (pixels / 255.0 - 0.5) / 0.25)
+
+
 # ----------------------------------------------------------------------------- IDX reader
 
 

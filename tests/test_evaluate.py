@@ -9,6 +9,7 @@ import torch
 
 import datadistill
 from datadistill.artifacts import DistilledData
+from datadistill.data import ImageDataset
 from datadistill.evaluate import EvalResult, accuracy, replay
 from datadistill.models import build_model, init_params
 from datadistill.setting import setting_from_manifest
@@ -40,6 +41,19 @@ def test_replay_with_zero_step_sizes_leaves_the_network_unchanged():
     params = init_params(model, "xavier", torch.Generator().manual_seed(1))
     final = replay(_tiny(torch.zeros(4)), model, params)
     assert all(torch.equal(final[k], params[k].detach()) for k in final)
+
+
+def test_accuracy_reads_a_dataset_of_8_bit_pixels_in_chunks_with_the_same_result():
+    model = build_model("lenet", (1, 28, 28), 10)
+    params = init_params(model, "xavier", torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (37,), generator=g)
+    test = ImageDataset(pixels, labels, "x", 10, tuple("0123456789"), (0.1307,), (0.3081,))
+    assert test.compact
+    whole = accuracy(model, params, test.images, labels)
+    assert accuracy(model, params, test, labels, batch_size=8) == whole  # 5 chunks, last one short
+    assert accuracy(model, params, test, labels) == whole
 
 
 def test_eval_result_reports_its_protocol_and_numbers():

@@ -92,10 +92,10 @@ class _Run:
     setting: Setting
     inits: InitDistribution  # the setting's, less any networks set aside for --val-size
     train: ImageDataset  # the part distilled from (without the --val-size images)
-    train_x: Tensor  # [N, C, H, W] on device
-    train_y: Tensor  # [N]
-    test_x: Tensor  # [M, C, H, W] on device
-    test_y: Tensor  # [M]
+    real: (
+        ImageDataset  # `train` on device (itself on CPU): each iteration's real batch comes from it
+    )
+    test: ImageDataset  # on device; evaluations read it in chunks (8-bit pixels stay 8-bit)
     validation: Validation | None
     out: Path
     recipe: Recipe | None  # the dataset protocol's inner training (None: replay)
@@ -223,10 +223,8 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         setting=setting,
         inits=inits,
         train=train,
-        train_x=train.images.to(device),
-        train_y=train.labels.to(device),
-        test_x=test.images.to(device),
-        test_y=test.labels.to(device),
+        real=train.to(device),
+        test=test.to(device),
         validation=validation,
         out=out,
         recipe=recipe,
@@ -278,12 +276,12 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     lr = outer_lr(cfg, it, state.progress)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    batch = torch.randperm(len(run.train_x), generator=_generator(cfg.seed, it, "batch"))
+    batch = torch.randperm(len(run.real), generator=_generator(cfg.seed, it, "batch"))
     batch = batch[: cfg.batch_size].to(device)
     objective = make_objective(
         cfg.objective,
-        run.train_x[batch],
-        run.train_y[batch],
+        run.real.take(batch),  # [B, C, H, W] normalised float32 (8-bit pixels are normalised here)
+        run.real.labels[batch],
         source_class=cfg.source_class,
         target_class=cfg.target_class,
         source_weight=cfg.source_weight,
@@ -418,8 +416,8 @@ def _evaluate_point(run: _Run, state: DistillState, record: dict[str, Any]) -> f
         run.model,
         state.steps(),
         run.inits,
-        run.test_x,
-        run.test_y,
+        run.test,
+        run.test.labels,
         n_curve,
         train=run.trainer,
     )[0]
@@ -518,14 +516,14 @@ def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
             )
 
 
-def _evaluate_split(world: World, model, steps, inits, test_x, test_y, n: int, *, train: Trainer):
+def _evaluate_split(world: World, model, steps, inits, test, test_y, n: int, *, train: Trainer):
     """``evaluate_steps`` with the n networks dealt out over the ranks, results gathered in order."""
     n = min(n, inits.max_evaluation_models() or n)
     share = range(world.rank, n, world.size)
     after, before = [], []
     for i in share:
         a, b = evaluate_steps(
-            model, steps, inits, test_x, test_y, 1, start=i, progress=False, train=train
+            model, steps, inits, test, test_y, 1, start=i, progress=False, train=train
         )
         after += a
         before += b
@@ -543,7 +541,7 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
     images, labels, raw_lrs = state.chosen()
     steps = Steps(images, label_targets(labels, state.label_kind), F.softplus(raw_lrs))
     after, before = _evaluate_split(
-        world, model, steps, inits, run.test_x, run.test_y, n_eval, train=run.trainer
+        world, model, steps, inits, run.test, run.test.labels, n_eval, train=run.trainer
     )
     result = EvalResult.from_accuracies(
         after,

@@ -34,9 +34,7 @@ def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
         members = row.nonzero().squeeze(1).tolist()
         for c in members:
             pool = (train.labels == c).nonzero().squeeze(1)
-            starts[:, j] += train.images[
-                pool[torch.randint(len(pool), (cfg.steps,), generator=gen)]
-            ]
+            starts[:, j] += train.take(pool[torch.randint(len(pool), (cfg.steps,), generator=gen)])
         starts[:, j] /= len(members)
     return starts
 

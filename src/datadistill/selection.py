@@ -79,7 +79,4 @@ def split_validation(cfg: DistillConfig, train):
         )
     order = torch.randperm(len(train.labels), generator=generator(cfg.seed, "validation"))
     held, fit = order[: cfg.val_size], order[cfg.val_size :]
-    return (
-        dataclasses.replace(train, images=train.images[fit], labels=train.labels[fit]),
-        dataclasses.replace(train, images=train.images[held], labels=train.labels[held]),
-    )
+    return train.subset(fit), train.subset(held)  # held as `train` is (8-bit pixels stay 8-bit)

@@ -110,7 +110,7 @@ def start_images(
         cls = source_class if (start == "poison" and c == target_class) else c
         pool = (train.labels == cls).nonzero().squeeze(1)
         picks.append(pool[torch.randint(len(pool), (images_per_class,), generator=gen)])
-    return train.images[torch.cat(picks)][None]  # [1, n, C, H, W]
+    return train.take(torch.cat(picks))[None]  # [1, n, C, H, W]
 
 
 def distill_attack(
