@@ -7,7 +7,9 @@ optionally ``REF_DETAIL … compute_s_per_it=<float> …``, its time without dat
 of ``datadistill.distill`` (wall(5 + N) − wall(5)) / N, which includes batch sampling, the meta-gradient,
 the Adam update, checkpoints and logging, and the manifest's ``seconds_per_iteration`` (meta-gradient +
 update only). Settings: ``fixed100`` (mnist_fixed: 10 steps × 3 epochs, 100 images) and ``fixed10``
-(mnist_fixed_10: 1 step × 3 epochs). Run it alone: two benchmarks at once make both numbers wrong.
+(mnist_fixed_10: 1 step × 3 epochs). Run it alone: two benchmarks at once make both numbers wrong. Its peak RSS
+column is each process's own: ours runs three distillations, each with its final evaluation, in one process,
+so it is not like-for-like; ``memory_vs_reference.py`` compares peak memory.
 
     DATADISTILL_DATA=/work/shared/datasets python benchmarks/speed_vs_reference.py \
         --reference-cmd "bash /path/to/ref/time_ref.sh {setting} {iterations} {threads}" \
@@ -123,7 +125,7 @@ def main() -> None:
 
     print(
         "| setting | reference s/it | reference, no data loading | ours s/it | ours, meta-grad + update "
-        "| reference / ours | arithmetic: ours / reference | peak RSS MiB: reference / ours |"
+        "| reference / ours | arithmetic: ours / reference | peak RSS MiB: reference / ours (3 runs) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for setting, row in rows.items():
