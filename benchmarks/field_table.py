@@ -58,6 +58,11 @@ def main() -> None:
     parser.add_argument("--cross-arch", nargs="*", default=[], help="also train these on mnist:10")
     parser.add_argument("--no-real", action="store_true", help="skip the random-real-images row")
     parser.add_argument(
+        "--real-only",
+        action="store_true",
+        help="only the random-real row of each cell, for a run folder already under --out",
+    )
+    parser.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -67,6 +72,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/field")
     parser.add_argument("--json", default="runs/field_table.json")
     args = parser.parse_args()
+    if args.real_only and args.no_real:
+        parser.error("--real-only and --no-real leave nothing to measure: drop one")
 
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
     overrides = {}
@@ -82,6 +89,10 @@ def main() -> None:
         k = int(per_class)
         folder = Path(args.out) / f"{dataset}-{k}"
         started = time.perf_counter()
+        if args.real_only and not (folder / "distilled.safetensors").exists():
+            parser.error(
+                f"--real-only evaluates beside a finished run: {folder} has none (run without it)"
+            )
         if (folder / "distilled.safetensors").exists():
             data = DistilledData.load(folder)
         else:
@@ -93,6 +104,8 @@ def main() -> None:
             )
         distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
         models = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
+        if args.real_only:
+            models = []
         for model in models:
             result = evaluate_as_dataset(
                 data,
