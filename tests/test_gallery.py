@@ -77,7 +77,8 @@ def test_gallery_thumbnails_draw_one_row_per_entry(tmp_path):
     path = tmp_path / "sheet.png"
     assert main(["gallery", "--thumbnails", str(path)]) == 0
     height, width = matplotlib.image.imread(path).shape[:2]
-    assert height == round(0.95 * len(ENTRIES) * 90) and width > 900
+    # 0.95 in per row at 90 dpi; the saved height is whole pixels, rounded either way (13 rows: 1,111.5)
+    assert abs(height - 0.95 * len(ENTRIES) * 90) <= 1 and width > 900
 
 
 def test_pulled_adaptation_entry_brings_its_pretrained_network(tmp_path):
