@@ -111,6 +111,9 @@ def main() -> None:
     )
     parser.add_argument("--json", help="write the measurements here (rewritten after every round)")
     args = parser.parse_args()
+    malformed = [item for item in args.compare if "=" not in item]
+    if malformed:
+        parser.error(f"--compare takes LABEL=SRC (e.g. before=/tmp/old/src), got {malformed[0]!r}")
     compare = dict(item.split("=", 1) for item in args.compare)
     sides = {"ours": None, **{label: str(Path(src).resolve()) for label, src in compare.items()}}
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from datadistill.augment import FAMILIES, dsa_augment
+from datadistill.augment import FAMILIES, augment_batch, dsa_augment
 
 
 def test_augmentation_keeps_shapes_and_repeats_with_the_same_generator():
@@ -35,3 +35,10 @@ def test_cutout_zeroes_a_square_of_about_a_quarter_of_the_image():
             assert ((zeroed > 0.05) & (zeroed <= 0.25)).all() and zeroed.max() == 0.25
             return
     raise AssertionError("no seed drew cutout")
+
+
+def test_augment_batch_is_dsa_or_the_images_untouched():
+    images = torch.randn(6, 1, 12, 12)
+    assert augment_batch(images, "none", None) is images
+    got = augment_batch(images, "dsa", torch.Generator().manual_seed(4))
+    assert torch.equal(got, dsa_augment(images, torch.Generator().manual_seed(4)))

@@ -18,6 +18,13 @@ from torch import Tensor
 FAMILIES = ("color", "crop", "cutout", "scale", "rotate")
 
 
+def augment_batch(images: Tensor, kind: str, generator: torch.Generator | None) -> Tensor:
+    """A training minibatch ``[N, C, H, W]`` through augmentation ``kind`` (``config.AUGMENTATIONS``): ``dsa``
+    draws from ``generator``; ``none`` returns the images as they are. Both training loops, ordinary and
+    unrolled, call this, so a kind added here reaches both."""
+    return dsa_augment(images, generator) if kind == "dsa" else images
+
+
 def dsa_augment(images: Tensor, generator: torch.Generator) -> Tensor:
     """One random family of DSA transforms applied to ``images [N, C, H, W]``, per-sample parameters."""
     family = FAMILIES[int(torch.randint(len(FAMILIES), (1,), generator=generator))]

@@ -92,9 +92,8 @@ class _Run:
     setting: Setting
     inits: InitDistribution  # the setting's, less any networks set aside for --val-size
     train: ImageDataset  # the part distilled from (without the --val-size images)
-    real: (
-        ImageDataset  # `train` on device (itself on CPU): each iteration's real batch comes from it
-    )
+    # `train` on device (itself on CPU): each iteration's real batch comes from it.
+    real: ImageDataset
     test: ImageDataset  # on device; evaluations read it in chunks (8-bit pixels stay 8-bit)
     validation: Validation | None
     out: Path

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from datadistill.augment import dsa_augment
+from datadistill.augment import augment_batch
 from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
 
@@ -183,9 +183,7 @@ def train(
         }
     for n in range(start, stop):
         batch = order[n].to(images.device)
-        inputs = images[batch]
-        if recipe.augment == "dsa":
-            inputs = dsa_augment(inputs, generator)
+        inputs = augment_batch(images[batch], recipe.augment, generator)
         loss = inner_loss(model, params, inputs, targets[batch])
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
         params, state = optimizer_step(

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from datadistill.augment import dsa_augment
+from datadistill.augment import augment_batch
 from datadistill.config import (
     AUGMENTATIONS,
     PRETRAIN_BETAS,
@@ -300,9 +300,7 @@ def train_as_dataset(
         order = torch.randperm(len(x), generator=generator).to(x.device)
         for i in range(0, len(x), recipe.batch_size):
             batch = order[i : i + recipe.batch_size]
-            inputs = x[batch]
-            if recipe.augment == "dsa":
-                inputs = dsa_augment(inputs, generator)
+            inputs = augment_batch(x[batch], recipe.augment, generator)
             loss = inner_loss(model, theta, inputs, y[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
