@@ -6,6 +6,8 @@ start) within ``--minutes``, then trains
 ``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
 mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
 rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
+``--nproc 2`` distils each cell with ``torchrun`` over two processes (set ``OMP_NUM_THREADS=1``): one fresh init
+each per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell.
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/field_table.py --minutes 28 --out runs/field \
         --json runs/field_table.json [--cells mnist:10 fashion-mnist:1] [--cross-arch lenet mlp resnet18]
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +28,7 @@ import yaml
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.config import load_config
+from datadistill.config import load_config, save_config
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 from published import FIELD, FIELD_BARS
 
@@ -69,11 +73,20 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override preset settings in every cell, e.g. --set unroll=50 window=25 (YAML values)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="distil each cell with torchrun over N processes (one fresh init each per iteration, "
+        "meta-gradients averaged): N = 2 puts both cores of a 2-core machine on one cell",
+    )
     parser.add_argument("--out", default="runs/field")
     parser.add_argument("--json", default="runs/field_table.json")
     args = parser.parse_args()
     if args.real_only and args.no_real:
         parser.error("--real-only and --no-real leave nothing to measure: drop one")
+    if args.nproc < 1:
+        parser.error(f"--nproc takes a number of processes of 1 or more, got {args.nproc}")
 
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
     overrides = {}
@@ -83,6 +96,8 @@ def main() -> None:
             parser.error(f"--set takes KEY=VALUE (e.g. unroll=50), got {item!r}")
         overrides[key.replace("-", "_")] = yaml.safe_load(value)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if args.nproc > 1:
+        machine += f"; distilled by {args.nproc} processes (torchrun)"
     rows: list[dict] = []
     for cell in args.cells:
         dataset, per_class = cell.split(":")
@@ -93,15 +108,13 @@ def main() -> None:
             parser.error(
                 f"--real-only evaluates beside a finished run: {folder} has none (run without it)"
             )
-        if (folder / "distilled.safetensors").exists():
-            data = DistilledData.load(folder)
-        else:
-            data = datadistill.distill(
-                _preset(dataset, k, overrides),
-                time_limit=args.minutes,
-                out=str(folder),
-                progress=False,
-            )
+        if not (folder / "distilled.safetensors").exists():
+            cfg = _preset(dataset, k, overrides)
+            if args.nproc > 1:
+                _distill_torchrun(cfg, args.nproc, args.minutes, folder)
+            else:
+                datadistill.distill(cfg, time_limit=args.minutes, out=str(folder), progress=False)
+        data = DistilledData.load(folder)
         distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
         models = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
         if args.real_only:
@@ -140,6 +153,19 @@ def main() -> None:
 
 def _preset(dataset: str, k: int, overrides: dict) -> DistillConfig:
     return load_config(DistillConfig, f"{PRESETS[dataset]}_{k}_per_class", overrides)
+
+
+def _distill_torchrun(cfg: DistillConfig, nproc: int, minutes: float, folder: Path) -> None:
+    """Distil ``cfg`` into ``folder`` with ``torchrun`` over ``nproc`` processes (docs/distributed.md)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    config = folder.parent / f"{folder.name}.yaml"
+    save_config(cfg, config, notes=[f"field_table.py --nproc {nproc}: the cell's resolved preset"])
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+        "-m", "datadistill", "distill", "--config", str(config),
+        "--time-limit", str(minutes), "--out", str(folder),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
 
 
 def _row(dataset, k, method, model, result, minutes, machine) -> dict:
