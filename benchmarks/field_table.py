@@ -6,8 +6,9 @@ start) within ``--minutes``, then trains
 ``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
 mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
 rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
-``--nproc 2`` distils each cell with ``torchrun`` over two processes (set ``OMP_NUM_THREADS=1``): one fresh init
-each per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell.
+``--nproc 2`` distils each cell with ``torchrun`` over two processes : one fresh init
+each per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell; the
+processes run at one thread each.
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/field_table.py --minutes 28 --out runs/field \
         --json runs/field_table.json [--cells mnist:10 fashion-mnist:1] [--cross-arch lenet mlp resnet18]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -165,7 +167,8 @@ def _distill_torchrun(cfg: DistillConfig, nproc: int, minutes: float, folder: Pa
         "-m", "datadistill", "distill", "--config", str(config),
         "--time-limit", str(minutes), "--out", str(folder),
     ]  # fmt: skip
-    subprocess.run(command, check=True)
+    # One thread per process: two processes of two OpenMP threads each on two cores wait on each other.
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def _row(dataset, k, method, model, result, minutes, machine) -> dict:
