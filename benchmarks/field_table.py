@@ -6,9 +6,8 @@ start) within ``--minutes``, then trains
 ``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
 mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
 rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
-``--nproc 2`` distils each cell with ``torchrun`` over two processes : one fresh init
-each per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell; the
-processes run at one thread each.
+``--nproc 2`` distils each cell with ``torchrun`` over two processes of one thread each: one fresh init each
+per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell.
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/field_table.py --minutes 28 --out runs/field \
         --json runs/field_table.json [--cells mnist:10 fashion-mnist:1] [--cross-arch lenet mlp resnet18]
