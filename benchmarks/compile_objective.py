@@ -111,7 +111,9 @@ def main() -> None:
             }
         )
         print(_markdown_row(rows[-1]), flush=True)
-    print("\n| real batch | eager (s) | compiled (s) | compiled / eager | compile (s) | grad rel. diff |")
+    print(
+        "\n| real batch | eager (s) | compiled (s) | compiled / eager | compile (s) | grad rel. diff |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(_markdown_row(row))

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.config import DistillConfig, load_config
+from datadistill.config import DistillConfig, load_config, parse_assignments
 from published import PAPER_PRESETS
 
 
@@ -53,6 +53,10 @@ def main() -> None:
         help="extra DistillConfig overrides, e.g. lr=0.05 inits_per_iteration=8",
     )
     args = parser.parse_args()
+    try:
+        settings = parse_assignments(DistillConfig, args.set)
+    except ValueError as error:
+        parser.error(str(error))
 
     results = []
     json_path = Path(args.json)
@@ -66,12 +70,7 @@ def main() -> None:
             "out": str(Path(args.out) / preset),
             "eval_models": 1,
         }
-        for item in args.set:
-            key, value = item.split("=", 1)
-            field_type = type(getattr(DistillConfig(), key))
-            overrides[key] = (
-                field_type(value) if field_type in (int, float, str) else json.loads(value)
-            )
+        overrides.update(settings)
         cfg = load_config(DistillConfig, preset, overrides)
         if args.minutes:
             probe = datadistill.distill(

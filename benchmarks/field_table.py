@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.config import load_config, save_config
+from datadistill.config import load_config, parse_assignments, save_config
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 from published import FIELD, FIELD_BARS
 
@@ -72,7 +71,7 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="override preset settings in every cell, e.g. --set unroll=50 window=25 (YAML values)",
+        help="override preset settings in every cell, e.g. --set unroll=50 window=25 (YAML values; strings as given)",
     )
     parser.add_argument(
         "--nproc",
@@ -90,12 +89,18 @@ def main() -> None:
         parser.error(f"--nproc takes a number of processes of 1 or more, got {args.nproc}")
 
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes KEY=VALUE (e.g. unroll=50), got {item!r}")
-        overrides[key.replace("-", "_")] = yaml.safe_load(value)
+    try:
+        overrides = parse_assignments(DistillConfig, args.set)
+        for cell in args.cells:  # every cell's settings checked before the first one distils
+            dataset, _, per_class = cell.partition(":")
+            if dataset not in PRESETS or per_class not in ("1", "10"):
+                raise ValueError(
+                    f"--cells takes DATA:K with DATA one of {', '.join(PRESETS)} and K 1 or 10 "
+                    f"(the images per class of the presets), got {cell!r}"
+                )
+            _preset(dataset, int(per_class), overrides)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if args.nproc > 1:
         machine += f"; distilled by {args.nproc} processes (torchrun)"

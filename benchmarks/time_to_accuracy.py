@@ -29,26 +29,15 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.config import DistillConfig, load_config
+from datadistill.config import DistillConfig, load_config, parse_assignments
 
 
 def _parse_overrides(items: list[str]) -> dict:
-    """``key=value`` strings as DistillConfig values (numbers, strings, JSON lists and booleans)."""
-    defaults = DistillConfig()
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not hasattr(defaults, key):
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY a DistillConfig field")
-        current = getattr(defaults, key)
-        if isinstance(current, str):
-            overrides[key] = value
-        else:
-            try:
-                overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[key] = value  # a string setting whose default is None (e.g. model)
-    return overrides
+    """``KEY=VALUE`` strings as DistillConfig values; a bad item exits with one line."""
+    try:
+        return parse_assignments(DistillConfig, items)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def first_reached(points: list[dict], thresholds: list[float]) -> list[dict]:

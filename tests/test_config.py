@@ -6,7 +6,13 @@ import dataclasses
 
 import pytest
 
-from datadistill.config import DistillConfig, list_presets, load_config, save_config
+from datadistill.config import (
+    DistillConfig,
+    list_presets,
+    load_config,
+    parse_assignments,
+    save_config,
+)
 
 
 @pytest.mark.parametrize("name", list_presets())
@@ -61,3 +67,40 @@ def test_saved_config_loads_back_to_the_same_settings(tmp_path):
     save_config(cfg, path)
     again = load_config(DistillConfig, path)
     assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+
+
+def test_assignments_parse_as_the_settings_types_and_load():
+    items = [
+        "lr=1e-3",
+        "betas=[0.9, 0.999]",
+        "learn-labels=true",
+        "model=convnet-32",
+        "window=null",
+    ]
+    items += ["label_targets=free", "inner_augment=none", "time_limit=6"]
+    overrides = parse_assignments(DistillConfig, items)
+    assert overrides == {
+        "lr": 0.001,  # JSON first: YAML 1.1 would keep 1e-3 a string
+        "betas": (0.9, 0.999),
+        "learn_labels": True,
+        "model": "convnet-32",  # no string default, not JSON: read as YAML
+        "window": None,
+        "label_targets": "free",
+        "inner_augment": "none",
+        "time_limit": 6,
+    }
+    cfg = load_config(DistillConfig, "mnist_fixed_quick", overrides)
+    assert (cfg.lr, cfg.betas, cfg.model) == (0.001, (0.9, 0.999), "convnet-32")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("iterations", "KEY=VALUE"),
+        ("itertions=5", "did you mean 'iterations'"),
+    ],
+)
+def test_bad_assignment_is_one_line_naming_it(item, message):
+    with pytest.raises(ValueError, match=message) as err:
+        parse_assignments(DistillConfig, [item])
+    assert "\n" not in str(err.value) and item in str(err.value)

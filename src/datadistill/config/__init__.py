@@ -39,6 +39,7 @@ from datadistill.config.presets import (
     find_preset,
     list_presets,
     load_config,
+    parse_assignments,
     save_config,
     to_dict,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "is_finite_number",
     "list_presets",
     "load_config",
+    "parse_assignments",
     "positive_int",
     "positive_number",
     "save_config",

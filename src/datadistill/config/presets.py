@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,39 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
             values[key] = value
     cfg = cls(**values)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def parse_assignments(cls, items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (e.g. a benchmark's ``--set``) as overrides of ``cls``'s settings.
+
+    A setting whose default is a string takes VALUE as it is; any other takes it as YAML (``50``, ``0.01``,
+    ``1e-3``, ``true``, ``[0.9, 0.999]``, ``null``). Dashes in KEY read as underscores.
+
+    Raises:
+        ValueError: an item without ``=``, or a KEY that is not a setting of ``cls`` (one line, with the
+            closest setting's name).
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE (e.g. iterations=500), got {item!r}")
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--set {item!r}: {key!r} is not a {cls.__name__} setting{hint}")
+        default = fields[key].default
+        if isinstance(default, str):
+            overrides[key] = value
+            continue
+        try:  # JSON first: YAML 1.1 reads 1e-3 as a string
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = yaml.safe_load(value)
+        overrides[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return overrides
 
 
 def to_dict(cfg) -> dict[str, Any]:
