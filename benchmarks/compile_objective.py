@@ -2,8 +2,9 @@
 
 Double backward does not pass through compiled code, so of a meta-gradient only the part that is
 differentiated once can be compiled: the meta-loss on the real batch at θ_T (forward, and the backward to
-θ_T; the unrolled updates stay eager, their graph is differentiated again). That part is about 40% of an
-iteration of the paper's fixed setting (LeNet, 10 steps × 3 epochs, 10 images per step, real batch 1,024).
+θ_T; the unrolled updates stay eager, their graph is differentiated again). That part is about 30% of a
+meta-gradient of the paper's fixed setting (LeNet, 10 steps × 3 epochs, 10 images per step, real batch 1,024;
+docs/notes.md, "Where the time goes").
 For each real-batch size this times one meta-gradient with the eager and the compiled objective, alternating
 the order every round so that drifts of a noisy host fall on both sides, and reports medians and their ratio,
 with the relative difference of the two meta-gradients. Compilation happens before the timing and is
