@@ -29,6 +29,21 @@ def test_preset_values_are_read_and_overrides_win():
     assert cfg.lr == 0.01  # a None override is skipped, the preset's value stays
 
 
+@pytest.mark.parametrize(
+    ("protocol", "given", "expected"),
+    [
+        ("replay", None, "xavier"),  # the paper's
+        ("dataset", None, "default"),  # the field's evaluation draws PyTorch's default init
+        ("dataset", "xavier", "xavier"),  # an explicit scheme is kept
+    ],
+)
+def test_init_scheme_follows_the_protocol_unless_given(protocol, given, expected):
+    cfg = load_config(
+        DistillConfig, None, {"protocol": protocol, "init": "random", "init_scheme": given}
+    )
+    assert cfg.init_scheme == expected
+
+
 def test_unknown_key_error_names_the_key_and_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("dataset: digits\nitertions: 5\n")
