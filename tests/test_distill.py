@@ -1,5 +1,6 @@
 """The outer loop: it learns, it resumes bit-for-bit, it refuses nonsense without losing saved work."""
 
+import importlib
 import json
 import math
 import os
@@ -186,6 +187,10 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
         (["--dataset", "mnistt"], "mnist"),
         (["--init", "pretrained-random"], "--pretrained"),
         (["--pad", "-1"], "--pad must be a whole number of pixels >= 0"),
+        (
+            ["--init-scheme", "he"],
+            "--init-scheme must be one of xavier, kaiming, orthogonal, default",
+        ),
     ],
 )
 def test_nonsense_settings_give_one_line_errors_and_touch_nothing(tmp_path, capsys, args, message):
@@ -743,3 +748,83 @@ def test_history_times_distillation_without_the_curve_checks(tmp_path, monkeypat
     steps = [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)]
     assert min(steps) > 0 and max(steps) < 0.3  # no check's sleep inside distillation time
     assert data.manifest["curve_seconds_this_session"] >= 1.2
+
+
+# --- --extra-models: one set distilled for several networks -----------------------------------------------
+
+
+def _first_step_meta_grads(tmp_path: Path, monkeypatch, **overrides):
+    """``(the averaged gradients outer_step applies, [(network, MetaGrads) per init])`` of iteration 0."""
+    driver = importlib.import_module("datadistill.distill")  # the module, not the function
+
+    calls = []
+    real = driver.truncated_meta_grad
+
+    def recording(model, *args, **kwargs):
+        grads = real(model, *args, **kwargs)
+        calls.append((type(model).__name__, grads))
+        return grads
+
+    monkeypatch.setattr(driver, "truncated_meta_grad", recording)
+    values = {**FIELD_TINY, "out": str(tmp_path / "r"), **overrides}
+    cfg, model_arg = driver._resolve_config(None, values, None, None)
+    run = driver._setup(cfg, model_arg, None, None)
+    state = driver._start(run, None)
+    driver.outer_step(run, state)
+    return (state.images.grad, state.labels.grad), calls
+
+
+def test_extra_models_average_the_meta_gradients_of_every_network(tmp_path, monkeypatch):
+    (d_images, d_labels), calls = _first_step_meta_grads(
+        tmp_path / "both", monkeypatch, extra_models=("linear",)
+    )
+    networks = [name for name, _ in calls]
+    assert networks == ["MLP", "MLP", "LinearClassifier", "LinearClassifier"]  # k = 2 of each
+    mean_images = torch.stack([g.images for _, g in calls]).mean(0)
+    assert torch.allclose(d_images, mean_images, atol=1e-7)
+    assert d_labels is not None  # learned labels get every network's gradient too
+    # The main network's draws are those of a run without extra networks.
+    _, alone = _first_step_meta_grads(tmp_path / "alone", monkeypatch)
+    assert [name for name, _ in alone] == ["MLP", "MLP"]
+    for (_, with_extra), (_, without) in zip(calls[:2], alone, strict=True):
+        assert torch.equal(with_extra.images, without.images)
+
+
+def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path):
+    cfg = {**FIELD_TINY, "extra_models": ("linear",)}
+    straight = distill(**cfg, iterations=6, out=str(tmp_path / "a"), progress=False)
+    assert straight.manifest["extra_models"] == ["linear"]
+    distill(**cfg, iterations=3, checkpoint_every=3, out=str(tmp_path / "b"), progress=False)
+    (tmp_path / "b" / "distilled.safetensors").unlink()
+    resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    with pytest.raises(ValueError, match="extra_models"):  # a different mix is another run
+        distill(**{**cfg, "extra_models": ()}, iterations=8, out=str(tmp_path / "b"), resume=True)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--extra-models", "lenet"], "lenet needs inputs of at least 12x12 pixels"),
+        (["--extra-models", "nosuchnet"], "nosuchnet"),
+        (["--extra-models", "linear,linear"], "--extra-models names linear twice"),
+        (["--extra-models", "mlp", "--model", "mlp"], "--extra-models names mlp twice"),
+        (["--extra-models", "linear", "--init", "fixed"], "use --init random"),
+    ],
+)
+def test_extra_models_refuse_bad_values_in_one_line(tmp_path, capsys, flags, message):
+    args = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
+    code = main([*args, *flags, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_extra_models_need_the_dataset_protocol():
+    with pytest.raises(ValueError, match="--extra-models distils one set for several networks"):
+        DistillConfig(dataset="digits", extra_models=("linear",)).validate()
+    assert DistillConfig(
+        dataset="digits", protocol="dataset", init="random", extra_models="linear, mlp"
+    ).validate().extra_models == ("linear", "mlp")

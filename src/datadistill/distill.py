@@ -1,7 +1,7 @@
 """The outer loop of dataset distillation (Wang et al. 2018, Alg. 1), resumable and checkpointed.
 
     for each iteration:
-        sample a batch of real data and k initial weights θ_0 ~ p(θ_0)
+        sample a batch of real data and k initial weights θ_0 ~ p(θ_0) (of each network: --extra-models)
         for each θ_0: unroll the distilled steps and take the meta-gradient of the objective on the real batch
         Adam step on the distilled images x̃ and raw step sizes (η̃ = softplus(raw)), averaged over the θ_0
 
@@ -58,6 +58,7 @@ from datadistill.minibatch_unroll import (
     train,
     truncated_meta_grad,
 )
+from datadistill.models.user import resolve_model
 from datadistill.objectives import make_objective
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
@@ -82,6 +83,15 @@ def _resolve_out(cfg: DistillConfig, dataset_name: str, model_spec: str) -> Path
     return Path("runs") / f"{dataset_name}-{model_name}-{cfg.init}-{stamp}"
 
 
+@dataclass(frozen=True)
+class _ExtraNetwork:
+    """A network the set is also distilled for (``--extra-models``), with its fresh-init distribution."""
+
+    spec: str
+    model: nn.Module
+    inits: InitDistribution
+
+
 @dataclass
 class _Run:
     """What stays fixed through a distillation run once it is set up (the data, networks and folder)."""
@@ -101,6 +111,7 @@ class _Run:
     trainer: Trainer
     inits_per_process: int
     vmap_inits: bool
+    extra: tuple[_ExtraNetwork, ...] = ()  # --extra-models, each trained from its own fresh inits
 
     @property
     def model(self) -> nn.Module:
@@ -215,6 +226,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
         )
     recipe = inner_recipe(cfg)
+    extra = tuple(_extra_network(spec, cfg, train) for spec in cfg.extra_models)  # may refuse
     return _Run(
         cfg=cfg,
         world=world,
@@ -230,7 +242,13 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         trainer=_trainer(setting.model, recipe),
         inits_per_process=k,
         vmap_inits=vmap_inits,
+        extra=extra,
     )
+
+
+def _extra_network(spec: str, cfg: DistillConfig, train: ImageDataset) -> _ExtraNetwork:
+    net, spec = resolve_model(spec, tuple(train.image_shape), train.num_classes)
+    return _ExtraNetwork(spec, net, InitDistribution("random", net, cfg.init_scheme, cfg.seed))
 
 
 def _start(run: _Run, images: Tensor | None) -> DistillState:
@@ -258,7 +276,8 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
 def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None) -> dict[str, Any]:
     """One outer iteration (Alg. 1): sample a real batch and this rank's θ_0, take the meta-gradients,
     average them over inits and ranks, and take one Adam step on ``state`` (in place), at the lr that
-    ``outer_lr`` gives for ``state.iteration`` and ``state.progress``.
+    ``outer_lr`` gives for ``state.iteration`` and ``state.progress``. With ``--extra-models`` each of
+    those networks adds its own k fresh inits, and the mean runs over all networks' inits.
 
     Every draw is seeded from ``(cfg.seed, iteration, …)``, so the step depends only on ``state``.
 
@@ -286,21 +305,15 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
         source_weight=cfg.source_weight,
     )
     steps = state.steps()
-    # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1), then over ranks.
-    params0 = [
-        {
-            n: p.to(device)
-            for n, p in _perturbed(
-                run.inits.sample(_generator(cfg.seed, it, "init", j)),
-                cfg.init_noise,
-                _generator(cfg.seed, it, "init-noise", j),
-            ).items()
-        }
-        for j in range(world.rank * k, (world.rank + 1) * k)
-    ]
-    grads = _meta_grads(run, params0, steps, objective, it)
+    # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1) of every
+    # network, then over ranks: the mean over k · ranks · networks inits.
+    grads = _meta_grads(run, _draw_inits(run, run.inits, it), steps, objective, it)
+    for net in run.extra:
+        params0 = _draw_inits(run, net.inits, it, net.spec)
+        grads += _minibatch_meta_grads(run, net.model, params0, steps, objective, it, net.spec)
     sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
-    loss, d_images, d_lrs, *d_labels = (t / (k * world.size) for t in world.all_reduce_sum(sums))
+    inits = k * world.size * (1 + len(run.extra))
+    loss, d_images, d_lrs, *d_labels = (t / inits for t in world.all_reduce_sum(sums))
     if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
         where = (
             f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
@@ -321,28 +334,60 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     return {"iteration": state.iteration, "loss": loss.item(), "lr": lr}
 
 
+def _draw_inits(run: _Run, inits: InitDistribution, it: int, *stream: str) -> list[Params]:
+    """This rank's θ_0 of iteration ``it`` (global indices rank·k … rank·k + k − 1), on the device;
+    ``stream`` keeps the draws of ``--extra-models`` apart from those of ``--model`` (which it leaves as
+    they were before extra networks existed)."""
+    cfg, k = run.cfg, run.inits_per_process
+    return [
+        {
+            n: p.to(run.device)
+            for n, p in _perturbed(
+                inits.sample(_generator(cfg.seed, it, "init", *stream, j)),
+                cfg.init_noise,
+                _generator(cfg.seed, it, "init-noise", *stream, j),
+            ).items()
+        }
+        for j in range(run.world.rank * k, (run.world.rank + 1) * k)
+    ]
+
+
 def _meta_grads(run: _Run, params0: list[Params], steps: Steps, objective, it: int) -> list:
     """The meta-gradients of this rank's inits ``params0`` (one ``MetaGrads`` each, or one batched)."""
     cfg, model = run.cfg, run.model
     if run.recipe is not None:  # the dataset protocol: minibatch training, random truncated window
-        first = run.world.rank * run.inits_per_process
-        return [
-            truncated_meta_grad(
-                model,
-                p,
-                steps.images,
-                steps.labels,
-                steps.lrs,
-                run.recipe,
-                objective,
-                window=cfg.window,
-                generator=_generator(cfg.seed, it, "inner", first + j),
-            )
-            for j, p in enumerate(params0)
-        ]
+        return _minibatch_meta_grads(run, model, params0, steps, objective, it)
     if run.vmap_inits:
         return [batched_meta_grad(model, params0, steps, objective)]
     return [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
+
+
+def _minibatch_meta_grads(
+    run: _Run,
+    model: nn.Module,
+    params0: list[Params],
+    steps: Steps,
+    objective,
+    it: int,
+    *stream: str,
+) -> list:
+    """The dataset protocol's meta-gradients of ``model`` from each of ``params0``: minibatch training
+    on the set, back-propagated through a random truncated window."""
+    cfg, first = run.cfg, run.world.rank * run.inits_per_process
+    return [
+        truncated_meta_grad(
+            model,
+            p,
+            steps.images,
+            steps.labels,
+            steps.lrs,
+            run.recipe,
+            objective,
+            window=cfg.window,
+            generator=_generator(cfg.seed, it, "inner", *stream, first + j),
+        )
+        for j, p in enumerate(params0)
+    ]
 
 
 def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:

@@ -65,6 +65,7 @@ def run_manifest(
         # where the data came from and its content hash, so evaluate can find and check it (None: registered)
         "data_source": train.source,
         "model": setting.model_spec,
+        "extra_models": list(cfg.extra_models),  # also distilled for (dataset protocol)
         # the folder the model's factory module was imported from (module:factory specs only)
         "model_root": factory_root(setting.model_spec),
         "init": cfg.init,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from datadistill.config.settings import (
     AUGMENTATIONS,
+    INIT_SCHEMES,
     INNER_OPTIMIZERS,
     PROTOCOLS,
     SCHEDULES,
@@ -106,6 +107,12 @@ class DistillConfig:
         "dataset protocol: none | dsa (one random DSA transform family per inner minibatch, "
         "differentiable; for sets evaluated with --augment dsa)",
     )
+    extra_models: tuple[str, ...] = _setting(
+        (),
+        "dataset protocol: comma-separated networks to distil for besides --model (e.g. lenet,mlp): "
+        "every outer iteration also trains --inits-per-iteration fresh inits of each, and the "
+        "meta-gradient averages over all of them, so the set trains these architectures too",
+    )
     learn_lr: bool = _setting(
         True, "learn the step size(s); --no-learn-lr keeps --lr-init throughout"
     )
@@ -177,6 +184,10 @@ class DistillConfig:
             # Distil for the init distribution the set will be judged from (+1.2 points on
             # Fashion-MNIST 1 per class against Xavier; docs/notes.md).
             self.init_scheme = "default" if dataset_protocol else "xavier"
+        if self.init_scheme not in INIT_SCHEMES:
+            raise ValueError(
+                f"--init-scheme must be one of {', '.join(INIT_SCHEMES)}, got {self.init_scheme!r}"
+            )
         if not isinstance(self.dataset, str):
             raise ValueError(
                 f"--dataset must be a registered name or a path, got a {type(self.dataset).__name__}; "
@@ -190,12 +201,18 @@ class DistillConfig:
             )
         self._validate_numbers()
         self._validate_choices()
+        self._validate_extra_models()
         if dataset_protocol:
             self._validate_dataset_protocol()
         elif self.inner_augment != "none":
             raise ValueError(
                 "--inner-augment augments the dataset protocol's minibatches: add --protocol dataset "
                 "(or drop --inner-augment)"
+            )
+        elif self.extra_models:
+            raise ValueError(
+                "--extra-models distils one set for several networks trained on it as a data set: add "
+                "--protocol dataset (or drop --extra-models)"
             )
         return self
 
@@ -296,6 +313,26 @@ class DistillConfig:
         if not 0 <= self.seed < 1_000_000_000:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
 
+    def _validate_extra_models(self) -> None:
+        if isinstance(self.extra_models, str):  # Python callers may pass "lenet,mlp"
+            self.extra_models = tuple(m.strip() for m in self.extra_models.split(",") if m.strip())
+        if not isinstance(self.extra_models, (tuple, list)) or not all(
+            isinstance(m, str) and m for m in self.extra_models
+        ):
+            raise ValueError(
+                "--extra-models must be network names or module:factory specs, comma-separated "
+                f"(e.g. lenet,mlp), got {self.extra_models!r}"
+            )
+        self.extra_models = tuple(self.extra_models)
+        repeated = sorted({m for m in self.extra_models if self.extra_models.count(m) > 1})
+        if self.model in self.extra_models:
+            repeated.append(self.model)
+        if repeated:
+            raise ValueError(
+                f"--extra-models names {', '.join(repeated)} twice (--model counts too): list each "
+                "network once"
+            )
+
     def _validate_dataset_protocol(self) -> None:
         if self.learn_labels and self.label_targets == "free":
             raise ValueError(
@@ -316,6 +353,11 @@ class DistillConfig:
         if self.inner_augment not in AUGMENTATIONS:
             raise ValueError(
                 f"--inner-augment must be one of {', '.join(AUGMENTATIONS)}, got {self.inner_augment!r}"
+            )
+        if self.extra_models and self.init != "random":
+            raise ValueError(
+                "--extra-models draws fresh inits of every network each iteration: use --init random "
+                f"(got --init {self.init})"
             )
         if self.meta_grad != "autograd":
             raise ValueError(

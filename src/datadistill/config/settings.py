@@ -10,6 +10,9 @@ import math
 from typing import Any
 
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
+# Weight inits of fresh networks (models.initialization draws them); here so that config can check
+# --init-scheme before a run folder is written, without importing torch.
+INIT_SCHEMES = ("xavier", "kaiming", "orthogonal", "default")
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
 SCHEDULES = ("cosine", "step")  # how the outer Adam lr falls over a run (distill.outer_lr)
 AUGMENTATIONS = ("none", "dsa")  # the dataset protocol's evaluation: none, or DSA's

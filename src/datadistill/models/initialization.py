@@ -12,9 +12,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INIT_SCHEMES", "init_params"]
+from datadistill.config.settings import INIT_SCHEMES
 
-INIT_SCHEMES = ("xavier", "kaiming", "orthogonal", "default")
+__all__ = ["INIT_SCHEMES", "init_params"]
 
 # Layers whose affine parameters are a per-channel scale and shift, started at the identity.
 _NORM_LAYERS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase)
