@@ -790,10 +790,13 @@ def test_extra_models_average_the_meta_gradients_of_every_network(tmp_path, monk
         assert torch.equal(with_extra.images, without.images)
 
 
-def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path):
+def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path, capsys):
     cfg = {**FIELD_TINY, "extra_models": ("linear",)}
     straight = distill(**cfg, iterations=6, out=str(tmp_path / "a"), progress=False)
     assert straight.manifest["extra_models"] == ["linear"]
+    assert main(["show", str(tmp_path / "a")]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\naccuracy")[0])
+    assert shown["extra_models"] == ["linear"] and shown["protocol"] == "dataset"
     distill(**cfg, iterations=3, checkpoint_every=3, out=str(tmp_path / "b"), progress=False)
     (tmp_path / "b" / "distilled.safetensors").unlink()
     resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
