@@ -33,6 +33,7 @@ from datadistill.config import (
     list_presets,
     load_config,
 )
+from datadistill.config.settings import comma_separated
 
 
 def _base_type(hint: Any) -> Any:
@@ -40,10 +41,6 @@ def _base_type(hint: Any) -> Any:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return next(a for a in typing.get_args(hint) if a is not type(None))
     return hint
-
-
-def _comma_separated(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
 def _add_config_options(
@@ -94,7 +91,7 @@ def _add_config_options(
                 kw["default"] = list(kw["default"])
             parser.add_argument(flag, type=typing.get_args(base)[0], **kw)
         elif typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):
-            parser.add_argument(flag, type=_comma_separated, **kw)  # e.g. --only a,b
+            parser.add_argument(flag, type=comma_separated, **kw)  # e.g. --only a,b
         elif typing.get_origin(base) is tuple:  # a fixed number of floats: --betas B1 B2
             kw["metavar"] = ("B1", "B2")
             parser.add_argument(flag, type=float, nargs=2, **kw)

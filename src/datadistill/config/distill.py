@@ -13,6 +13,7 @@ from datadistill.config.settings import (
     _setting,
     check_init_noise,
     check_source_weight,
+    comma_separated,
     is_finite_number,
     positive_int,
     positive_number,
@@ -315,7 +316,7 @@ class DistillConfig:
 
     def _validate_extra_models(self) -> None:
         if isinstance(self.extra_models, str):  # Python callers may pass "lenet,mlp"
-            self.extra_models = tuple(m.strip() for m in self.extra_models.split(",") if m.strip())
+            self.extra_models = comma_separated(self.extra_models)
         if not isinstance(self.extra_models, (tuple, list)) or not all(
             isinstance(m, str) and m for m in self.extra_models
         ):

@@ -9,6 +9,12 @@ import dataclasses
 import math
 from typing import Any
 
+
+def comma_separated(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``: how list settings are written on the command line."""
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
 # Weight inits of fresh networks (models.initialization draws them); here so that config can check
 # --init-scheme before a run folder is written, without importing torch.
