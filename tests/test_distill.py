@@ -831,3 +831,57 @@ def test_extra_models_need_the_dataset_protocol():
     assert DistillConfig(
         dataset="digits", protocol="dataset", init="random", extra_models="linear, mlp"
     ).validate().extra_models == ("linear", "mlp")
+
+
+# --- learned labels with their own Adam lr (--label-lr) ----------------------------------------------------
+
+
+def test_label_lr_moves_the_labels_at_its_own_rate_and_follows_the_schedule(tmp_path):
+    cfg = {**FIELD_TINY, "decay_every": 2}
+    same = distill(**cfg, iterations=4, out=str(tmp_path / "none"), progress=False)
+    # --label-lr equal to --lr is the default: the same set, bit for bit, from two Adam groups.
+    equal = distill(**cfg, label_lr=0.02, iterations=4, out=str(tmp_path / "eq"), progress=False)
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(same, name), getattr(equal, name)), name
+    # One Adam step moves every entry by at most its lr, and the largest moves by almost exactly it.
+    one = distill(**cfg, label_lr=0.3, iterations=1, out=str(tmp_path / "one"), progress=False)
+    start = class_cover(20, 2, 10).float() * 4.4
+    assert (one.labels[0] - start).abs().max().item() == pytest.approx(0.3, rel=1e-3)
+    base = distill(**cfg, iterations=1, out=str(tmp_path / "base"), progress=False)
+    assert torch.equal(one.images, base.images)  # the pixels' first step does not see the label lr
+    # The label lr keeps its ratio to --lr when the step schedule halves it (iteration 3 runs at 1/2).
+    four = distill(**cfg, label_lr=0.3, iterations=4, out=str(tmp_path / "four"), progress=False)
+    lrs = _lrs(tmp_path / "four")
+    assert lrs == [0.02, 0.02, 0.01, 0.01]
+    groups = load_tensors(tmp_path / "four" / CHECKPOINT, with_metadata=True)[1]["param_groups"]
+    assert [g["lr"] for g in json.loads(groups)] == pytest.approx([0.01, 0.15])
+    assert not torch.equal(four.labels, same.labels)
+
+
+def test_label_lr_resumes_bit_for_bit(tmp_path):
+    cfg = {**FIELD_TINY, "label_lr": 0.2, "decay_every": 3}
+    straight = distill(**cfg, iterations=6, out=str(tmp_path / "a"), progress=False)
+    distill(**cfg, iterations=3, checkpoint_every=3, out=str(tmp_path / "b"), progress=False)
+    (tmp_path / "b" / "distilled.safetensors").unlink()
+    resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--label-lr", "0.1"],
+            "--label-lr sets the Adam lr of learned labels: it needs --learn-labels",
+        ),
+        (["--learn-labels", "--label-lr", "0"], "--label-lr must be a positive number"),
+        (["--learn-labels", "--label-lr", "nan"], "--label-lr must be a positive number"),
+    ],
+)
+def test_label_lr_refuses_bad_values_in_one_line(tmp_path, capsys, flags, message):
+    code = main(["distill", "--dataset", "digits", *flags, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -293,7 +293,7 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     it = state.iteration
     lr = outer_lr(cfg, it, state.progress)
     for group in state.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     batch = torch.randperm(len(run.real), generator=_generator(cfg.seed, it, "batch"))
     batch = batch[: cfg.batch_size].to(device)
     objective = make_objective(

@@ -77,8 +77,16 @@ def initial_state(
     images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
     raw = raw.to(device).requires_grad_(cfg.learn_lr)
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
-    learned = [t for t in (images, raw, labels) if t.requires_grad]
-    opt = torch.optim.Adam(learned, lr=cfg.lr, betas=tuple(cfg.betas))
+    learned = [t for t in (images, raw) if t.requires_grad]
+    groups = [{"params": learned}] if learned else []
+    if cfg.learn_labels and cfg.label_lr is not None:
+        # Its own group, whose lr keeps its ratio to --lr under the schedule (``lr_scale``).
+        groups.append({"params": [labels], "lr": cfg.label_lr, "lr_scale": cfg.label_lr / cfg.lr})
+    elif cfg.learn_labels:
+        groups = [
+            {"params": learned + [labels]}
+        ]  # one group, as checkpoints from before --label-lr hold
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
 
 

@@ -72,6 +72,10 @@ class DistillConfig:
     )
     batch_size: int = _setting(1024, "real images per meta-loss evaluation")
     lr: float = _setting(0.01, "Adam lr on pixels and raw step sizes")
+    label_lr: float | None = _setting(
+        None,
+        "with --learn-labels: Adam lr on the label logits, following --lr's schedule; None: --lr",
+    )
     betas: tuple[float, float] = _setting((0.5, 0.999), "Adam betas")
     schedule: str = _setting(
         "cosine",
@@ -258,6 +262,12 @@ class DistillConfig:
             )
         for name in ("lr", "lr_init"):
             positive_number(name, getattr(self, name))
+        if self.label_lr is not None:
+            positive_number("label_lr", self.label_lr)
+            if not self.learn_labels:
+                raise ValueError(
+                    "--label-lr sets the Adam lr of learned labels: it needs --learn-labels"
+                )
         check_init_noise(self.init_noise)
         check_source_weight(self.source_weight)
         if self.source_weight != 1.0 and self.objective != "poison":
