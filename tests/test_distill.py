@@ -813,6 +813,7 @@ def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path, capsys):
         (["--extra-models", "nosuchnet"], "nosuchnet"),
         (["--extra-models", "linear,linear"], "--extra-models names linear twice"),
         (["--extra-models", "mlp", "--model", "mlp"], "--extra-models names mlp twice"),
+        (["--extra-models", "linear,mlp"], "--extra-models names mlp twice"),  # digits' default
         (["--extra-models", "linear", "--init", "fixed"], "use --init random"),
     ],
 )
