@@ -867,6 +867,8 @@ def test_label_lr_resumes_bit_for_bit(tmp_path):
     resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
     for name in ("images", "labels", "lrs"):
         assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    with pytest.raises(ValueError, match="label_lr: 0.2 -> 0.1"):  # another label lr is another run
+        distill(**{**cfg, "label_lr": 0.1}, iterations=8, out=str(tmp_path / "b"), resume=True)
 
 
 @pytest.mark.parametrize(

@@ -82,10 +82,8 @@ def initial_state(
     if cfg.learn_labels and cfg.label_lr is not None:
         # Its own group, whose lr keeps its ratio to --lr under the schedule (``lr_scale``).
         groups.append({"params": [labels], "lr": cfg.label_lr, "lr_scale": cfg.label_lr / cfg.lr})
-    elif cfg.learn_labels:
-        groups = [
-            {"params": learned + [labels]}
-        ]  # one group, as checkpoints from before --label-lr hold
+    elif cfg.learn_labels:  # one group, as the checkpoints written before --label-lr existed hold
+        groups = [{"params": learned + [labels]}]
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
 
