@@ -41,6 +41,21 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
     return load_tensors(folder / "distilled.safetensors")
 
 
+def _resume_matches_straight(cfg: dict, tmp_path: Path, iterations: int) -> tuple:
+    """Run ``cfg`` straight to ``iterations`` in tmp_path/a, and in tmp_path/b stop half-way and resume from
+    the checkpoint; assert the two sets are equal bit for bit. Returns (straight, resumed)."""
+    half = iterations // 2
+    straight = distill(**cfg, iterations=iterations, out=str(tmp_path / "a"), progress=False)
+    distill(**cfg, iterations=half, checkpoint_every=half, out=str(tmp_path / "b"), progress=False)
+    (tmp_path / "b" / "distilled.safetensors").unlink()
+    resumed = distill(
+        **cfg, iterations=iterations, out=str(tmp_path / "b"), resume=True, progress=False
+    )
+    for name in ("images", "labels", "lrs"):
+        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    return straight, resumed
+
+
 def test_distillation_learns_and_writes_every_artifact(tmp_path):
     out = tmp_path / "run"
     data = distill(**TINY, iterations=60, out=str(out), progress=False)
@@ -552,13 +567,7 @@ def test_dataset_protocol_learns_and_records_its_recipe(tmp_path, optimizer):
 
 @pytest.mark.parametrize("augment", ["none", "dsa"])
 def test_dataset_protocol_resumes_bit_for_bit(tmp_path, augment):
-    cfg = {**FIELD_TINY, "inner_augment": augment}
-    straight = distill(**cfg, iterations=10, out=str(tmp_path / "a"), progress=False)
-    distill(**cfg, iterations=5, checkpoint_every=5, out=str(tmp_path / "b"), progress=False)
-    (tmp_path / "b" / "distilled.safetensors").unlink()
-    resumed = distill(**cfg, iterations=10, out=str(tmp_path / "b"), resume=True, progress=False)
-    for name in ("images", "labels", "lrs"):
-        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    _, resumed = _resume_matches_straight({**FIELD_TINY, "inner_augment": augment}, tmp_path, 10)
     assert resumed.manifest["recipe"]["augment"] == augment
 
 
@@ -792,16 +801,11 @@ def test_extra_models_average_the_meta_gradients_of_every_network(tmp_path, monk
 
 def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path, capsys):
     cfg = {**FIELD_TINY, "extra_models": ("linear",)}
-    straight = distill(**cfg, iterations=6, out=str(tmp_path / "a"), progress=False)
+    straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
     assert straight.manifest["extra_models"] == ["linear"]
     assert main(["show", str(tmp_path / "a")]) == 0
     shown = json.loads(capsys.readouterr().out.split("\naccuracy")[0])
     assert shown["extra_models"] == ["linear"] and shown["protocol"] == "dataset"
-    distill(**cfg, iterations=3, checkpoint_every=3, out=str(tmp_path / "b"), progress=False)
-    (tmp_path / "b" / "distilled.safetensors").unlink()
-    resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
-    for name in ("images", "labels", "lrs"):
-        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
     with pytest.raises(ValueError, match="extra_models"):  # a different mix is another run
         distill(**{**cfg, "extra_models": ()}, iterations=8, out=str(tmp_path / "b"), resume=True)
 
@@ -861,12 +865,7 @@ def test_label_lr_moves_the_labels_at_its_own_rate_and_follows_the_schedule(tmp_
 
 def test_label_lr_resumes_bit_for_bit(tmp_path):
     cfg = {**FIELD_TINY, "label_lr": 0.2, "decay_every": 3}
-    straight = distill(**cfg, iterations=6, out=str(tmp_path / "a"), progress=False)
-    distill(**cfg, iterations=3, checkpoint_every=3, out=str(tmp_path / "b"), progress=False)
-    (tmp_path / "b" / "distilled.safetensors").unlink()
-    resumed = distill(**cfg, iterations=6, out=str(tmp_path / "b"), resume=True, progress=False)
-    for name in ("images", "labels", "lrs"):
-        assert torch.equal(getattr(straight, name), getattr(resumed, name)), name
+    _resume_matches_straight(cfg, tmp_path, 6)
     with pytest.raises(ValueError, match="label_lr: 0.2 -> 0.1"):  # another label lr is another run
         distill(**{**cfg, "label_lr": 0.1}, iterations=8, out=str(tmp_path / "b"), resume=True)
 
