@@ -227,10 +227,10 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         )
     recipe = inner_recipe(cfg)
     extra = tuple(_extra_network(spec, cfg, train) for spec in cfg.extra_models)  # may refuse
-    if setting.model_spec in {net.spec for net in extra}:  # --model left to the data set's default
+    if setting.model_spec in {net.spec for net in extra}:  # as named, or the data set's default
         raise ValueError(
-            f"--extra-models names {setting.model_spec} twice (the network distilled for, "
-            f"{cfg.dataset}'s default when --model is not given, counts too): list each network once"
+            f"--extra-models names {setting.model_spec} twice (the network distilled for, --model or "
+            f"{cfg.dataset}'s default when it is not given, counts too): list each network once"
         )
     return _Run(
         cfg=cfg,

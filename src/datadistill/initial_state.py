@@ -78,12 +78,14 @@ def initial_state(
     raw = raw.to(device).requires_grad_(cfg.learn_lr)
     labels = labels.to(device).requires_grad_(cfg.learn_labels)
     learned = [t for t in (images, raw) if t.requires_grad]
+    own_label_lr = cfg.learn_labels and cfg.label_lr is not None
+    if (
+        cfg.learn_labels and not own_label_lr
+    ):  # one group, as checkpoints from before --label-lr hold
+        learned.append(labels)
     groups = [{"params": learned}] if learned else []
-    if cfg.learn_labels and cfg.label_lr is not None:
-        # Its own group, whose lr keeps its ratio to --lr under the schedule (``lr_scale``).
+    if own_label_lr:  # its own group, whose lr keeps its ratio to --lr under the schedule
         groups.append({"params": [labels], "lr": cfg.label_lr, "lr_scale": cfg.label_lr / cfg.lr})
-    elif cfg.learn_labels:  # one group, as the checkpoints written before --label-lr existed hold
-        groups = [{"params": learned + [labels]}]
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     return DistillState(images, labels, raw, opt, 0, [], cfg.label_targets)
 

@@ -335,13 +335,11 @@ class DistillConfig:
                 f"(e.g. lenet,mlp), got {self.extra_models!r}"
             )
         self.extra_models = tuple(self.extra_models)
+        # --model named again is caught where it is resolved (distill._setup): it may be the default.
         repeated = sorted({m for m in self.extra_models if self.extra_models.count(m) > 1})
-        if self.model in self.extra_models:
-            repeated.append(self.model)
         if repeated:
             raise ValueError(
-                f"--extra-models names {', '.join(repeated)} twice (--model counts too): list each "
-                "network once"
+                f"--extra-models names {', '.join(repeated)} twice: list each network once"
             )
 
     def _validate_dataset_protocol(self) -> None:
