@@ -887,3 +887,49 @@ def test_label_lr_refuses_bad_values_in_one_line(tmp_path, capsys, flags, messag
     assert code == 1 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+# --- multi-formation (--formation) -------------------------------------------------------------------------
+
+
+def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(tmp_path, capsys):
+    cfg = {**FIELD_TINY, "formation": 2, "init_images": "real", "learn_labels": False}
+    straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
+    assert straight.images.shape == (1, 20, 1, 8, 8) and straight.formation == 2
+    assert straight.manifest["formation"] == 2
+    x, y = (
+        straight.training_set()
+    )  # what any trainer of the set trains on: F² images per stored one
+    assert x.shape == (80, 1, 8, 8) and y.tolist() == [c for c in range(10) for _ in range(8)]
+    start = distill(**cfg, iterations=1, learn="lrs", out=str(tmp_path / "c"), progress=False)
+    assert not torch.equal(start.images[0, 0], start.images[0, 1])  # tiles drawn per image
+    # each 4x4 tile of a stored image is a real digit downsampled, so its pixels stay in the data's range
+    pixels = start.pixels()
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    with pytest.raises(ValueError, match="formation: 2 -> 1"):  # another factor is another run
+        distill(**{**cfg, "formation": 1}, iterations=8, out=str(tmp_path / "b"), resume=True)
+    assert main(["evaluate", str(tmp_path / "a"), "--models", "1", "--epochs", "2"]) == 0
+    assert "| dataset |" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "replay"]) == 1
+    assert "only the dataset protocol decodes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--formation", "0"], "--formation must be a positive integer"),
+        (["--formation", "3"], "--formation 3 must divide the image size 8x8"),
+        (["--formation", "2", "--protocol", "replay"], "add --protocol dataset"),
+        (
+            ["--formation", "8", "--init-images", "real", "--images-per-class", "4"],
+            "needs 256 training images of every class",
+        ),
+    ],
+)
+def test_formation_refuses_bad_values_in_one_line(tmp_path, capsys, flags, message):
+    args = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
+    code = main([*args, *flags, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

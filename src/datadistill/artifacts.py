@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from datadistill._version import __version__
+from datadistill.formation import decode, decode_targets
 from datadistill.types import Steps
 
 DISTILLED_FILE = "distilled.safetensors"
@@ -102,6 +103,21 @@ class DistilledData:
     def targets(self) -> Tensor:
         """The labels as training uses them: ``[S, n]`` classes or ``[S, n, K]`` soft targets."""
         return label_targets(self.labels, self.label_targets)
+
+    @property
+    def formation(self) -> int:
+        """F: every stored image holds F×F training images (``--formation``; 1 for sets from before it)."""
+        return int(self.manifest.get("formation") or 1)
+
+    def training_set(self) -> tuple[Tensor, Tensor]:
+        """The set as an ordinary training set: images ``[N, C, H, W]`` decoded (``formation.decode``) and
+        their ``[N]`` classes or ``[N, K]`` soft targets; N = steps · per_step · F²."""
+        images, targets = self.images.detach(), self.targets().detach()
+        images = images.reshape(-1, *images.shape[-3:])
+        targets = (
+            targets.reshape(-1, targets.shape[-1]) if self.soft_labels else targets.reshape(-1)
+        )
+        return decode(images, self.formation), decode_targets(targets, self.formation)
 
     def pixels(self) -> Tensor:
         """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""

@@ -229,8 +229,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
     acc = data.manifest["accuracy"]
+    decoded = (
+        f" ({data.training_set()[0].shape[0]} training images, --formation {data.formation})"
+        if data.formation > 1
+        else ""
+    )
     print(
-        f"distilled {data.images.shape[0]} steps x {data.images.shape[1]} images, {data.epochs} epochs; "
+        f"distilled {data.images.shape[0]} steps x {data.images.shape[1]} images{decoded}, "
+        f"{data.epochs} epochs; "
         f"test accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over "
         f"{acc['n_models']} network(s) (before training {acc['accuracy_before_mean']:.2f}%)\n"
         f"run folder: {data.manifest['run_dir']}"

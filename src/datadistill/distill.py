@@ -49,6 +49,7 @@ from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps
+from datadistill.formation import check_factor, decode, decode_targets
 from datadistill.initial_state import check_real_images, initial_state
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
@@ -197,6 +198,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     train, test = _load_splits(cfg, train, test)
     train, held_out = split_validation(cfg, train)  # before anything is written: it may refuse
     check_real_images(cfg, train)
+    check_factor(cfg.formation, train.image_shape)
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
@@ -244,7 +246,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         validation=validation,
         out=out,
         recipe=recipe,
-        trainer=_trainer(setting.model, recipe),
+        trainer=_trainer(setting.model, recipe, cfg.formation),
         inits_per_process=k,
         vmap_inits=vmap_inits,
         extra=extra,
@@ -390,6 +392,7 @@ def _minibatch_meta_grads(
             objective,
             window=cfg.window,
             generator=_generator(cfg.seed, it, "inner", *stream, first + j),
+            formation=cfg.formation,
         )
         for j, p in enumerate(params0)
     ]
@@ -508,13 +511,15 @@ def _warn_if_collapsed(run: _Run, state: DistillState) -> bool:
     return warned
 
 
-def _trainer(model, recipe: Recipe | None) -> Trainer:
-    """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0."""
+def _trainer(model, recipe: Recipe | None, formation: int = 1) -> Trainer:
+    """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0 on the
+    decoded images (``--formation``)."""
     if recipe is None:
         return lambda params, steps: unroll(model, params, steps, create_graph=False)[-1]
 
     def train_minibatch(params: Params, steps: Steps) -> Params:
         images, labels = flatten_set(steps.images, steps.labels)
+        images, labels = decode(images, formation), decode_targets(labels, formation)
         generator = _generator("evaluation-order")
         order = batch_order(len(images), recipe, generator)
         trained, _ = train(

@@ -77,6 +77,8 @@ def run_manifest(
         "source_class": cfg.source_class,
         "target_class": cfg.target_class,
         "images_per_class": cfg.images_per_class,
+        # multi-formation: each stored image decodes to formation² training images (`formation.decode`)
+        "formation": cfg.formation,
         "num_classes": train.num_classes,
         "class_names": list(train.class_names),
         "mean": list(train.mean),

@@ -328,7 +328,7 @@ def evaluate_as_dataset(
     test = _test_split(setting, data.manifest, test)
     dev = torch.device(device)
     test_x, test_y = test.to(dev), test.labels.to(dev)  # test_x: read in chunks by accuracy
-    images, labels = data.images.to(dev), data.targets().to(dev)
+    images, labels = (t.to(dev) for t in data.training_set())  # decoded: --formation
     if labels.is_floating_point() and bool((labels < 0).any()):
         raise ValueError(
             f"{data.manifest.get('run_dir') or 'this set'} has negative learned targets (label targets "
@@ -384,6 +384,11 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
             )
     if cfg.augment != "none":
         raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
+    if data.formation != 1:
+        raise ValueError(
+            f"{cfg.run} stores {data.formation}x{data.formation} images per stored image (--formation), "
+            "which only the dataset protocol decodes: use --protocol dataset"
+        )
     return evaluate(
         data, models=cfg.models, data_dir=cfg.data_dir, device=cfg.device, json_path=cfg.json
     )

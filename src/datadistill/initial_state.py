@@ -10,6 +10,7 @@ from torch import Tensor
 
 from datadistill.checkpoint import DistillState
 from datadistill.config import DistillConfig
+from datadistill.formation import encode
 from datadistill.seeds import generator
 
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
@@ -24,19 +25,23 @@ def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
     """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images.
 
     ``cover`` is ``[n, K]`` multi-hot: the classes image j stands for. A real-image start averages one random
-    training image of each of its classes (one class unless there are fewer images than classes).
+    training image of each of its classes (one class unless there are fewer images than classes); with
+    ``--formation F`` each of the image's F² tiles starts from its own such image (``formation.encode``).
     """
     gen = generator(cfg.seed, "images")
     if cfg.init_images == "noise":
         return torch.randn(cfg.steps, len(cover), *train.image_shape, generator=gen)
-    starts = torch.zeros(cfg.steps, len(cover), *train.image_shape)
+    tiles = cfg.formation**2
+    starts = torch.zeros(cfg.steps, len(cover), tiles, *train.image_shape)
     for j, row in enumerate(cover):
         members = row.nonzero().squeeze(1).tolist()
         for c in members:
             pool = (train.labels == c).nonzero().squeeze(1)
-            starts[:, j] += train.take(pool[torch.randint(len(pool), (cfg.steps,), generator=gen)])
+            drawn = pool[torch.randint(len(pool), (cfg.steps, tiles), generator=gen)]
+            starts[:, j] += train.take(drawn.flatten()).view(cfg.steps, tiles, *train.image_shape)
         starts[:, j] /= len(members)
-    return starts
+    stored = encode(starts.flatten(0, 2), cfg.formation)  # [S·n, C, H, W]
+    return stored.view(cfg.steps, len(cover), *train.image_shape)
 
 
 def class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tensor:
@@ -97,10 +102,16 @@ def check_real_images(cfg: DistillConfig, train) -> None:
         return
     counts = torch.bincount(train.labels, minlength=train.num_classes)
     smallest = int(counts.argmin())
-    if counts[smallest] < cfg.images_per_class:
+    needed = cfg.images_per_class * cfg.formation**2  # every tile starts from its own image
+    if counts[smallest] < needed:
+        tiles = (
+            f" x {cfg.formation**2} tiles (--formation {cfg.formation})"
+            if cfg.formation > 1
+            else ""
+        )
         raise ValueError(
-            f"--images-per-class {cfg.images_per_class} with --init-images real needs that many "
+            f"--images-per-class {cfg.images_per_class}{tiles} with --init-images real needs {needed} "
             f"training images of every class, but class {train.class_names[smallest]!r} of "
             f"{cfg.dataset} has {int(counts[smallest])}; use at most --images-per-class "
-            f"{int(counts.min())}, or --init-images noise"
+            f"{int(counts.min()) // cfg.formation**2}, or --init-images noise"
         )

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from datadistill.augment import augment_batch
 from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS
+from datadistill.formation import decode, decode_targets
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
 
 # Added under Adam's square root: keeps ∂√v/∂v finite where a gradient entry is exactly 0 (a dead ReLU's
@@ -216,6 +217,7 @@ def truncated_meta_grad(
     *,
     window: int | None,
     generator: torch.Generator,
+    formation: int = 1,
 ) -> MetaGrads:
     """Meta-gradient of ``objective(θ_e)`` through the last W of e minibatch updates (random truncated BPTT).
 
@@ -231,6 +233,8 @@ def truncated_meta_grad(
         window: W, the updates back-propagated through; ``None`` back-propagates through all N.
         generator: draws e, the minibatches and the augmentations (seed it per outer iteration and init to
             resume bit-exact).
+        formation: F, the multi-formation factor: training runs on ``formation.decode``'s F² images per
+            stored image, and the gradient flows back through the decoding (1: the images as stored).
 
     Returns:
         ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``.
@@ -239,12 +243,12 @@ def truncated_meta_grad(
     begin = end - (recipe.updates if window is None else min(window, recipe.updates))
     flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
     soft = flat_y.is_floating_point()
-    order = batch_order(len(flat_x), recipe, generator)  # [N, B]
+    order = batch_order(len(flat_x) * formation**2, recipe, generator)  # [N, B]
     theta, state = train(
         model,
         params0,
-        flat_x,
-        flat_y,
+        decode(flat_x, formation),
+        decode_targets(flat_y, formation),
         lr.detach().reshape(()),
         recipe,
         order,
@@ -258,8 +262,8 @@ def truncated_meta_grad(
     theta, _ = train(
         model,
         theta,
-        x,
-        y,
+        decode(x, formation),  # [M·F², C, H, W]
+        decode_targets(y, formation),
         eta,
         recipe,
         order,

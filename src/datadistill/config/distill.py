@@ -112,6 +112,12 @@ class DistillConfig:
         "dataset protocol: none | dsa (one random DSA transform family per inner minibatch, "
         "differentiable; for sets evaluated with --augment dsa)",
     )
+    formation: int = _setting(
+        1,
+        "dataset protocol: multi-formation factor F (IDC): every stored image is an FxF grid of "
+        "images at 1/F the resolution, each upsampled for training, so the set trains on F² times "
+        "the images in the same storage; 1: off",
+    )
     extra_models: tuple[str, ...] = _setting(
         (),
         "dataset protocol: comma-separated networks to distil for besides --model (e.g. lenet,mlp): "
@@ -219,6 +225,11 @@ class DistillConfig:
                 "--extra-models distils one set for several networks trained on it as a data set: add "
                 "--protocol dataset (or drop --extra-models)"
             )
+        elif self.formation != 1:
+            raise ValueError(
+                "--formation decodes the stored images into a larger training set, which the replay "
+                "protocol has no place for: add --protocol dataset (or drop --formation)"
+            )
         return self
 
     def _validate_numbers(self) -> None:
@@ -231,6 +242,7 @@ class DistillConfig:
             "batch_size",
             "checkpoint_every",
             "eval_every",
+            "formation",
         ):
             positive_int(name, getattr(self, name))
         for name in (
