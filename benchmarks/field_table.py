@@ -30,23 +30,28 @@ import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
 from datadistill.config import load_config, parse_assignments, save_config
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+from datadistill.formation import encode
 from published import FIELD, FIELD_BARS
 
 PRESETS = {"mnist": "mnist", "fashion-mnist": "fashion"}
 
 
 def random_real(run: DistilledData, per_class: int, seed: int) -> DistilledData:
-    """``per_class`` random real training images of every class, as a set the same trainer can use."""
+    """``per_class`` random real training images of every class, as a set the same trainer can use; for a
+    ``--formation F`` run, F² real images packed into each stored image (``formation.encode``), the same
+    storage as the run's."""
     train = load_dataset(run.manifest["dataset"], "train")
+    tiles = run.formation**2
     gen = torch.Generator().manual_seed(seed)
     picks = []
     for c in range(train.num_classes):
         pool = (train.labels == c).nonzero().squeeze(1)
-        picks.append(pool[torch.randperm(len(pool), generator=gen)[:per_class]])
+        picks.append(pool[torch.randperm(len(pool), generator=gen)[: per_class * tiles]])
     index = torch.cat(picks)
+    images = encode(train.images[index].float(), run.formation)
     manifest = {**run.manifest, "learn_labels": False, "label_targets": None}
     return DistilledData(
-        train.images[index].unsqueeze(0), train.labels[index].unsqueeze(0), torch.ones(1), manifest
+        images.unsqueeze(0), train.labels[index][::tiles].unsqueeze(0), torch.ones(1), manifest
     )
 
 

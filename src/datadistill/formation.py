@@ -18,12 +18,8 @@ from torch import Tensor
 
 
 def check_factor(factor: int, image_shape: tuple[int, ...]) -> None:
-    """Refuse a factor that is not a positive whole number dividing the images' height and width."""
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(
-            f"--formation must be a whole number >= 1 (1: off, 2: four images per stored image), got "
-            f"{factor!r}"
-        )
+    """Refuse a factor (a positive whole number, checked with the other settings) that does not divide the
+    images' height and width."""
     height, width = image_shape[-2:]
     if height % factor or width % factor:
         raise ValueError(
