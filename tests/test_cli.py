@@ -218,7 +218,10 @@ def test_real_starting_images_need_enough_images_of_every_class(tmp_path, capsys
     out = tmp_path / "run"
     args = ["--init-images", "real", "--images-per-class", "200", "--iterations", "2"]
     assert main(["distill", *TINY_FLAGS, *args, "--out", str(out)]) == 1
-    _one_line_error(capsys, "--images-per-class 200 with --init-images real needs that many")
+    _one_line_error(
+        capsys,
+        "--images-per-class 200 with --init-images real needs 200 training images of every class",
+    )
     assert not out.exists()
 
 
