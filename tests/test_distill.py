@@ -56,6 +56,15 @@ def _resume_matches_straight(cfg: dict, tmp_path: Path, iterations: int) -> tupl
     return straight, resumed
 
 
+def _refused_in_one_line(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    """``datadistill distill ARGS --out tmp_path/r`` exits 1 with ``message`` on one line and writes nothing."""
+    code = main([*args, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_distillation_learns_and_writes_every_artifact(tmp_path):
     out = tmp_path / "run"
     data = distill(**TINY, iterations=60, out=str(out), progress=False)
@@ -601,24 +610,8 @@ def test_dataset_protocol_with_a_fixed_lr_keeps_it(tmp_path):
     ],
 )
 def test_dataset_protocol_flags_refuse_bad_values_in_one_line(tmp_path, capsys, flags, message):
-    from datadistill.cli import main
-
-    code = main(
-        [
-            "distill",
-            "--dataset",
-            "digits",
-            "--protocol",
-            "dataset",
-            *flags,
-            "--out",
-            str(tmp_path / "r"),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r").exists()
+    args = ["distill", "--dataset", "digits", "--protocol", "dataset"]
+    _refused_in_one_line(tmp_path, capsys, [*args, *flags], message)
 
 
 def test_unknown_protocol_is_refused(capsys, tmp_path):
@@ -823,11 +816,7 @@ def test_extra_models_are_recorded_and_resume_bit_for_bit(tmp_path, capsys):
 )
 def test_extra_models_refuse_bad_values_in_one_line(tmp_path, capsys, flags, message):
     args = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
-    code = main([*args, *flags, "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r").exists()
+    _refused_in_one_line(tmp_path, capsys, [*args, *flags], message)
 
 
 def test_extra_models_need_the_dataset_protocol():
@@ -882,11 +871,7 @@ def test_label_lr_resumes_bit_for_bit(tmp_path):
     ],
 )
 def test_label_lr_refuses_bad_values_in_one_line(tmp_path, capsys, flags, message):
-    code = main(["distill", "--dataset", "digits", *flags, "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r").exists()
+    _refused_in_one_line(tmp_path, capsys, ["distill", "--dataset", "digits", *flags], message)
 
 
 # --- multi-formation (--formation) -------------------------------------------------------------------------
@@ -928,8 +913,4 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
 )
 def test_formation_refuses_bad_values_in_one_line(tmp_path, capsys, flags, message):
     args = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
-    code = main([*args, *flags, "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert code == 1 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "r").exists()
+    _refused_in_one_line(tmp_path, capsys, [*args, *flags], message)
