@@ -897,6 +897,8 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
     assert "| dataset |" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "a"), "--protocol", "replay"]) == 1
     assert "only the dataset protocol decodes" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="only the dataset protocol decodes"):  # and from Python
+        evaluate(str(tmp_path / "a"))
 
 
 @pytest.mark.parametrize(

@@ -230,7 +230,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         return 0  # under torchrun, rank 0 reports
     acc = data.manifest["accuracy"]
     decoded = (
-        f" ({data.training_set()[0].shape[0]} training images, --formation {data.formation})"
+        f" ({data.images.shape[:2].numel() * data.formation**2} training images, --formation {data.formation})"
         if data.formation > 1
         else ""
     )

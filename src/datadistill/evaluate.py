@@ -224,6 +224,12 @@ def evaluate(
         check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
+    if data.formation != 1:  # replaying the stored grids would train on images no one meant
+        raise ValueError(
+            f"{data.manifest.get('run_dir') or 'this set'} stores {data.formation}x{data.formation} "
+            "images per stored image (--formation), which only the dataset protocol decodes: use "
+            "--protocol dataset (evaluate_as_dataset in Python)"
+        )
     manifest = data.manifest
     setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
@@ -384,11 +390,6 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
             )
     if cfg.augment != "none":
         raise ValueError("--augment applies to the dataset protocol: add --protocol dataset")
-    if data.formation != 1:
-        raise ValueError(
-            f"{cfg.run} stores {data.formation}x{data.formation} images per stored image (--formation), "
-            "which only the dataset protocol decodes: use --protocol dataset"
-        )
     return evaluate(
         data, models=cfg.models, data_dir=cfg.data_dir, device=cfg.device, json_path=cfg.json
     )

@@ -243,27 +243,28 @@ def truncated_meta_grad(
     begin = end - (recipe.updates if window is None else min(window, recipe.updates))
     flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
     soft = flat_y.is_floating_point()
-    order = batch_order(len(flat_x) * formation**2, recipe, generator)  # [N, B]
+    x = flat_x.requires_grad_()
+    y = flat_y.requires_grad_() if soft else flat_y
+    train_x, train_y = decode(x, formation), decode_targets(y, formation)  # [M·F², C, H, W], …
+    order = batch_order(len(train_x), recipe, generator)  # [N, B]
     theta, state = train(
         model,
         params0,
-        decode(flat_x, formation),
-        decode_targets(flat_y, formation),
+        train_x.detach(),
+        train_y.detach(),
         lr.detach().reshape(()),
         recipe,
         order,
         stop=begin,
         generator=generator,
     )
-    x = flat_x.requires_grad_()
-    y = flat_y.requires_grad_() if soft else flat_y
     eta = lr.detach().reshape(()).requires_grad_()
     theta = {n: p.detach().requires_grad_() for n, p in theta.items()}
     theta, _ = train(
         model,
         theta,
-        decode(x, formation),  # [M·F², C, H, W]
-        decode_targets(y, formation),
+        train_x,
+        train_y,
         eta,
         recipe,
         order,
