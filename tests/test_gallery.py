@@ -136,3 +136,28 @@ def test_dataset_protocol_entries_reproduce_their_first_network(name):
     assert measured["protocol"] == "dataset" and "augmentation none" in measured["recipe"]
     result = evaluate_as_dataset(data, models=1, recipe=FieldRecipe(), progress=False)
     assert result.accuracies[0] == pytest.approx(measured["accuracies"][0], abs=0.05)
+
+
+def test_a_formation_entry_lists_its_decoded_training_images(tmp_path, monkeypatch, capsys):
+    import datadistill.gallery as gallery
+
+    datadistill.distill(
+        dataset="digits",
+        model="mlp",
+        protocol="dataset",
+        init="random",
+        images_per_class=1,
+        unroll=2,
+        formation=2,
+        iterations=1,
+        eval_every=1,
+        eval_models=1,
+        out=str(tmp_path / "gallery" / "tiles"),
+        progress=False,
+    )
+    monkeypatch.setattr(gallery, "GALLERY_DIR", tmp_path / "gallery")
+    (row,) = gallery.list_gallery()
+    assert (row["images"], row["formation"], row["training_images"]) == (10, 2, 40)
+    capsys.readouterr()
+    assert main(["gallery"]) == 0
+    assert "| 10 (40 decoded) |" in capsys.readouterr().out

@@ -272,13 +272,3 @@ def test_augmented_training_draws_its_transforms_from_the_generator():
 def test_unknown_inner_augmentation_is_one_clear_line():
     with pytest.raises(ValueError, match="--inner-augment must be one of none, dsa, got 'flip'"):
         Recipe(augment="flip")
-
-
-def test_flatten_set_keeps_hard_classes_and_soft_targets_apart():
-    from datadistill.minibatch_unroll import flatten_set
-
-    images = torch.randn(1, 6, 1, 4, 4, requires_grad=True)
-    x, y = flatten_set(images, torch.arange(6).view(1, 6))
-    assert x.shape == (6, 1, 4, 4) and y.tolist() == list(range(6)) and not x.requires_grad
-    _, soft = flatten_set(images, torch.rand(1, 6, 3))
-    assert soft.shape == (6, 3)

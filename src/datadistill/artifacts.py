@@ -24,7 +24,7 @@ from torch import Tensor
 
 from datadistill._version import __version__
 from datadistill.formation import decode, decode_targets
-from datadistill.types import Steps
+from datadistill.types import Steps, flatten_set
 
 DISTILLED_FILE = "distilled.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -112,11 +112,7 @@ class DistilledData:
     def training_set(self) -> tuple[Tensor, Tensor]:
         """The set as an ordinary training set: images ``[N, C, H, W]`` decoded (``formation.decode``) and
         their ``[N]`` classes or ``[N, K]`` soft targets; N = steps · per_step · F²."""
-        images, targets = self.images.detach(), self.targets().detach()
-        images = images.reshape(-1, *images.shape[-3:])
-        targets = (
-            targets.reshape(-1, targets.shape[-1]) if self.soft_labels else targets.reshape(-1)
-        )
+        images, targets = flatten_set(self.images, self.targets())
         return decode(images, self.formation), decode_targets(targets, self.formation)
 
     def pixels(self) -> Tensor:

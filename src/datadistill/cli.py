@@ -298,11 +298,14 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     for r in list_gallery():
         acc = f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['n_models']} nets)"
         labels = ", soft labels" if r["soft_labels"] else ""
+        images = str(r["images"])
+        if r["formation"] > 1:  # each stored image holds F×F training images
+            images += f" ({r['training_images']} decoded)"
         protocol = r["protocol"]
         if protocol == "dataset":  # a fresh network of another architecture trained on the images
             protocol = f"dataset ({r['accuracy_network']})"
         print(
-            f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {r['images']} | "
+            f"| {r['name']} | {r['dataset']} | {r['model']} | {r['init']}{labels} | {images} | "
             f"{r['steps']} × {r['epochs']} | {protocol} | {acc} |"
         )
     if args.thumbnails:

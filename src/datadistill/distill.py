@@ -55,7 +55,6 @@ from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
     Recipe,
     batch_order,
-    flatten_set,
     train,
     truncated_meta_grad,
 )
@@ -65,6 +64,7 @@ from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
 from datadistill.selection import Trainer, Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
+from datadistill.types import flatten_set
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has

@@ -27,11 +27,13 @@ PRETRAINED_DIR = "pretrained"  # the pre-trained network of an adaptation entry
 
 
 def list_gallery() -> list[dict[str, Any]]:
-    """One row per released set: name, dataset, model, init, images, steps × epochs, protocol, accuracy."""
+    """One row per released set: name, dataset, model, init, images (stored) and training images (decoded:
+    × F² for a ``--formation F`` set), steps × epochs, protocol, accuracy."""
     rows = []
     for folder in sorted(p for p in GALLERY_DIR.glob("*") if (p / MANIFEST_FILE).is_file()):
         m = json.loads((folder / MANIFEST_FILE).read_text())
         shape = m["images_shape"]
+        formation = m.get("formation", 1)
         acc = m.get("accuracy", {})
         rows.append(
             {
@@ -40,6 +42,8 @@ def list_gallery() -> list[dict[str, Any]]:
                 "model": m["model"],
                 "init": m["init"],
                 "images": shape[0] * shape[1],
+                "formation": formation,
+                "training_images": shape[0] * shape[1] * formation**2,
                 "steps": m["steps"],
                 "epochs": m["epochs"],
                 "soft_labels": m.get("soft_labels", False),

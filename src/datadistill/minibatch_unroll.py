@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from datadistill.augment import augment_batch
 from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS
 from datadistill.formation import decode, decode_targets
+from datadistill.types import flatten_set
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
 
 # Added under Adam's square root: keeps ∂√v/∂v finite where a gradient entry is exactly 0 (a dead ReLU's
@@ -117,14 +118,6 @@ def optimizer_step(
         for n, p in params.items()
     }
     return new, OptState(step, {"m": m, "v": v})
-
-
-def flatten_set(images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """A stored set as one detached training set: images ``[..., C, H, W]`` → ``[N, C, H, W]``, targets
-    ``[...]`` → ``[N]`` classes or ``[..., K]`` → ``[N, K]`` soft targets."""
-    x = images.detach().reshape(-1, *images.shape[-3:])
-    y = targets.detach()
-    return x, y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)
 
 
 def batch_order(num_images: int, recipe: Recipe, generator: torch.Generator) -> Tensor:

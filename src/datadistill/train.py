@@ -29,9 +29,8 @@ from datadistill.config import (
     PretrainConfig,
     positive_int,
 )
-from datadistill.minibatch_unroll import flatten_set
 from datadistill.seeds import generator as _derived_generator
-from datadistill.types import Params
+from datadistill.types import Params, flatten_set
 from datadistill.unroll import inner_loss
 
 # Pre-training's fast recipe (config.PretrainConfig holds the command's defaults).

@@ -1,4 +1,5 @@
-"""The small shared types of the package: parameter dicts, the meta-objective signature and the schedule.
+"""The small shared types of the package: parameter dicts, the meta-objective signature, the schedule, and a
+stored set flattened into one training set (``flatten_set``).
 
 They live apart from ``unroll`` so that the storage layer (``artifacts``) and ``inits`` can name them without
 importing the training code.
@@ -38,3 +39,11 @@ class Steps:
     @property
     def num_updates(self) -> int:
         return self.lrs.shape[0]
+
+
+def flatten_set(images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """A stored set as one detached training set: images ``[..., C, H, W]`` → ``[N, C, H, W]``, targets
+    ``[...]`` → ``[N]`` classes or ``[..., K]`` → ``[N, K]`` soft targets."""
+    x = images.detach().reshape(-1, *images.shape[-3:])
+    y = targets.detach()
+    return x, y.reshape(-1, y.shape[-1]) if y.is_floating_point() else y.reshape(-1)
