@@ -2,7 +2,7 @@
 
 For every cell it distils with the cell's preset (``configs/<data>_<k>_per_class.yaml``: ConvNet-3 of width 32,
 20 unrolled momentum-SGD updates on all the images from a fresh init, one learned lr, hard labels, real-image
-start) within ``--minutes``, then trains
+start; the 1-per-class presets with ``--formation 2``) within ``--minutes``, then trains
 ``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
 mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
 rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
