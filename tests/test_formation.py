@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datadistill.formation import check_factor, decode, decode_targets, encode
+from datadistill.formation import check_factor, decode, decode_set, decode_targets, encode
 from datadistill.minibatch_unroll import Recipe, truncated_meta_grad
 
 
@@ -51,6 +51,15 @@ def test_every_decoded_image_keeps_its_stored_image_label():
     assert decode_targets(torch.tensor([3, 1]), 2).tolist() == [3, 3, 3, 3, 1, 1, 1, 1]
     soft = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
     torch.testing.assert_close(decode_targets(soft, 2)[4:], soft[1].expand(4, 2))
+
+
+def test_a_stored_schedule_decodes_into_one_detached_training_set():
+    images = torch.randn(2, 3, 1, 4, 4, requires_grad=True)  # [steps, per_step, C, H, W]
+    x, y = decode_set(images, torch.arange(6).view(2, 3), 2)
+    torch.testing.assert_close(x, decode(images.detach().reshape(6, 1, 4, 4), 2), rtol=0, atol=0)
+    assert y.tolist() == [c for c in range(6) for _ in range(4)] and not x.requires_grad
+    _, soft = decode_set(images, torch.rand(2, 3, 5), 2)
+    assert soft.shape == (24, 5)
 
 
 @pytest.mark.parametrize("factor, shape", [(3, (1, 28, 28)), (4, (3, 28, 30)), (5, (1, 10, 12))])

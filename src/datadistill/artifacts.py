@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from datadistill._version import __version__
-from datadistill.formation import decode, decode_targets
-from datadistill.types import Steps, flatten_set
+from datadistill.formation import decode_set
+from datadistill.types import Steps
 
 DISTILLED_FILE = "distilled.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -110,10 +110,9 @@ class DistilledData:
         return int(self.manifest.get("formation") or 1)
 
     def training_set(self) -> tuple[Tensor, Tensor]:
-        """The set as an ordinary training set: images ``[N, C, H, W]`` decoded (``formation.decode``) and
+        """The set as an ordinary training set: images ``[N, C, H, W]`` decoded (``formation.decode_set``) and
         their ``[N]`` classes or ``[N, K]`` soft targets; N = steps · per_step · F²."""
-        images, targets = flatten_set(self.images, self.targets())
-        return decode(images, self.formation), decode_targets(targets, self.formation)
+        return decode_set(self.images, self.targets(), self.formation)
 
     def pixels(self) -> Tensor:
         """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""

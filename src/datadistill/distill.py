@@ -49,7 +49,7 @@ from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps
-from datadistill.formation import check_factor, decode, decode_targets
+from datadistill.formation import check_factor, decode_set
 from datadistill.initial_state import check_real_images, initial_state
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
@@ -64,7 +64,6 @@ from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
 from datadistill.selection import Trainer, Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
-from datadistill.types import flatten_set
 from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
 
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
@@ -518,8 +517,7 @@ def _trainer(model, recipe: Recipe | None, formation: int = 1) -> Trainer:
         return lambda params, steps: unroll(model, params, steps, create_graph=False)[-1]
 
     def train_minibatch(params: Params, steps: Steps) -> Params:
-        images, labels = flatten_set(steps.images, steps.labels)
-        images, labels = decode(images, formation), decode_targets(labels, formation)
+        images, labels = decode_set(steps.images, steps.labels, formation)
         generator = _generator("evaluation-order")
         order = batch_order(len(images), recipe, generator)
         trained, _ = train(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from datadistill.types import flatten_set
+
 
 def check_factor(factor: int, image_shape: tuple[int, ...]) -> None:
     """Refuse a factor (a positive whole number, checked with the other settings) that does not divide the
@@ -43,6 +45,13 @@ def decode(images: Tensor, factor: int) -> Tensor:
 def decode_targets(targets: Tensor, factor: int) -> Tensor:
     """Labels ``[M]`` or soft targets ``[M, K]`` of the stored images → those of ``decode``'s ``M·F²`` images."""
     return targets if factor == 1 else targets.repeat_interleave(factor * factor, dim=0)
+
+
+def decode_set(images: Tensor, targets: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """A stored set (images ``[..., C, H, W]``, targets ``[...]`` or ``[..., K]``) as one detached training set:
+    ``[N·F², C, H, W]`` decoded images and their ``[N·F²]`` classes or ``[N·F², K]`` soft targets."""
+    flat_images, flat_targets = flatten_set(images, targets)
+    return decode(flat_images, factor), decode_targets(flat_targets, factor)
 
 
 def encode(images: Tensor, factor: int) -> Tensor:
