@@ -18,9 +18,11 @@ from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
-from datadistill.distill import DistillationDiverged, collapsed
+from datadistill.distill import DistillationDiverged, _through_decode, collapsed
+from datadistill.formation import decode_steps
 from datadistill.initial_state import class_cover
 from datadistill.schedule import outer_lr
+from datadistill.unroll import Steps, meta_grad, unroll
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -895,10 +897,56 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
         distill(**{**cfg, "formation": 1}, iterations=8, out=str(tmp_path / "b"), resume=True)
     assert main(["evaluate", str(tmp_path / "a"), "--models", "1", "--epochs", "2"]) == 0
     assert "| dataset |" in capsys.readouterr().out
-    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "replay"]) == 1
-    assert "only the dataset protocol decodes" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="only the dataset protocol decodes"):  # and from Python
-        evaluate(str(tmp_path / "a"))
+    # replayed in order, the stored images train as their decoded tiles too
+    assert main(["evaluate", str(tmp_path / "a"), "--protocol", "replay", "--models", "2"]) == 0
+    assert "| replay |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["autograd", "reverse"])
+def test_replay_meta_gradient_through_the_decoding_equals_autograd(method):
+    """The replay protocol with F = 2: the meta-gradient taken on the decoded schedule and pulled back to the
+    stored images and soft targets equals autograd through ``decode_steps`` and the unroll (float64)."""
+    g = torch.Generator().manual_seed(3)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(32, 4)
+    ).double()
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    real_x = torch.randn(10, 1, 6, 6, generator=g, dtype=torch.float64)
+    real_y = torch.randint(0, 4, (10,), generator=g)
+
+    def objective(model, theta):
+        logits = torch.func.functional_call(model, theta, (real_x,))
+        return torch.nn.functional.cross_entropy(logits, real_y)
+
+    stored = torch.randn(2, 2, 1, 6, 6, generator=g, dtype=torch.float64)  # 2 steps of 2 images
+    targets = torch.rand(2, 2, 4, generator=g, dtype=torch.float64)  # learned soft targets
+    lrs = torch.tensor([0.3, 0.2, 0.25, 0.1], dtype=torch.float64)  # 2 steps x 2 epochs
+    got = _through_decode(
+        Steps(stored, targets, lrs),
+        2,
+        lambda decoded: [meta_grad(model, params, decoded, objective, method=method)],
+    )[0]
+    x, y, lr = (t.clone().requires_grad_() for t in (stored, targets, lrs))
+    theta = unroll(model, params, decode_steps(Steps(x, y, lr), 2), create_graph=True)[-1]
+    loss = objective(model, theta)
+    want = torch.autograd.grad(loss, (x, y, lr))
+    assert got.images.shape == stored.shape and got.labels.shape == targets.shape
+    for have, expected in zip((got.images, got.labels, got.lrs), want, strict=True):
+        torch.testing.assert_close(have, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got.loss, loss.detach(), rtol=1e-12, atol=0)
+
+
+def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tmp_path):
+    cfg = {**TINY, "formation": 2, "init_images": "real", "eval_models": 3}
+    straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
+    assert straight.images.shape == (2, 10, 1, 8, 8) and straight.manifest["formation"] == 2
+    assert straight.steps().images.shape == (2, 40, 1, 8, 8)  # every step replays 40 decoded images
+    again = evaluate(str(tmp_path / "a"), models=3, progress=False)
+    assert again.accuracy_mean == pytest.approx(straight.manifest["accuracy"]["accuracy_mean"])
+    plain = distill(
+        **{**cfg, "formation": 1}, iterations=6, out=str(tmp_path / "p"), progress=False
+    )
+    assert plain.steps().images.shape == (2, 10, 1, 8, 8)
 
 
 @pytest.mark.parametrize(
@@ -906,7 +954,6 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
     [
         (["--formation", "0"], "--formation must be a positive integer"),
         (["--formation", "3"], "--formation 3 must divide the image size 8x8"),
-        (["--formation", "2", "--protocol", "replay"], "add --protocol dataset"),
         (
             ["--formation", "8", "--init-images", "real", "--images-per-class", "4"],
             "needs 256 training images of every class",

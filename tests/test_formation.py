@@ -6,8 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datadistill.formation import check_factor, decode, decode_set, decode_targets, encode
+from datadistill.formation import (
+    check_factor,
+    decode,
+    decode_set,
+    decode_steps,
+    decode_targets,
+    encode,
+)
 from datadistill.minibatch_unroll import Recipe, truncated_meta_grad
+from datadistill.types import Steps
 
 
 def test_decode_upsamples_every_tile_in_row_major_order():
@@ -60,6 +68,22 @@ def test_a_stored_schedule_decodes_into_one_detached_training_set():
     assert y.tolist() == [c for c in range(6) for _ in range(4)] and not x.requires_grad
     _, soft = decode_set(images, torch.rand(2, 3, 5), 2)
     assert soft.shape == (24, 5)
+
+
+def test_a_replay_schedule_decodes_step_by_step_and_keeps_its_graph():
+    images = torch.randn(2, 3, 1, 4, 4, requires_grad=True)  # [steps, per_step, C, H, W]
+    lrs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    decoded = decode_steps(Steps(images, torch.arange(6).view(2, 3), lrs), 2)
+    assert decoded.images.shape == (2, 12, 1, 4, 4) and decoded.lrs is lrs
+    torch.testing.assert_close(decoded.images[1], decode(images[1], 2), rtol=0, atol=0)
+    assert decoded.labels[1].tolist() == [c for c in (3, 4, 5) for _ in range(4)]
+    assert decoded.images.requires_grad  # the meta-gradient flows back through it
+    soft = torch.rand(2, 3, 5, requires_grad=True)
+    decoded_soft = decode_steps(Steps(images, soft, lrs), 2)
+    assert decoded_soft.labels.shape == (2, 12, 5) and decoded_soft.labels.requires_grad
+    torch.testing.assert_close(decoded_soft.labels[0, 4:8], soft[0, 1].expand(4, 5))
+    same = Steps(images, soft, lrs)
+    assert decode_steps(same, 1) is same
 
 
 @pytest.mark.parametrize("factor, shape", [(3, (1, 28, 28)), (4, (3, 28, 30)), (5, (1, 10, 12))])

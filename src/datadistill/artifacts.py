@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from datadistill._version import __version__
-from datadistill.formation import decode_set
+from datadistill.formation import decode_set, decode_steps
 from datadistill.types import Steps
 
 DISTILLED_FILE = "distilled.safetensors"
@@ -127,8 +127,9 @@ class DistilledData:
         return self.images * std + mean
 
     def steps(self) -> Steps:
-        """The schedule as ``unroll`` consumes it."""
-        return Steps(self.images, self.targets(), self.lrs)
+        """The schedule as ``unroll`` replays it: every step's images decoded (``--formation``), with their
+        targets and the learned lrs."""
+        return decode_steps(Steps(self.images, self.targets(), self.lrs), self.formation)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``distilled.safetensors`` and ``manifest.json`` into ``folder`` (created if needed)."""

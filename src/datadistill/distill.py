@@ -21,6 +21,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps
-from datadistill.formation import check_factor, decode_set
+from datadistill.formation import check_factor, decode_set, decode_steps
 from datadistill.initial_state import check_real_images, initial_state
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
@@ -64,7 +65,7 @@ from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
 from datadistill.selection import Trainer, Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
-from datadistill.unroll import Params, Steps, batched_meta_grad, meta_grad, unroll
+from datadistill.unroll import MetaGrads, Params, Steps, batched_meta_grad, meta_grad, unroll
 
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
@@ -363,9 +364,41 @@ def _meta_grads(run: _Run, params0: list[Params], steps: Steps, objective, it: i
     cfg, model = run.cfg, run.model
     if run.recipe is not None:  # the dataset protocol: minibatch training, random truncated window
         return _minibatch_meta_grads(run, model, params0, steps, objective, it)
+    if cfg.formation > 1:
+        return _through_decode(
+            steps, cfg.formation, lambda s: _replay_meta_grads(run, params0, s, objective)
+        )
+    return _replay_meta_grads(run, params0, steps, objective)
+
+
+def _replay_meta_grads(
+    run: _Run, params0: list[Params], steps: Steps, objective
+) -> list[MetaGrads]:
     if run.vmap_inits:
-        return [batched_meta_grad(model, params0, steps, objective)]
-    return [meta_grad(model, p, steps, objective, method=cfg.meta_grad) for p in params0]
+        return [batched_meta_grad(run.model, params0, steps, objective)]
+    return [meta_grad(run.model, p, steps, objective, method=run.cfg.meta_grad) for p in params0]
+
+
+def _through_decode(
+    steps: Steps, factor: int, meta_grads: Callable[[Steps], list[MetaGrads]]
+) -> list[MetaGrads]:
+    """``meta_grads`` of the replay protocol taken on the decoded schedule (``formation.decode_steps``),
+    pulled back to the stored images and targets: ∂L/∂s = D^T ∂L/∂decode(s), D being the linear decode,
+    applied with one vector-Jacobian product per init."""
+    images = steps.images.detach().requires_grad_()
+    learned = steps.labels.is_floating_point()
+    labels = steps.labels.detach().requires_grad_(learned)
+    decoded = decode_steps(Steps(images, labels, steps.lrs), factor)
+    outputs, inputs = [decoded.images], [images]
+    if learned:
+        outputs, inputs = [decoded.images, decoded.labels], [images, labels]
+    plain = Steps(decoded.images.detach(), decoded.labels.detach(), steps.lrs)
+    pulled = []
+    for g in meta_grads(plain):
+        cotangents = [g.images] + ([g.labels] if learned else [])
+        back = torch.autograd.grad(outputs, inputs, cotangents, retain_graph=True)
+        pulled.append(MetaGrads(back[0], g.lrs, back[1] if learned else None, g.loss))
+    return pulled
 
 
 def _minibatch_meta_grads(
@@ -514,7 +547,9 @@ def _trainer(model, recipe: Recipe | None, formation: int = 1) -> Trainer:
     """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0 on the
     decoded images (``--formation``)."""
     if recipe is None:
-        return lambda params, steps: unroll(model, params, steps, create_graph=False)[-1]
+        return lambda params, steps: unroll(
+            model, params, decode_steps(steps, formation), create_graph=False
+        )[-1]
 
     def train_minibatch(params: Params, steps: Steps) -> Params:
         images, labels = decode_set(steps.images, steps.labels, formation)

@@ -104,10 +104,13 @@ def replay(data: DistilledData, model: nn.Module, params: Params) -> Params:
     The paper's protocol for one network: ``images [steps, per_step, C, H, W]`` are applied for all epochs,
     update t with step size ``lrs[t]``. ``params`` may live on any device; the schedule is moved there.
     """
-    device = next(iter(params.values())).device
-    steps = Steps(data.images.to(device), data.targets().to(device), data.lrs.to(device))
+    steps = _on(data.steps(), next(iter(params.values())).device)
     final = unroll(model, params, steps, create_graph=False)[-1]
     return {name: p.detach() for name, p in final.items()}
+
+
+def _on(steps: Steps, device: torch.device) -> Steps:
+    return Steps(steps.images.to(device), steps.labels.to(device), steps.lrs.to(device))
 
 
 def replay_finite(model: nn.Module, params: Params, steps: Steps) -> Params | None:
@@ -224,12 +227,6 @@ def evaluate(
         check_writable(json_path, "--json")  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
-    if data.formation != 1:  # replaying the stored grids would train on images no one meant
-        raise ValueError(
-            f"{data.manifest.get('run_dir') or 'this set'} stores {data.formation}x{data.formation} "
-            "images per stored image (--formation), which only the dataset protocol decodes: use "
-            "--protocol dataset (evaluate_as_dataset in Python)"
-        )
     manifest = data.manifest
     setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
@@ -241,7 +238,7 @@ def evaluate(
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
     dev = torch.device(device)
-    steps = Steps(data.images.to(dev), data.targets().to(dev), data.lrs.to(dev))
+    steps = _on(data.steps(), dev)
     after, before = evaluate_steps(
         setting.model,
         steps,

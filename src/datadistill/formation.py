@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from datadistill.types import flatten_set
+from datadistill.types import Steps, flatten_set
 
 
 def check_factor(factor: int, image_shape: tuple[int, ...]) -> None:
@@ -52,6 +52,22 @@ def decode_set(images: Tensor, targets: Tensor, factor: int) -> tuple[Tensor, Te
     ``[N·F², C, H, W]`` decoded images and their ``[N·F²]`` classes or ``[N·F², K]`` soft targets."""
     flat_images, flat_targets = flatten_set(images, targets)
     return decode(flat_images, factor), decode_targets(flat_targets, factor)
+
+
+def decode_steps(steps: Steps, factor: int) -> Steps:
+    """The replay protocol's schedule on decoded images: every step's ``[n, C, H, W]`` stored images →
+    ``[n·F², C, H, W]`` (``decode``) and its labels ``[n]`` or targets ``[n, K]`` with them; the lrs as they
+    are. Differentiable in the images and targets (no detach), so a meta-gradient can flow back through it."""
+    if factor == 1:
+        return steps
+    s, n = steps.images.shape[:2]
+    images = decode(steps.images.flatten(0, 1), factor)
+    labels = decode_targets(steps.labels.flatten(0, 1), factor)
+    return Steps(
+        images.reshape(s, n * factor * factor, *images.shape[1:]),
+        labels.reshape(s, n * factor * factor, *labels.shape[1:]),
+        steps.lrs,
+    )
 
 
 def encode(images: Tensor, factor: int) -> Tensor:

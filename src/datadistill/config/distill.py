@@ -114,9 +114,9 @@ class DistillConfig:
     )
     formation: int = _setting(
         1,
-        "dataset protocol: multi-formation factor F (IDC): every stored image is an FxF grid of "
-        "images at 1/F the resolution, each upsampled for training, so the set trains on F² times "
-        "the images in the same storage; 1: off",
+        "multi-formation factor F (IDC): every stored image is an FxF grid of images at 1/F the "
+        "resolution, each upsampled for training, so the set trains on F² times the images in the "
+        "same storage (the replay protocol decodes every step's images); 1: off",
     )
     extra_models: tuple[str, ...] = _setting(
         (),
@@ -224,11 +224,6 @@ class DistillConfig:
             raise ValueError(
                 "--extra-models distils one set for several networks trained on it as a data set: add "
                 "--protocol dataset (or drop --extra-models)"
-            )
-        elif self.formation != 1:
-            raise ValueError(
-                "--formation decodes the stored images into a larger training set, which the replay "
-                "protocol has no place for: add --protocol dataset (or drop --formation)"
             )
         return self
 
