@@ -389,9 +389,8 @@ def _through_decode(
     learned = steps.labels.is_floating_point()
     labels = steps.labels.detach().requires_grad_(learned)
     decoded = decode_steps(Steps(images, labels, steps.lrs), factor)
-    outputs, inputs = [decoded.images], [images]
-    if learned:
-        outputs, inputs = [decoded.images, decoded.labels], [images, labels]
+    outputs = [decoded.images] + ([decoded.labels] if learned else [])
+    inputs = [images] + ([labels] if learned else [])
     plain = Steps(decoded.images.detach(), decoded.labels.detach(), steps.lrs)
     pulled = []
     for g in meta_grads(plain):

@@ -104,13 +104,9 @@ def replay(data: DistilledData, model: nn.Module, params: Params) -> Params:
     The paper's protocol for one network: ``images [steps, per_step, C, H, W]`` are applied for all epochs,
     update t with step size ``lrs[t]``. ``params`` may live on any device; the schedule is moved there.
     """
-    steps = _on(data.steps(), next(iter(params.values())).device)
+    steps = data.steps().to(next(iter(params.values())).device)
     final = unroll(model, params, steps, create_graph=False)[-1]
     return {name: p.detach() for name, p in final.items()}
-
-
-def _on(steps: Steps, device: torch.device) -> Steps:
-    return Steps(steps.images.to(device), steps.labels.to(device), steps.lrs.to(device))
 
 
 def replay_finite(model: nn.Module, params: Params, steps: Steps) -> Params | None:
@@ -238,7 +234,7 @@ def evaluate(
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
     dev = torch.device(device)
-    steps = _on(data.steps(), dev)
+    steps = data.steps().to(dev)
     after, before = evaluate_steps(
         setting.model,
         steps,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 Params = dict[str, Tensor]  # dict(model.named_parameters())
@@ -39,6 +40,10 @@ class Steps:
     @property
     def num_updates(self) -> int:
         return self.lrs.shape[0]
+
+    def to(self, device: torch.device | str) -> Steps:
+        """The same schedule with its images, labels and lrs on ``device``."""
+        return Steps(self.images.to(device), self.labels.to(device), self.lrs.to(device))
 
 
 def flatten_set(images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

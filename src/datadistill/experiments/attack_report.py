@@ -122,7 +122,7 @@ def evaluate_attack(
     target_class: int,
 ) -> dict[str, Any]:
     device = test_x.device
-    steps = Steps(steps.images.to(device), steps.labels.to(device), steps.lrs.to(device))
+    steps = steps.to(device)
     per_network = [
         network_metrics(
             model,
