@@ -7,7 +7,8 @@ start; the 1-per-class presets with ``--formation 2``) within ``--minutes``, the
 mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
 rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
 ``--nproc 2`` distils each cell with ``torchrun`` over two processes of one thread each: one fresh init each
-per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell.
+per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell. ``--device cuda``
+distils and evaluates every cell on the GPU.
 
     DATADISTILL_DATA=../shared/datasets python benchmarks/field_table.py --minutes 28 --out runs/field \
         --json runs/field_table.json [--cells mnist:10 fashion-mnist:1] [--cross-arch lenet mlp resnet18]
@@ -85,6 +86,11 @@ def main() -> None:
         help="distil each cell with torchrun over N processes (one fresh init each per iteration, "
         "meta-gradients averaged): N = 2 puts both cores of a 2-core machine on one cell",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu | cuda | cuda:N: where every cell distils and its evaluation networks train",
+    )
     parser.add_argument("--out", default="runs/field")
     parser.add_argument("--json", default="runs/field_table.json")
     args = parser.parse_args()
@@ -95,7 +101,7 @@ def main() -> None:
 
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
     try:
-        overrides = parse_assignments(DistillConfig, args.set)
+        overrides = {"device": args.device, **parse_assignments(DistillConfig, args.set)}
         for cell in args.cells:  # every cell's settings checked before the first one distils
             dataset, _, per_class = cell.partition(":")
             if dataset not in PRESETS or per_class not in ("1", "10"):
@@ -106,7 +112,17 @@ def main() -> None:
             _preset(dataset, int(per_class), overrides)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: this machine has no CUDA GPU (use --device cpu)")
+        if args.nproc > torch.cuda.device_count():
+            parser.error(
+                f"--nproc {args.nproc} --device cuda puts one process on each GPU; this machine has "
+                f"{torch.cuda.device_count()}: use --nproc {torch.cuda.device_count()} or fewer"
+            )
+        machine = f"{torch.cuda.get_device_name(args.device)}, torch {torch.__version__}"
+    else:
+        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if args.nproc > 1:
         machine += f"; distilled by {args.nproc} processes (torchrun)"
     rows: list[dict] = []
@@ -136,6 +152,7 @@ def main() -> None:
                 model=model,
                 models=args.models,
                 recipe=recipe,
+                device=args.device,
                 progress=False,
                 json_path=folder
                 / f"eval-{model}-{recipe.augment}.json",  # publish_gallery reads it
@@ -155,7 +172,12 @@ def main() -> None:
         if not args.no_real:
             real = random_real(data, k, seed=0)
             result = evaluate_as_dataset(
-                real, model="convnet", models=args.models, recipe=recipe, progress=False
+                real,
+                model="convnet",
+                models=args.models,
+                recipe=recipe,
+                device=args.device,
+                progress=False,
             )
             rows.append(_row(dataset, k, "random real images", "convnet", result, 0.0, machine))
             _report(rows, args.json, recipe)
