@@ -11,6 +11,7 @@ from datadistill.augment import dsa_augment
 from datadistill.minibatch_unroll import (
     Recipe,
     batch_order,
+    batched_truncated_meta_grad,
     train,
     truncated_meta_grad,
     window_end,
@@ -272,3 +273,50 @@ def test_augmented_training_draws_its_transforms_from_the_generator():
 def test_unknown_inner_augmentation_is_one_clear_line():
     with pytest.raises(ValueError, match="--inner-augment must be one of none, dsa, got 'flip'"):
         Recipe(augment="flip")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    ("soft", "window", "formation"), [(False, None, 1), (True, 3, 1), (True, 4, 2)]
+)
+def test_batched_meta_grad_equals_the_sum_over_inits_that_share_the_draws(
+    optimizer, soft, window, formation
+):
+    model, params, images, labels, objective = _setup(soft=soft)
+    g = torch.Generator().manual_seed(5)
+    inits = [params] + [
+        {n: p + 0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype) for n, p in params.items()}
+        for _ in range(2)
+    ]
+    recipe = Recipe(optimizer=optimizer, updates=6, batch_size=5)
+    lr = torch.tensor([0.05], dtype=torch.float64)
+    stored = images.unsqueeze(0)  # [1, M, C, H, W], as distillation stores them
+    targets = labels.unsqueeze(0)
+    shared = torch.Generator().manual_seed(11)
+    one_by_one = [
+        truncated_meta_grad(
+            model, p, stored, targets, lr, recipe, objective, window=window,
+            generator=copy.deepcopy(shared), formation=formation,
+        )
+        for p in inits
+    ]  # fmt: skip
+    batched = batched_truncated_meta_grad(
+        model, inits, stored, targets, lr, recipe, objective, window=window,
+        generator=shared, formation=formation,
+    )  # fmt: skip
+    expected = [sum(parts) for parts in zip(*(m.tensors() for m in one_by_one), strict=True)]
+    assert all(
+        torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+        for a, b in zip(batched.tensors(), expected, strict=True)
+    )
+    assert batched.images.shape == stored.shape and (batched.labels is not None) == soft
+
+
+def test_batched_meta_grad_refuses_augmentation_in_one_line():
+    model, params, images, labels, objective = _setup()
+    with pytest.raises(ValueError, match="--vmap-inits .* --inner-augment"):
+        batched_truncated_meta_grad(
+            model, [params], images, labels, torch.tensor(0.1, dtype=torch.float64),
+            Recipe(updates=2, augment="dsa"), objective, window=None,
+            generator=torch.Generator(),
+        )  # fmt: skip

@@ -56,6 +56,7 @@ from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
     Recipe,
     batch_order,
+    batched_truncated_meta_grad,
     train,
     truncated_meta_grad,
 )
@@ -222,7 +223,9 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     out = _resolve_out(cfg, train.name, setting.model_spec)
     check_run_folder(out, cfg)
     k = cfg.inits_per_iteration or (1 if inits.is_fixed else 4)  # per process
-    vmap_inits = cfg.vmap_inits if cfg.vmap_inits is not None else device.type == "cuda" and k > 1
+    # Unmeasured on a GPU for the dataset protocol (slower than a loop on the CPU), so opt-in there.
+    batch_by_default = device.type == "cuda" and k > 1 and cfg.protocol != "dataset"
+    vmap_inits = cfg.vmap_inits if cfg.vmap_inits is not None else batch_by_default
     if vmap_inits and cfg.meta_grad != "autograd":
         raise ValueError(
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
@@ -412,6 +415,23 @@ def _minibatch_meta_grads(
     """The dataset protocol's meta-gradients of ``model`` from each of ``params0``: minibatch training
     on the set, back-propagated through a random truncated window."""
     cfg, first = run.cfg, run.world.rank * run.inits_per_process
+    if (
+        run.vmap_inits
+    ):  # one draw of window and minibatches for this rank's inits: the first's stream
+        return [
+            batched_truncated_meta_grad(
+                model,
+                params0,
+                steps.images,
+                steps.labels,
+                steps.lrs,
+                run.recipe,
+                objective,
+                window=cfg.window,
+                generator=_generator(cfg.seed, it, "inner", *stream, first),
+                formation=cfg.formation,
+            )
+        ]
     return [
         truncated_meta_grad(
             model,

@@ -276,3 +276,82 @@ def truncated_meta_grad(
         labels=grads[2].reshape(targets.shape) if soft else None,
         loss=loss.detach(),
     )
+
+
+def batched_truncated_meta_grad(
+    model: nn.Module,
+    params0: list[Params],
+    images: Tensor,
+    targets: Tensor,
+    lr: Tensor,
+    recipe: Recipe,
+    objective: Objective,
+    *,
+    window: int | None,
+    generator: torch.Generator,
+    formation: int = 1,
+) -> MetaGrads:
+    """Sum over several θ_0 of ``truncated_meta_grad``, all computed at once with ``torch.func.vmap``.
+
+    The inits share one window end e and one minibatch order, drawn once from ``generator``: the result
+    equals summing ``truncated_meta_grad(…, generator=g)`` over ``params0`` with every ``g`` a copy of
+    ``generator`` (so one init gives exactly its meta-gradient). Each operation then runs once on a batch
+    of k networks, which on a GPU, where these small networks are bound by kernel launches, costs little
+    more than one; on a CPU the convolutions become grouped ones, slower than a loop.
+
+    Args:
+        params0: the k initial parameter dicts (same names and shapes).
+        images, targets, lr, recipe, objective, window, generator, formation: as ``truncated_meta_grad``;
+            ``recipe.augment`` must be ``none`` (one augmentation per init cannot be shared).
+
+    Returns:
+        ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``, summed over the inits (the loss too).
+    """
+    if recipe.augment != "none":
+        raise ValueError(
+            "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
+            "augmentation: drop --vmap-inits or --inner-augment"
+        )
+    end = window_end(recipe, window, generator)
+    begin = end - (recipe.updates if window is None else min(window, recipe.updates))
+    flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
+    soft = flat_y.is_floating_point()
+    flat_x, flat_y = flat_x.detach(), flat_y.detach()
+    plain_x, plain_y = decode(flat_x, formation), decode_targets(flat_y, formation)
+    order = batch_order(len(plain_x), recipe, generator).to(flat_x.device)  # [N, B]
+    eta = lr.detach().reshape(())
+
+    def inner(params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return inner_loss(model, params, x, y)
+
+    def run(params: Params, slots: dict, x: Tensor, y: Tensor, eta: Tensor, start: int, stop: int):
+        state = OptState(start, slots)
+        for n in range(start, stop):
+            grads = torch.func.grad(inner)(params, x[order[n]], y[order[n]])
+            params, state = optimizer_step(params, grads, state, eta, recipe)
+        return params, state.slots
+
+    def prefix(theta0: Params, slots: dict) -> tuple[Params, dict]:
+        return run(theta0, slots, plain_x, plain_y, eta, 0, begin)
+
+    def meta_loss(x: Tensor, eta: Tensor, y: Tensor, theta: Params, slots: dict) -> Tensor:
+        train_x, train_y = decode(x, formation), decode_targets(y, formation)
+        theta, _ = run(theta, slots, train_x, train_y, eta, begin, end)
+        return objective(model, theta)
+
+    stacked = {name: torch.stack([p[name].detach() for p in params0]) for name in params0[0]}
+    slots = init_state(stacked, recipe).slots  # zeros, stacked like the parameters
+    if begin > 0:
+        stacked, slots = torch.func.vmap(prefix)(stacked, slots)
+    argnums = (0, 1, 2) if soft else (0, 1)
+    per_init = torch.func.vmap(
+        torch.func.grad_and_value(meta_loss, argnums=argnums), in_dims=(None, None, None, 0, 0)
+    )
+    grads, losses = per_init(flat_x, eta, flat_y, stacked, slots)
+    summed = [g.sum(0) for g in grads]
+    return MetaGrads(
+        images=summed[0].reshape(images.shape),
+        lrs=summed[1].reshape(lr.shape),
+        labels=summed[2].reshape(targets.shape) if soft else None,
+        loss=losses.sum().detach(),
+    )

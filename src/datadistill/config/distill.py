@@ -128,7 +128,9 @@ class DistillConfig:
         True, "learn the step size(s); --no-learn-lr keeps --lr-init throughout"
     )
     vmap_inits: bool | None = _setting(
-        None, "batch the inits of an iteration with torch.func.vmap; None: on for cuda"
+        None,
+        "batch the inits of an iteration with torch.func.vmap (under --protocol dataset they share "
+        "one window and minibatch order); None: on for cuda with the replay protocol",
     )
     init_noise: float = _setting(
         0.0, "distillation only: add N(0, (σ·rms of each tensor)²) to every sampled θ_0 (0: off)"
@@ -380,9 +382,10 @@ class DistillConfig:
                 "--protocol dataset back-propagates through --window updates (memory grows with the "
                 "window, not --unroll): use --meta-grad autograd"
             )
-        if self.vmap_inits:
+        if self.vmap_inits and self.inner_augment != "none":
             raise ValueError(
-                "--vmap-inits batches the replay protocol only; drop it with --protocol dataset"
+                "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
+                "augmentation: drop --vmap-inits or --inner-augment"
             )
         if (
             self.window is not None
