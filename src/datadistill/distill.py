@@ -415,32 +415,22 @@ def _minibatch_meta_grads(
     """The dataset protocol's meta-gradients of ``model`` from each of ``params0``: minibatch training
     on the set, back-propagated through a random truncated window."""
     cfg, first = run.cfg, run.world.rank * run.inits_per_process
-    if (
-        run.vmap_inits
-    ):  # one draw of window and minibatches for this rank's inits: the first's stream
-        return [
-            batched_truncated_meta_grad(
-                model,
-                params0,
-                steps.images,
-                steps.labels,
-                steps.lrs,
-                run.recipe,
-                objective,
-                window=cfg.window,
-                generator=_generator(cfg.seed, it, "inner", *stream, first),
-                formation=cfg.formation,
-            )
-        ]
+    task = (steps.images, steps.labels, steps.lrs, run.recipe, objective)
+    if run.vmap_inits:  # one window and minibatch order for this rank's inits: the first's stream
+        batched = batched_truncated_meta_grad(
+            model,
+            params0,
+            *task,
+            window=cfg.window,
+            generator=_generator(cfg.seed, it, "inner", *stream, first),
+            formation=cfg.formation,
+        )
+        return [batched]
     return [
         truncated_meta_grad(
             model,
             p,
-            steps.images,
-            steps.labels,
-            steps.lrs,
-            run.recipe,
-            objective,
+            *task,
             window=cfg.window,
             generator=_generator(cfg.seed, it, "inner", *stream, first + j),
             formation=cfg.formation,

@@ -199,6 +199,14 @@ def window_end(recipe: Recipe, window: int | None, generator: torch.Generator) -
     return int(torch.randint(window, recipe.updates + 1, (1,), generator=generator))
 
 
+def window_bounds(
+    recipe: Recipe, window: int | None, generator: torch.Generator
+) -> tuple[int, int]:
+    """``(e − W, e)``: the updates back-propagated through, e from ``window_end`` (``(0, N)`` without a window)."""
+    end = window_end(recipe, window, generator)
+    return end - (recipe.updates if window is None else min(window, recipe.updates)), end
+
+
 def truncated_meta_grad(
     model: nn.Module,
     params0: Params,
@@ -232,8 +240,7 @@ def truncated_meta_grad(
     Returns:
         ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``.
     """
-    end = window_end(recipe, window, generator)
-    begin = end - (recipe.updates if window is None else min(window, recipe.updates))
+    begin, end = window_bounds(recipe, window, generator)
     flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
     soft = flat_y.is_floating_point()
     x = flat_x.requires_grad_()
@@ -312,8 +319,7 @@ def batched_truncated_meta_grad(
             "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
             "augmentation: drop --vmap-inits or --inner-augment"
         )
-    end = window_end(recipe, window, generator)
-    begin = end - (recipe.updates if window is None else min(window, recipe.updates))
+    begin, end = window_bounds(recipe, window, generator)
     flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
     soft = flat_y.is_floating_point()
     flat_x, flat_y = flat_x.detach(), flat_y.detach()
