@@ -586,9 +586,8 @@ def test_dataset_protocol_vmapped_inits_learn_like_a_loop_and_resume_bit_for_bit
     tmp_path, monkeypatch
 ):
     calls = []
-    module = importlib.import_module(
-        "datadistill.distill"
-    )  # the package's `distill` is the function
+    # The package's `distill` is the function, so the module is reached by name.
+    module = importlib.import_module("datadistill.distill")
     batched_fn = module.batched_truncated_meta_grad
     monkeypatch.setattr(
         module,

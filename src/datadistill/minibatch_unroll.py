@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from datadistill.augment import augment_batch
-from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS
+from datadistill.config import AUGMENTATIONS, INNER_OPTIMIZERS, VMAP_AUGMENT_CONFLICT
 from datadistill.formation import decode, decode_targets
 from datadistill.types import flatten_set
 from datadistill.unroll import MetaGrads, Objective, Params, inner_loss
@@ -315,10 +315,7 @@ def batched_truncated_meta_grad(
         ``MetaGrads`` shaped like ``images``, ``lr`` and ``targets``, summed over the inits (the loss too).
     """
     if recipe.augment != "none":
-        raise ValueError(
-            "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
-            "augmentation: drop --vmap-inits or --inner-augment"
-        )
+        raise ValueError(VMAP_AUGMENT_CONFLICT)
     begin, end = window_bounds(recipe, window, generator)
     flat_x, flat_y = flatten_set(images, targets)  # [M, C, H, W], [M] or [M, K]
     soft = flat_y.is_floating_point()

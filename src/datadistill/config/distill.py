@@ -10,6 +10,7 @@ from datadistill.config.settings import (
     INNER_OPTIMIZERS,
     PROTOCOLS,
     SCHEDULES,
+    VMAP_AUGMENT_CONFLICT,
     _setting,
     check_init_noise,
     check_source_weight,
@@ -383,10 +384,7 @@ class DistillConfig:
                 "window, not --unroll): use --meta-grad autograd"
             )
         if self.vmap_inits and self.inner_augment != "none":
-            raise ValueError(
-                "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
-                "augmentation: drop --vmap-inits or --inner-augment"
-            )
+            raise ValueError(VMAP_AUGMENT_CONFLICT)
         if (
             self.window is not None
             and not isinstance(self.window, bool)

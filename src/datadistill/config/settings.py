@@ -22,6 +22,11 @@ INIT_SCHEMES = ("xavier", "kaiming", "orthogonal", "default")
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
 SCHEDULES = ("cosine", "step")  # how the outer Adam lr falls over a run (distill.outer_lr)
 AUGMENTATIONS = ("none", "dsa")  # the dataset protocol's evaluation: none, or DSA's
+# Refusal of --vmap-inits with --inner-augment, raised by the config and by the batched meta-gradient itself.
+VMAP_AUGMENT_CONFLICT = (
+    "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
+    "augmentation: drop --vmap-inits or --inner-augment"
+)
 # How many networks a number is measured on when the command is not told (--models, --eval-models): a fixed
 # init always has its one network; random kinds (and pre-trained pools) this many held-out draws.
 EVAL_NETWORKS = {
