@@ -19,6 +19,7 @@ from datadistill.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
 from datadistill.distill import DistillationDiverged, _through_decode, collapsed
+from datadistill.distributed import World
 from datadistill.formation import decode_steps
 from datadistill.initial_state import class_cover
 from datadistill.schedule import outer_lr
@@ -268,6 +269,31 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_keeps_it(tmp_path, m
     ):
         distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), resume=True, progress=False)
     assert (out / CHECKPOINT).read_bytes() == saved
+
+
+def test_a_rank_that_writes_no_checkpoints_names_rank_0s_when_the_run_diverges(
+    tmp_path, monkeypatch
+):
+    # Under torchrun only rank 0 writes checkpoints; every rank raises the divergence (the loss is
+    # all-reduced), and each must name the checkpoint rank 0 wrote, not "no checkpoint was written yet".
+    out = tmp_path / "run"
+    distill_module = sys.modules["datadistill.distill"]
+    real = distill_module.meta_grad
+    calls = []
+
+    def poisoned_from_the_fourth_call(*args, **kwargs):
+        calls.append(None)
+        g = real(*args, **kwargs)
+        if len(calls) > 3:
+            g.loss = g.loss * float("nan")
+        return g
+
+    monkeypatch.setattr(distill_module, "meta_grad", poisoned_from_the_fourth_call)
+    monkeypatch.setattr(distill_module, "init_world", lambda device: World(rank=1, size=1))
+    with pytest.raises(DistillationDiverged) as raised:
+        distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), progress=False)
+    assert f"last good checkpoint: {out / CHECKPOINT}" in str(raised.value)
+    assert "iteration 3" in str(raised.value)
 
 
 def test_collapse_is_learning_then_chance_not_a_slow_start():

@@ -486,8 +486,9 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
             warned_collapse = _warn_if_collapsed(run, state)
         if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
             if world.is_main:
-                last_good = save_checkpoint(out, state, cfg)
+                save_checkpoint(out, state, cfg)
             world.barrier()
+            last_good = out / CHECKPOINT  # rank 0 wrote it; every rank names it if the run diverges
     bar.close()
     if writer is not None:
         writer.close()
