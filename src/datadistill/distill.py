@@ -39,6 +39,7 @@ from datadistill.artifacts import (
 )
 from datadistill.checkpoint import (
     CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
     DistillState,
     check_run_folder,
     describe_changes,
@@ -328,6 +329,11 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
         where = (
             f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
         )
+        previous = last_good.with_name(PREVIOUS_CHECKPOINT) if last_good else None
+        if previous is not None and previous.exists():  # the last one may already have gone bad
+            where += (
+                f" (the one before it: {previous}; to resume from that one, copy it over the last)"
+            )
         raise DistillationDiverged(
             f"meta-loss or its gradient became non-finite (loss {loss.item()}) at iteration {it}; "
             f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
