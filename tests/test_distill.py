@@ -249,21 +249,30 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     assert (out / "distilled.safetensors").read_bytes() == before
 
 
+def _poison_meta_grad(monkeypatch, *, after_calls: int = 0):
+    """Make distillation's meta-gradient return a NaN loss from call ``after_calls + 1`` on."""
+    distill_module = sys.modules["datadistill.distill"]  # the package attribute is the function
+    real = distill_module.meta_grad
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(None)
+        g = real(*args, **kwargs)
+        if len(calls) > after_calls:
+            g.loss = g.loss * float("nan")
+        return g
+
+    monkeypatch.setattr(distill_module, "meta_grad", poisoned)
+    return distill_module
+
+
 def test_divergence_stops_with_the_last_good_checkpoint_and_keeps_it(tmp_path, monkeypatch):
     out = tmp_path / "run"
     distill(**TINY, iterations=4, checkpoint_every=2, out=str(out), progress=False)
     (out / "distilled.safetensors").unlink()
     saved = (out / CHECKPOINT).read_bytes()
 
-    distill_module = sys.modules["datadistill.distill"]  # the package attribute is the function
-    real = distill_module.meta_grad
-
-    def poisoned(*args, **kwargs):
-        g = real(*args, **kwargs)
-        g.loss = g.loss * float("nan")
-        return g
-
-    monkeypatch.setattr(distill_module, "meta_grad", poisoned)
+    _poison_meta_grad(monkeypatch)
     with pytest.raises(DistillationDiverged) as raised:
         distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), resume=True, progress=False)
     # Both kept checkpoints are named: the last may already hold a set that was going bad.
@@ -280,18 +289,7 @@ def test_a_rank_that_writes_no_checkpoints_names_rank_0s_when_the_run_diverges(
     # Under torchrun only rank 0 writes checkpoints; every rank raises the divergence (the loss is
     # all-reduced), and each must name the checkpoint rank 0 wrote, not "no checkpoint was written yet".
     out = tmp_path / "run"
-    distill_module = sys.modules["datadistill.distill"]
-    real = distill_module.meta_grad
-    calls = []
-
-    def poisoned_from_the_fourth_call(*args, **kwargs):
-        calls.append(None)
-        g = real(*args, **kwargs)
-        if len(calls) > 3:
-            g.loss = g.loss * float("nan")
-        return g
-
-    monkeypatch.setattr(distill_module, "meta_grad", poisoned_from_the_fourth_call)
+    distill_module = _poison_meta_grad(monkeypatch, after_calls=3)
     monkeypatch.setattr(distill_module, "init_world", lambda device: World(rank=1, size=1))
     with pytest.raises(DistillationDiverged) as raised:
         distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), progress=False)

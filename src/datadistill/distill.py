@@ -326,14 +326,12 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     inits = k * world.size * (1 + len(run.extra))
     loss, d_images, d_lrs, *d_labels = (t / inits for t in world.all_reduce_sum(sums))
     if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
-        where = (
-            f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
-        )
-        previous = last_good.with_name(PREVIOUS_CHECKPOINT) if last_good else None
-        if previous is not None and previous.exists():  # the last one may already have gone bad
-            where += (
-                f" (the one before it: {previous}; to resume from that one, copy it over the last)"
-            )
+        where = "no checkpoint was written yet"
+        if last_good:
+            where = f"last good checkpoint: {last_good}"
+            previous = last_good.with_name(PREVIOUS_CHECKPOINT)
+            if previous.exists():  # the last one may already hold a set that was going bad
+                where += f" (the one before it: {previous}; to resume from that one, copy it over the last)"
         raise DistillationDiverged(
             f"meta-loss or its gradient became non-finite (loss {loss.item()}) at iteration {it}; "
             f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
