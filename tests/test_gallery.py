@@ -19,6 +19,7 @@ def test_the_gallery_holds_the_promised_sets():
         "mnist-fixed-10",
         "mnist-fixed-100",
         "mnist-random-100",
+        "mnist-random-100-6-epochs",
         "fashion-random-100",
         "usps-to-mnist-fixed-100",
         "mnist-10-per-class",
