@@ -30,6 +30,19 @@ def test_preset_values_are_read_and_overrides_win():
 
 
 @pytest.mark.parametrize(
+    "preset", [p for p in list_presets() if load_config(DistillConfig, p).schedule == "step"]
+)
+def test_a_step_preset_switches_to_cosine_without_its_step_settings(preset):
+    cfg = load_config(DistillConfig, preset, {"schedule": "cosine"})
+    assert (cfg.schedule, cfg.decay_every, cfg.decay_factor) == ("cosine", None, 0.5)
+    # the same schedule again keeps the preset's decay, and a decay given beside cosine is still refused
+    same = load_config(DistillConfig, preset, {"schedule": "step"})
+    assert same.decay_every == load_config(DistillConfig, preset).decay_every
+    with pytest.raises(ValueError, match="add --schedule step"):
+        load_config(DistillConfig, preset, {"schedule": "cosine", "decay_every": 10})
+
+
+@pytest.mark.parametrize(
     ("protocol", "given", "expected"),
     [
         ("replay", None, "xavier"),  # the paper's

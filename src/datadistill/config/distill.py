@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from datadistill.config.settings import (
     AUGMENTATIONS,
@@ -24,6 +25,11 @@ from datadistill.config.settings import (
 @dataclass
 class DistillConfig:
     """Everything ``datadistill distill`` needs. Defaults follow the reference code (PAPER.md)."""
+
+    # --schedule cosine on a step preset drops the preset's step settings (config.presets.load_config).
+    PRESET_DEPENDENTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "schedule": ("decay_every", "decay_factor")
+    }
 
     dataset: str = _setting(
         "digits",

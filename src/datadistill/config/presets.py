@@ -37,6 +37,9 @@ def find_preset(name_or_path: str | Path) -> Path:
 def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any] | None = None):
     """Build ``cls`` (a config dataclass) from a YAML preset, then ``overrides`` (None values are skipped).
 
+    ``cls.PRESET_DEPENDENTS`` (optional, ``{setting: (dependent, ...)}``): when an override changes a setting's
+    preset value, the preset's values of its dependents are dropped unless overridden too.
+
     Raises:
         ValueError: a key of the preset is not a setting of ``cls`` (the message names the key and file).
     """
@@ -54,9 +57,15 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(f"{path}: unknown setting {key!r}{hint}")
             values[norm] = tuple(value) if isinstance(value, list) else value
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    # A preset's settings that only mean something under one value of another setting (the step schedule's
+    # decay) give way when that setting is overridden, or a preset could never be switched to another value.
+    for key, dependents in getattr(cls, "PRESET_DEPENDENTS", {}).items():
+        if key in given and given[key] != values.get(key, given[key]):
+            for dependent in dependents:
+                if dependent not in given:
+                    values.pop(dependent, None)
+    values.update(given)
     cfg = cls(**values)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
