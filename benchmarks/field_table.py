@@ -4,8 +4,9 @@ For every cell it distils with the cell's preset (``configs/<data>_<k>_per_class
 20 unrolled momentum-SGD updates on all the images from a fresh init, one learned lr, hard labels, real-image
 start; the 1-per-class presets with ``--formation 2``) within ``--minutes``, then trains
 ``--models`` fresh ConvNet-3 (128 channels) with the field's recipe (``evaluate.FieldRecipe``) and reports
-mean ± std on the full test set, beside the same trainer on random real images (k per class) and the published
-rows (``benchmarks/published.py``). A finished run folder under ``--out`` is evaluated, not distilled again.
+mean ± std on the full test set, beside the same trainer on random real images (k per class; the
+``--cross-arch`` networks too) and the published rows (``benchmarks/published.py``). A finished run folder under
+``--out`` is evaluated, not distilled again.
 ``--nproc 2`` distils each cell with ``torchrun`` over two processes of one thread each: one fresh init each
 per iteration, their meta-gradients averaged, so both cores of a 2-core machine serve one cell. ``--device cuda``
 distils and evaluates every cell on the GPU.
@@ -65,7 +66,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=5, help="evaluation networks per row")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--augment", choices=["none", "dsa"], default="none")
-    parser.add_argument("--cross-arch", nargs="*", default=[], help="also train these on mnist:10")
+    parser.add_argument(
+        "--cross-arch",
+        nargs="*",
+        default=[],
+        help="also train these on mnist:10 (and on its random real images)",
+    )
     parser.add_argument("--no-real", action="store_true", help="skip the random-real-images row")
     parser.add_argument(
         "--real-only",
@@ -143,10 +149,8 @@ def main() -> None:
                 datadistill.distill(cfg, time_limit=args.minutes, out=str(folder), progress=False)
         data = DistilledData.load(folder)
         distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
-        models = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
-        if args.real_only:
-            models = []
-        for model in models:
+        networks = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
+        for model in [] if args.real_only else networks:
             result = evaluate_as_dataset(
                 data,
                 model=model,
@@ -171,16 +175,18 @@ def main() -> None:
             _report(rows, args.json, recipe)
         if not args.no_real:
             real = random_real(data, k, seed=0)
-            result = evaluate_as_dataset(
-                real,
-                model="convnet",
-                models=args.models,
-                recipe=recipe,
-                device=args.device,
-                progress=False,
-            )
-            rows.append(_row(dataset, k, "random real images", "convnet", result, 0.0, machine))
-            _report(rows, args.json, recipe)
+            # each network's own baseline on the same images, so a column compares like with like
+            for model in networks:
+                result = evaluate_as_dataset(
+                    real,
+                    model=model,
+                    models=args.models,
+                    recipe=recipe,
+                    device=args.device,
+                    progress=False,
+                )
+                rows.append(_row(dataset, k, "random real images", model, result, 0.0, machine))
+                _report(rows, args.json, recipe)
         print(f"{cell}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
