@@ -31,7 +31,7 @@ import torch
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
 from datadistill.config import load_config, parse_assignments, save_config
-from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+from datadistill.evaluate import EvalResult, FieldRecipe, evaluate_as_dataset
 from datadistill.formation import encode
 from published import FIELD, FIELD_BARS
 
@@ -150,17 +150,23 @@ def main() -> None:
         data = DistilledData.load(folder)
         distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
         networks = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
-        for model in [] if args.real_only else networks:
-            result = evaluate_as_dataset(
-                data,
+
+        def train_fresh(
+            images: DistilledData, model: str, json_path: Path | None = None
+        ) -> EvalResult:
+            return evaluate_as_dataset(
+                images,
                 model=model,
                 models=args.models,
                 recipe=recipe,
                 device=args.device,
                 progress=False,
-                json_path=folder
-                / f"eval-{model}-{recipe.augment}.json",  # publish_gallery reads it
+                json_path=json_path,
             )
+
+        for model in [] if args.real_only else networks:
+            # publish_gallery reads the json
+            result = train_fresh(data, model, folder / f"eval-{model}-{recipe.augment}.json")
             rows.append(
                 _row(
                     dataset,
@@ -177,14 +183,7 @@ def main() -> None:
             real = random_real(data, k, seed=0)
             # each network's own baseline on the same images, so a column compares like with like
             for model in networks:
-                result = evaluate_as_dataset(
-                    real,
-                    model=model,
-                    models=args.models,
-                    recipe=recipe,
-                    device=args.device,
-                    progress=False,
-                )
+                result = train_fresh(real, model)
                 rows.append(_row(dataset, k, "random real images", model, result, 0.0, machine))
                 _report(rows, args.json, recipe)
         print(f"{cell}: {time.perf_counter() - started:.0f} s", flush=True)
