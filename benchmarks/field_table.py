@@ -131,6 +131,18 @@ def main() -> None:
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if args.nproc > 1:
         machine += f"; distilled by {args.nproc} processes (torchrun)"
+
+    def train_fresh(images: DistilledData, model: str, json_path: Path | None = None) -> EvalResult:
+        return evaluate_as_dataset(
+            images,
+            model=model,
+            models=args.models,
+            recipe=recipe,
+            device=args.device,
+            progress=False,
+            json_path=json_path,
+        )
+
     rows: list[dict] = []
     for cell in args.cells:
         dataset, per_class = cell.split(":")
@@ -150,19 +162,6 @@ def main() -> None:
         data = DistilledData.load(folder)
         distill_minutes = data.manifest.get("distill_seconds_this_session", 0) / 60
         networks = ["convnet"] + (args.cross_arch if (dataset, k) == ("mnist", 10) else [])
-
-        def train_fresh(
-            images: DistilledData, model: str, json_path: Path | None = None
-        ) -> EvalResult:
-            return evaluate_as_dataset(
-                images,
-                model=model,
-                models=args.models,
-                recipe=recipe,
-                device=args.device,
-                progress=False,
-                json_path=json_path,
-            )
 
         for model in [] if args.real_only else networks:
             # publish_gallery reads the json
