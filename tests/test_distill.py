@@ -1027,3 +1027,73 @@ def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tm
 def test_formation_refuses_bad_values_in_one_line(tmp_path, capsys, flags, message):
     args = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
     _refused_in_one_line(tmp_path, capsys, [*args, *flags], message)
+
+
+# --- going on from a distilled set (--init-images FOLDER) ----------------------------------------------------
+
+HARD_LABELS = {**FIELD_TINY, "learn_labels": False}
+
+
+def test_init_images_folder_starts_from_that_sets_pixels_and_step_size(tmp_path):
+    first = distill(**HARD_LABELS, iterations=3, out=str(tmp_path / "first"), progress=False)
+    on = distill(
+        **HARD_LABELS,
+        iterations=3,
+        init_images=str(tmp_path / "first"),
+        out=str(tmp_path / "on"),
+        progress=False,
+    )
+    # The oracle: the same pixels and step size handed over through the Python API.
+    by_hand = distill(
+        **{**HARD_LABELS, "lr_init": first.lrs[0].item()},
+        images=first.images,
+        iterations=3,
+        out=str(tmp_path / "by_hand"),
+        progress=False,
+    )
+    torch.testing.assert_close(on.images, by_hand.images, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(on.lrs, by_hand.lrs, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(on.images, first.images)  # it went on distilling
+    assert on.manifest["init_images"] == str(tmp_path / "first")
+    assert on.manifest["iterations"] == 3 and on.manifest["iterations_before"] == 3
+    third = distill(
+        **HARD_LABELS,
+        iterations=1,
+        init_images=str(tmp_path / "on"),
+        out=str(tmp_path / "third"),
+        progress=False,
+    )
+    assert third.manifest["iterations_before"] == 6  # every iteration the set has had
+    assert (
+        by_hand.manifest["init_images"] == "noise" and by_hand.manifest["iterations_before"] is None
+    )
+
+
+def test_init_images_folder_refuses_a_set_that_does_not_fit_in_one_line(tmp_path, capsys):
+    hard, soft, replay = tmp_path / "hard", tmp_path / "soft", tmp_path / "replay"
+    distill(**HARD_LABELS, iterations=1, out=str(hard), progress=False)
+    distill(**FIELD_TINY, iterations=1, out=str(soft), progress=False)
+    distill(**TINY, iterations=1, out=str(replay), progress=False)
+    other = tmp_path / "other"  # the same set, said to be of other data
+    other.mkdir()
+    (other / "distilled.safetensors").write_bytes((hard / "distilled.safetensors").read_bytes())
+    manifest = json.loads((hard / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "mean": [0.5], "std": [0.25]}))
+    field = ["distill", "--dataset", "digits", "--protocol", "dataset", "--init", "random"]
+    field += ["--images-per-class", "2"]
+    cases = [
+        ([*field, "--init-images", str(tmp_path / "none")], "got '" + str(tmp_path / "none")),
+        ([*field, "--init-images", str(tmp_path)], "no distilled set in"),
+        ([*field[:-1], "3", "--init-images", str(hard)], "match its --steps, --images-per-class"),
+        ([*field, "--init-images", str(soft)], "only sets with hard labels"),
+        ([*field, "--init-images", str(other)], "distilled from other data"),
+        (
+            ["distill", "--dataset", "digits", "--model", "mlp", "--steps", "2", "--epochs", "3"]
+            + ["--init-images", str(replay)],
+            "that set has 4 step sizes, this run learns --steps x --epochs = 6",
+        ),
+    ]
+    for flags, message in cases:
+        _refused_in_one_line(tmp_path, capsys, flags, message)
+    with pytest.raises(ValueError, match="both give starting pixels"):
+        distill(**HARD_LABELS, init_images=str(hard), images=torch.zeros(1, 20, 1, 8, 8))

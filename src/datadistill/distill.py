@@ -52,7 +52,12 @@ from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, local_device
 from datadistill.evaluate import EvalResult, evaluate_steps
 from datadistill.formation import check_factor, decode_set, decode_steps
-from datadistill.initial_state import check_real_images, initial_state
+from datadistill.initial_state import (
+    INIT_IMAGE_KINDS,
+    check_real_images,
+    initial_state,
+    starting_set,
+)
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import (
     Recipe,
@@ -115,6 +120,7 @@ class _Run:
     inits_per_process: int
     vmap_inits: bool
     extra: tuple[_ExtraNetwork, ...] = ()  # --extra-models, each trained from its own fresh inits
+    start: DistilledData | None = None  # --init-images FOLDER: the set to go on distilling
 
     @property
     def model(self) -> nn.Module:
@@ -155,6 +161,10 @@ def distill(
         DistillationDiverged: the meta-loss became NaN/inf (the message names the last good checkpoint).
     """
     cfg, model_arg = _resolve_config(cfg, overrides, train, test)
+    if images is not None and cfg.init_images not in INIT_IMAGE_KINDS:
+        raise ValueError(
+            f"images= and --init-images {cfg.init_images} both give starting pixels: pass one"
+        )
     run = _setup(cfg, model_arg, train, test)
     state = _start(run, images)
     timing = _drive(run, state, progress)
@@ -201,6 +211,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     train, held_out = split_validation(cfg, train)  # before anything is written: it may refuse
     check_real_images(cfg, train)
     check_factor(cfg.formation, train.image_shape)
+    start = starting_set(cfg, train)  # may refuse
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
@@ -254,6 +265,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         inits_per_process=k,
         vmap_inits=vmap_inits,
         extra=extra,
+        start=start,
     )
 
 
@@ -269,7 +281,10 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    state = initial_state(cfg, run.train, run.device, images)
+    lrs = None
+    if run.start is not None:  # distill() refused images= beside it
+        images, lrs = run.start.images.float(), run.start.lrs.float()
+    state = initial_state(cfg, run.train, run.device, images, lrs)
     if cfg.resume:
         resumed_from = load_checkpoint(out, state, cfg)
         if world.is_main:
@@ -665,6 +680,7 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
             recipe=run.recipe,
             processes=world.size,
             out=out,
+            started_from=run.start.manifest if run.start else None,
         ),
     )
     if world.is_main:

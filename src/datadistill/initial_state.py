@@ -8,11 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datadistill.artifacts import DistilledData
 from datadistill.checkpoint import DistillState
 from datadistill.config import DistillConfig
 from datadistill.formation import encode
 from datadistill.seeds import generator
 
+INIT_IMAGE_KINDS = ("noise", "real")  # or the folder of a distilled set to go on from
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
 
@@ -56,9 +58,71 @@ def class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tenso
     return F.one_hot(torch.arange(num_classes) % per_step, per_step).T.contiguous()
 
 
+def starting_set(cfg: DistillConfig, train) -> DistilledData | None:
+    """With ``--init-images FOLDER``: the distilled set in FOLDER (``images`` ``[S, n, C, H, W]``, ``lrs``
+    ``[S·E]``), to go on distilling it (a released set, or a finished run: its pixels and learned step sizes are the
+    start, ``--lr-init`` is not used); None for ``noise`` / ``real``.
+
+    Raises:
+        ValueError: the set does not fit this run (data, classes, shape, formation, labels or step count).
+    """
+    if cfg.init_images in INIT_IMAGE_KINDS:
+        return None
+    flag = f"--init-images {cfg.init_images}"
+    try:
+        start = DistilledData.load(cfg.init_images)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"{flag}: {err}") from None
+    per_step = cfg.images_per_step or cfg.images_per_class * train.num_classes
+    shape = (cfg.steps, per_step, *train.image_shape)
+    m = start.manifest
+    ours = (
+        list(train.class_names),
+        [round(v, 6) for v in train.mean],
+        [round(v, 6) for v in train.std],
+    )
+    theirs = (
+        list(m.get("class_names") or []),
+        [round(v, 6) for v in m.get("mean") or []],
+        [round(v, 6) for v in m.get("std") or []],
+    )
+    if ours != theirs:
+        raise ValueError(
+            f"{flag}: that set was distilled from other data ({m.get('dataset')}: other classes or "
+            f"normalisation) than --dataset {cfg.dataset}; start from a set of the same data"
+        )
+    if tuple(start.images.shape) != shape or start.formation != cfg.formation:
+        raise ValueError(
+            f"{flag}: that set has images of shape {tuple(start.images.shape)} (formation "
+            f"{start.formation}), this run asks for {shape} (formation {cfg.formation}); match its "
+            f"--steps, --images-per-class and --formation (its manifest has them)"
+        )
+    cover = class_cover(
+        per_step, cfg.images_per_class if cfg.images_per_step is None else 1, train.num_classes
+    )
+    if start.soft_labels or not torch.equal(start.labels, cover.argmax(dim=1).repeat(cfg.steps, 1)):
+        raise ValueError(
+            f"{flag}: only sets with hard labels in class order can be distilled further "
+            "(10 per class: 0…0, 1…1, …); that one has learned or reordered labels"
+        )
+    if len(start.lrs) != cfg.steps * cfg.epochs:
+        raise ValueError(
+            f"{flag}: that set has {len(start.lrs)} step sizes, this run learns --steps x --epochs = "
+            f"{cfg.steps * cfg.epochs}; match its --epochs"
+        )
+    return start
+
+
 def initial_state(
-    cfg: DistillConfig, train, device: torch.device, images: Tensor | None
+    cfg: DistillConfig,
+    train,
+    device: torch.device,
+    images: Tensor | None,
+    lrs: Tensor | None = None,
 ) -> DistillState:
+    """The state a run starts from: ``images`` ``[S, n, C, H, W]`` (None: ``--init-images`` noise or real
+    ones), class labels (or label logits), step sizes ``lrs`` ``[S·E]`` (None: ``--lr-init`` each) as raw
+    softplus parameters, and the outer Adam over what is learned."""
     num_classes = train.num_classes
     per_step = cfg.images_per_step or cfg.images_per_class * num_classes
     repeat = cfg.images_per_class if cfg.images_per_step is None else 1
@@ -78,7 +142,10 @@ def initial_state(
         labels = cover.float().repeat(cfg.steps, 1, 1) * LABEL_LOGIT_SCALE  # [S, n, K]
     else:
         labels = cover.argmax(dim=1).repeat(cfg.steps, 1)  # [S, n]
-    raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
+    if lrs is None:
+        raw = torch.full((cfg.steps * cfg.epochs,), inverse_softplus(cfg.lr_init))
+    else:  # the inverse of softplus, elementwise
+        raw = lrs + torch.log(-torch.expm1(-lrs))
     images = images.detach().clone().to(device).requires_grad_(cfg.learn == "all")
     raw = raw.to(device).requires_grad_(cfg.learn_lr)
     labels = labels.to(device).requires_grad_(cfg.learn_labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from datadistill.config.settings import (
@@ -64,7 +65,10 @@ class DistillConfig:
         "all", "all: pixels and step sizes; lrs: keep the starting images, learn only step sizes"
     )
     init_images: str = _setting(
-        "noise", "starting pixels: noise (N(0,1), the paper) | real (random real images per class)"
+        "noise",
+        "starting pixels: noise (N(0,1), the paper) | real (random real images per class) | the "
+        "folder of a distilled set of the same data and shape, to go on distilling it (its pixels and "
+        "step sizes are the start)",
     )
     learn_labels: bool = _setting(False, "learn soft labels (label logits) with the pixels")
     label_targets: str = _setting(
@@ -322,8 +326,12 @@ class DistillConfig:
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
         if self.learn not in ("all", "lrs"):
             raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
-        if self.init_images not in ("noise", "real"):
-            raise ValueError(f"--init-images must be 'noise' or 'real', got {self.init_images!r}")
+        if self.init_images not in ("noise", "real") and not Path(self.init_images).is_dir():
+            raise ValueError(
+                "--init-images must be noise, real or the folder of a distilled set to go on "
+                f"distilling (a run's --out, or one `datadistill pull` wrote), got {self.init_images!r}"
+                " (no such folder)"
+            )
         if self.images_per_step is not None and not self.learn_labels:
             raise ValueError(
                 "--images-per-step needs --learn-labels (with fixed labels every step holds "
