@@ -81,7 +81,8 @@ def test_unknown_preset_lists_the_shipped_ones():
         ({"init_images": "zeros"}, "--init-images"),
         ({"label_targets": "free"}, "--learn-labels"),  # free targets need learned labels
         ({"source_weight": 3.0}, "--objective poison"),
-        ({"betas": (0.9, 1.5)}, "betas"),
+        ({"betas": (0.9, 1.5)}, "--betas"),
+        ({"batch_per_rank": "on"}, "--batch-per-rank"),
     ],
 )
 def test_validate_names_the_bad_setting(overrides, flag):
@@ -132,3 +133,24 @@ def test_bad_assignment_is_one_line_naming_it(item, message):
     with pytest.raises(ValueError, match=message) as err:
         parse_assignments(DistillConfig, [item])
     assert "\n" not in str(err.value) and item in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, value", [("batch_per_rank", "yes"), ("learn_labels", 1), ("vmap_inits", "maybe")]
+)
+def test_a_switch_set_to_anything_but_true_or_false_is_refused_in_one_line(name, value):
+    flag = name.replace("_", "-")
+    with pytest.raises(
+        ValueError, match=rf"^--{flag} is a switch: true or false, got .* --no-{flag}\)$"
+    ):
+        load_config(DistillConfig, "mnist_10_per_class", {name: value})
+    assert load_config(DistillConfig, "mnist_10_per_class", {name: True}).__dict__[name] is True
+
+
+def test_a_switch_in_a_yaml_config_is_checked_too(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: digits\nbatch_per_rank: 2\n")
+    with pytest.raises(ValueError, match="--batch-per-rank is a switch"):
+        load_config(DistillConfig, path)
+    path.write_text("dataset: digits\nbatch_per_rank: true\n")
+    assert load_config(DistillConfig, path).batch_per_rank

@@ -1097,3 +1097,37 @@ def test_init_images_folder_refuses_a_set_that_does_not_fit_in_one_line(tmp_path
         _refused_in_one_line(tmp_path, capsys, flags, message)
     with pytest.raises(ValueError, match="both give starting pixels"):
         distill(**HARD_LABELS, init_images=str(hard), images=torch.zeros(1, 20, 1, 8, 8))
+
+
+# --- --batch-per-rank: disjoint real batches for the processes of a torchrun job ---
+
+
+def test_real_batch_per_rank_takes_disjoint_blocks_of_one_permutation():
+    from datadistill.distill import real_batch
+
+    shared = DistillConfig(dataset="digits", batch_size=64, seed=3)
+    per_rank = DistillConfig(dataset="digits", batch_size=64, seed=3, batch_per_rank=True)
+    first = real_batch(1000, shared, iteration=5)
+    assert [real_batch(1000, shared, 5, rank).tolist() for rank in (1, 2)] == [first.tolist()] * 2
+    blocks = [real_batch(1000, per_rank, 5, rank) for rank in range(3)]
+    assert torch.equal(blocks[0], first)  # one process: the flag changes nothing
+    together = torch.cat(blocks)
+    assert len(together.unique()) == 3 * 64
+    assert torch.equal(
+        together, real_batch(1000, DistillConfig(dataset="digits", batch_size=192, seed=3), 5)
+    )
+    assert not torch.equal(first, real_batch(1000, shared, iteration=6))
+
+
+def test_batch_per_rank_refuses_more_real_images_than_there_are_in_one_line():
+    from datadistill.distill import check_real_batch
+
+    cfg = DistillConfig(dataset="digits", batch_size=800, batch_per_rank=True)
+    check_real_batch(cfg, 1500, world_size=1)
+    check_real_batch(DistillConfig(dataset="digits", batch_size=800), 1500, world_size=2)
+    with pytest.raises(
+        ValueError,
+        match=r"^--batch-per-rank .* needs 1600 .* there are 1500; use "
+        r"--batch-size 750 or less, or --no-batch-per-rank$",
+    ):
+        check_real_batch(cfg, 1500, world_size=2)

@@ -1,5 +1,6 @@
 """torchrun data parallelism over inits: same answer as one process, and a dead rank stops the job."""
 
+import json
 import os
 import signal
 import socket
@@ -100,6 +101,43 @@ def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path, labels):
     torch.testing.assert_close(a["labels"], b["labels"], rtol=1e-3, atol=1e-3)
     assert a["labels"].is_floating_point() == bool(labels)
     assert "processes" in (two / "manifest.json").read_text()
+
+
+def test_batch_per_rank_on_two_ranks_equals_one_process_with_both_batches(tmp_path):
+    """With one fixed θ_0 the mean of two ranks' meta-gradients, each on its own B real images, is the
+    meta-gradient of the mean loss over those 2B images: one process with --batch-size 2B."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    fixed = ["--init", "fixed", "--iterations", "3"]
+    subprocess.run(
+        _single(*fixed, "--batch-size", "512", "--out", str(one)),
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=300,
+    )
+    done = subprocess.run(
+        _torchrun(2, *fixed, "--inits-per-iteration", "1", "--batch-per-rank", "--out", str(two)),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = load_tensors(one / "distilled.safetensors")
+    b = load_tensors(two / "distilled.safetensors")
+    torch.testing.assert_close(a["images"], b["images"], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(a["lrs"], b["lrs"], rtol=1e-4, atol=1e-6)
+    assert json.loads((two / "manifest.json").read_text())["real_batch"] == 512
+    shared = tmp_path / "shared"  # without the flag both ranks take the same 256: another answer
+    subprocess.run(
+        _torchrun(2, *fixed, "--inits-per-iteration", "1", "--out", str(shared)),
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=300,
+    )
+    c = load_tensors(shared / "distilled.safetensors")
+    assert not torch.allclose(b["images"], c["images"], rtol=1e-3, atol=1e-3)
 
 
 def _worker_pids(launcher: int) -> list[int]:

@@ -210,6 +210,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     train, test = _load_splits(cfg, train, test)
     train, held_out = split_validation(cfg, train)  # before anything is written: it may refuse
     check_real_images(cfg, train)
+    check_real_batch(cfg, len(train), world.size)
     check_factor(cfg.formation, train.image_shape)
     start = starting_set(cfg, train)  # may refuse
     setting = make_setting(
@@ -320,8 +321,7 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     lr = outer_lr(cfg, it, state.progress)
     for group in state.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-    batch = torch.randperm(len(run.real), generator=_generator(cfg.seed, it, "batch"))
-    batch = batch[: cfg.batch_size].to(device)
+    batch = real_batch(len(run.real), cfg, it, world.rank).to(device)
     objective = make_objective(
         cfg.objective,
         run.real.take(batch),  # [B, C, H, W] normalised float32 (8-bit pixels are normalised here)
@@ -361,6 +361,28 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     state.optimizer.step()
     state.iteration = it + 1
     return {"iteration": state.iteration, "loss": loss.item(), "lr": lr}
+
+
+def real_batch(num_real: int, cfg: DistillConfig, iteration: int, rank: int = 0) -> Tensor:
+    """Indices [B] of the real images of an iteration's meta-loss: the first ``cfg.batch_size`` of a
+    permutation seeded from ``(cfg.seed, iteration)``, the same on every rank; with ``batch_per_rank``
+    rank r takes the r-th block of ``batch_size`` instead, so the ranks' batches are disjoint and N ranks
+    see the first N · B of the permutation (``check_real_batch`` makes sure there are that many)."""
+    order = torch.randperm(num_real, generator=_generator(cfg.seed, iteration, "batch"))
+    block = rank if cfg.batch_per_rank else 0
+    return order[block * cfg.batch_size : (block + 1) * cfg.batch_size]
+
+
+def check_real_batch(cfg: DistillConfig, num_real: int, world_size: int) -> None:
+    """Refuse ``--batch-per-rank`` when the processes' disjoint batches need more real images than
+    there are (a rank would get a short or empty batch)."""
+    needed = cfg.batch_size * world_size
+    if cfg.batch_per_rank and world_size > 1 and needed > num_real:
+        raise ValueError(
+            f"--batch-per-rank with --batch-size {cfg.batch_size} on {world_size} processes needs "
+            f"{needed} real training images, but there are {num_real}; use --batch-size "
+            f"{num_real // world_size} or less, or --no-batch-per-rank"
+        )
 
 
 def _draw_inits(run: _Run, inits: InitDistribution, it: int, *stream: str) -> list[Params]:

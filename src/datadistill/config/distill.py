@@ -82,6 +82,11 @@ class DistillConfig:
         None, "θ_0 sampled per iteration; None: 1 for fixed, 4 for random"
     )
     batch_size: int = _setting(1024, "real images per meta-loss evaluation")
+    batch_per_rank: bool = _setting(
+        False,
+        "under torchrun: every process draws its own --batch-size real images (disjoint), so N "
+        "processes take the meta-loss on N x --batch-size; off: all processes share one batch",
+    )
     lr: float = _setting(0.01, "Adam lr on pixels and raw step sizes")
     label_lr: float | None = _setting(
         None,
@@ -300,7 +305,9 @@ class DistillConfig:
             )
         self._validate_schedule()
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+            raise ValueError(
+                f"--betas must be two numbers in [0, 1) (e.g. --betas 0.9 0.999), got {self.betas!r}"
+            )
 
     def _validate_schedule(self) -> None:
         if self.schedule not in SCHEDULES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,22 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
                 if dependent not in given:
                     values.pop(dependent, None)
     values.update(given)
+    _check_switches(cls, values)
     cfg = cls(**values)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def _check_switches(cls, values: dict[str, Any]) -> None:
+    """Refuse a switch (a ``bool`` setting) set to anything but true / false: a YAML ``3`` or ``maybe``
+    would otherwise switch it on silently."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if hints[name] in (bool, bool | None) and value is not None and not isinstance(value, bool):
+            flag = name.replace("_", "-")
+            raise ValueError(
+                f"--{flag} is a switch: true or false, got {value!r} (on the command line: --{flag} "
+                f"or --no-{flag})"
+            )
 
 
 def parse_assignments(cls, items: list[str]) -> dict[str, Any]:
