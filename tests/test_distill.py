@@ -1069,6 +1069,21 @@ def test_init_images_folder_starts_from_that_sets_pixels_and_step_size(tmp_path)
     )
 
 
+def test_init_images_folder_resumes_from_the_checkpoint_alone(tmp_path):
+    distill(**HARD_LABELS, iterations=3, out=str(tmp_path / "first"), progress=False)
+    going_on = {**HARD_LABELS, "iterations": 4, "checkpoint_every": 2, "progress": False}
+    going_on["init_images"] = str(tmp_path / "first")
+    straight = distill(**going_on, out=str(tmp_path / "on"))
+    # Back to the checkpoint of iteration 2, with the set it started from gone.
+    (tmp_path / "on" / "distilled.safetensors").unlink()
+    (tmp_path / "on" / CHECKPOINT).unlink()
+    (tmp_path / "first").rename(tmp_path / "moved")
+    resumed = distill(**going_on, out=str(tmp_path / "on"), resume=True)
+    assert torch.equal(resumed.images, straight.images)
+    assert torch.equal(resumed.lrs, straight.lrs)
+    assert resumed.manifest["iterations_before"] == 3
+
+
 def test_init_images_folder_refuses_a_set_that_does_not_fit_in_one_line(tmp_path, capsys):
     hard, soft, replay = tmp_path / "hard", tmp_path / "soft", tmp_path / "replay"
     distill(**HARD_LABELS, iterations=1, out=str(hard), progress=False)

@@ -76,6 +76,9 @@ class DistillState:
     best: dict[str, Any] | None = None
     # settings changed on --resume: [{"iteration": N, "changes": {name: [before, after]}}]
     resume_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # --init-images FOLDER: the iterations the set it went on from had (its own and all before them), kept
+    # here so that --resume needs only the checkpoint, not the folder
+    iterations_before: int | None = None
 
     def steps(self) -> Steps:
         return Steps(
@@ -123,6 +126,8 @@ def save_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
         "resume_history": json.dumps(state.resume_history),
         "version": __version__,
     }
+    if state.iterations_before is not None:
+        metadata["iterations_before"] = str(state.iterations_before)
     if state.best is not None:
         metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
     path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
@@ -180,6 +185,8 @@ def _restore(state: DistillState, tensors: dict[str, Tensor], meta: dict[str, st
     state.history = json.loads(meta["history"])
     state.progress = float(meta.get("schedule_progress", 0.0))
     state.resume_history = json.loads(meta.get("resume_history", "[]"))
+    if "iterations_before" in meta:
+        state.iterations_before = int(meta["iterations_before"])
     if "best" in meta:
         best = {k: tensors[f"best.{k}"].to(state.images.device) for k in BEST_TENSORS}
         state.best = {**json.loads(meta["best"]), **best}

@@ -212,7 +212,8 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     check_real_images(cfg, train)
     check_real_batch(cfg, len(train), world.size)
     check_factor(cfg.formation, train.image_shape)
-    start = starting_set(cfg, train)  # may refuse
+    # may refuse; on --resume the checkpoint holds all it gave, so the folder may since have moved
+    start = None if cfg.resume else starting_set(cfg, train)
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
@@ -286,6 +287,9 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     if run.start is not None:  # distill() refused images= beside it
         images, lrs = run.start.images.float(), run.start.lrs.float()
     state = initial_state(cfg, run.train, run.device, images, lrs)
+    if run.start is not None:  # its own iterations and those of any set it went on from
+        m = run.start.manifest
+        state.iterations_before = (m.get("iterations") or 0) + (m.get("iterations_before") or 0)
     if cfg.resume:
         resumed_from = load_checkpoint(out, state, cfg)
         if world.is_main:
@@ -702,7 +706,6 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
             recipe=run.recipe,
             processes=world.size,
             out=out,
-            started_from=run.start.manifest if run.start else None,
         ),
     )
     if world.is_main:

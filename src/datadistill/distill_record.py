@@ -53,19 +53,13 @@ def run_manifest(
     recipe: Recipe | None,
     processes: int,
     out: Path,
-    started_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the distilled set records about how it was made (``manifest.json``).
 
     ``train`` is the part distilled from, ``setting`` the run's network and inits, ``timing`` the session's
     seconds (``distill_seconds_this_session``, ``seconds_per_iteration``, …), ``processes`` the ranks,
-    ``started_from`` the manifest of the set ``--init-images FOLDER`` went on from.
+    ``state.iterations_before`` those of the set ``--init-images FOLDER`` went on from.
     """
-    before = None
-    if started_from is not None:  # its own iterations and those of any set it went on from
-        before = (started_from.get("iterations") or 0) + (
-            started_from.get("iterations_before") or 0
-        )
     return {
         # a registered name, or the resolved path of the user's data ("python" for train= data)
         "dataset": (train.source or {}).get("path") or cfg.dataset,
@@ -97,7 +91,7 @@ def run_manifest(
         "iterations": state.iteration,
         # noise | real | the folder of the set it went on from, and that set's iterations (all of them)
         "init_images": cfg.init_images,
-        "iterations_before": before,
+        "iterations_before": state.iterations_before,
         "init_noise": cfg.init_noise,
         "source_weight": cfg.source_weight,
         # with --val-size: which iterate is the result, and its accuracy on the held-out training images

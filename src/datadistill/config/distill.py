@@ -333,7 +333,9 @@ class DistillConfig:
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
         if self.learn not in ("all", "lrs"):
             raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
-        if self.init_images not in ("noise", "real") and not Path(self.init_images).is_dir():
+        # On --resume the checkpoint holds all the folder gave, so it may since have moved.
+        folder = self.init_images not in ("noise", "real")
+        if folder and not self.resume and not Path(self.init_images).is_dir():
             raise ValueError(
                 "--init-images must be noise, real or the folder of a distilled set to go on "
                 f"distilling (a run's --out, or one `datadistill pull` wrote), got {self.init_images!r}"
