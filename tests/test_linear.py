@@ -246,3 +246,21 @@ def test_mnist_problem_shapes():
     assert p.x.shape == (2000, 8) and p.y.shape == (2000, 10)
     assert torch.trace(p.second_moment).item() == pytest.approx(8.0)
     assert torch.equal(p.y.sum(dim=1), torch.ones(2000, dtype=p.y.dtype))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ratios", "0.5", "-1"], "--ratios are values of M / D and must be positive numbers"),
+        (["--ratios", "nan"], "--ratios are values of M / D"),
+        (["--sigma", "-1"], "--sigma must be a positive number, got -1.0"),
+        (["--inits", "0"], "--inits must be a positive integer, got 0"),
+        (["--eval-inits", "0"], "--eval-inits must be a positive integer, got 0"),
+        (["--iterations", "-2"], "--iterations must be a positive integer, got -2"),
+        (["--threads", "0"], "--threads must be a positive integer, got 0"),
+    ],
+)
+def test_cli_refuses_bad_values_in_one_line(capsys, flags, message):
+    assert main(["linear", "--dim", "4", *flags]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -410,5 +410,17 @@ class LinearConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
         if self.dim < 1:
             raise ValueError(f"--dim must be positive, got {self.dim}")
+        for name in ("iterations", "inits", "eval_inits"):
+            positive_int(name, getattr(self, name))
+        if self.threads is not None:
+            positive_int("threads", self.threads)
+        if self.sigma is not None:
+            positive_number("sigma", self.sigma)
         self.ratios = tuple(self.ratios)
+        bad = [r for r in self.ratios if not (math.isfinite(r) and r > 0)]
+        if not self.ratios or bad:
+            raise ValueError(
+                f"--ratios are values of M / D and must be positive numbers (M = round(r·D), at least 1), "
+                f"got {bad[0] if bad else 'none'}"
+            )
         return self
