@@ -71,6 +71,13 @@ def _torchrun(nproc: int, *args: str) -> list[str]:
     ]
 
 
+def _distil(cmd: list[str]) -> dict[str, torch.Tensor]:
+    """Run a distillation command; return the tensors of the set it wrote to its --out."""
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return load_tensors(Path(cmd[cmd.index("--out") + 1]) / "distilled.safetensors")
+
+
 def _single(*args: str) -> list[str]:
     return [sys.executable, "-m", "datadistill", "distill", *COMMON, *args]
 
@@ -78,23 +85,12 @@ def _single(*args: str) -> list[str]:
 @pytest.mark.parametrize("labels", [[], ["--learn-labels", "--label-targets", "free"]])
 def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path, labels):
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(
-        _single("--inits-per-iteration", "4", "--iterations", "4", "--out", str(one), *labels),
-        check=True,
-        env=_env(),
-        capture_output=True,
-        timeout=300,
+    a = _distil(
+        _single("--inits-per-iteration", "4", "--iterations", "4", "--out", str(one), *labels)
     )
-    done = subprocess.run(
-        _torchrun(2, "--inits-per-iteration", "2", "--iterations", "4", "--out", str(two), *labels),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    b = _distil(
+        _torchrun(2, "--inits-per-iteration", "2", "--iterations", "4", "--out", str(two), *labels)
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    a = load_tensors(one / "distilled.safetensors")
-    b = load_tensors(two / "distilled.safetensors")
     # Same inits and batches; only the float summation order differs (Adam steps are 0.05).
     torch.testing.assert_close(a["images"], b["images"], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(a["lrs"], b["lrs"], rtol=1e-4, atol=1e-6)
@@ -108,35 +104,15 @@ def test_batch_per_rank_on_two_ranks_equals_one_process_with_both_batches(tmp_pa
     meta-gradient of the mean loss over those 2B images: one process with --batch-size 2B."""
     one, two = tmp_path / "one", tmp_path / "two"
     fixed = ["--init", "fixed", "--iterations", "3"]
-    subprocess.run(
-        _single(*fixed, "--batch-size", "512", "--out", str(one)),
-        check=True,
-        env=_env(),
-        capture_output=True,
-        timeout=300,
+    a = _distil(_single(*fixed, "--batch-size", "512", "--out", str(one)))
+    b = _distil(
+        _torchrun(2, *fixed, "--inits-per-iteration", "1", "--batch-per-rank", "--out", str(two))
     )
-    done = subprocess.run(
-        _torchrun(2, *fixed, "--inits-per-iteration", "1", "--batch-per-rank", "--out", str(two)),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    a = load_tensors(one / "distilled.safetensors")
-    b = load_tensors(two / "distilled.safetensors")
     torch.testing.assert_close(a["images"], b["images"], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(a["lrs"], b["lrs"], rtol=1e-4, atol=1e-6)
     assert json.loads((two / "manifest.json").read_text())["real_batch"] == 512
     shared = tmp_path / "shared"  # without the flag both ranks take the same 256: another answer
-    subprocess.run(
-        _torchrun(2, *fixed, "--inits-per-iteration", "1", "--out", str(shared)),
-        check=True,
-        env=_env(),
-        capture_output=True,
-        timeout=300,
-    )
-    c = load_tensors(shared / "distilled.safetensors")
+    c = _distil(_torchrun(2, *fixed, "--inits-per-iteration", "1", "--out", str(shared)))
     assert not torch.allclose(b["images"], c["images"], rtol=1e-3, atol=1e-3)
 
 
