@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from datadistill.config.settings import flag
+
 PRESET_DIR = Path(__file__).parent.parent / "configs"
 
 
@@ -77,11 +79,11 @@ def _check_switches(cls, values: dict[str, Any]) -> None:
     would otherwise switch it on silently."""
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
-        if hints[name] in (bool, bool | None) and value is not None and not isinstance(value, bool):
-            flag = name.replace("_", "-")
+        switch = hints.get(name) in (bool, bool | None)  # an unknown name is cls's to refuse
+        if switch and value is not None and not isinstance(value, bool):
             raise ValueError(
-                f"--{flag} is a switch: true or false, got {value!r} (on the command line: --{flag} "
-                f"or --no-{flag})"
+                f"{flag(name)} is a switch: true or false, got {value!r} (on the command line: "
+                f"{flag(name)} or --no-{flag(name)[2:]})"
             )
 
 
