@@ -106,8 +106,9 @@ def run_manifest(
         "learn_lr": cfg.learn_lr,
         "label_targets": cfg.label_targets,
         "processes": processes,
-        # distinct real images per meta-loss: --batch-size, times the processes with --batch-per-rank
-        "real_batch": cfg.batch_size * (processes if cfg.batch_per_rank else 1),
+        # distinct real images per meta-loss: --batch-size, times the processes with --batch-per-rank (a
+        # batch larger than the data takes all of it)
+        "real_batch": min(len(train), cfg.batch_size * (processes if cfg.batch_per_rank else 1)),
         "resume_history": state.resume_history,  # settings changed on --resume, and from when
         "accuracy": {
             k: v
