@@ -30,7 +30,7 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.config import load_config, parse_assignments, save_config
+from datadistill.config import AUGMENTATIONS, load_config, parse_assignments, save_config
 from datadistill.evaluate import EvalResult, FieldRecipe, evaluate_as_dataset
 from datadistill.formation import encode
 from published import FIELD, FIELD_BARS
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=28.0, help="distillation budget per cell")
     parser.add_argument("--models", type=int, default=5, help="evaluation networks per row")
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--augment", choices=["none", "dsa"], default="none")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, default="none")
     parser.add_argument(
         "--cross-arch",
         nargs="*",

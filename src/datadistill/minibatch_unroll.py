@@ -11,8 +11,8 @@ ICLR 2024, "Embarrassingly simple dataset distillation"):
 and the meta-loss L(θ_e) on real data is back-propagated through a random window (random truncated BPTT):
 e ~ U{W, …, N}; updates 0 … e−W−1 run without a graph, updates e−W … e−1 with one. Memory grows with W, not
 with N, and sampling e makes the images good at every length of training, not only at N. With
-``Recipe.augment = "dsa"`` every minibatch x̃[B_n] first goes through a random differentiable DSA transform, as
-in the field's evaluation with augmentation (Zhao & Bilen, ICML 2021).
+``Recipe.augment = "dsa"`` (or ``"dc"``) every minibatch x̃[B_n] first goes through a random differentiable DSA
+(or DC) transform, as in the field's evaluation with augmentation (Zhao & Bilen, ICML 2021; ``augment``).
 
 Everything is a pure function over parameter dicts, as in ``unroll``: forward passes go through
 ``torch.func.functional_call`` and nothing is mutated.
@@ -48,9 +48,9 @@ class Recipe:
         momentum: μ of ``momentum``.
         betas: Adam's (β1, β2).
         eps: Adam's ε.
-        augment: ``none``, or ``dsa``: every minibatch goes through one random family of DSA's
-            differentiable transforms (``augment.dsa_augment``), so the images learn to train a network
-            that sees them augmented, as the field's evaluation with augmentation does.
+        augment: ``none``, ``dsa`` or ``dc``: every minibatch goes through DSA's or DC's random
+            differentiable transforms (``augment``), so the images learn to train a network that sees them
+            augmented, as the field's evaluation with augmentation does.
     """
 
     optimizer: str = "momentum"

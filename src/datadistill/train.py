@@ -215,7 +215,8 @@ class FieldRecipe:
     As in the evaluation code of DC and DSA (Zhao, Mopuri & Bilen, ICLR 2021; Zhao & Bilen, ICML 2021;
     github.com/VICO-UoE/DatasetCondensation, ``utils.evaluate_synset``), which later work (DM, MTT, IDC, FRePo)
     reports against: SGD with momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 at half-way, batch 256,
-    300 epochs, optionally with DSA's differentiable-siamese augmentation (``augment="dsa"``).
+    300 epochs, optionally with DSA's differentiable-siamese augmentation (``augment="dsa"``) or with DC's own
+    MNIST augmentation, crop / scale / rotate (``augment="dc"``, the one behind DC's MNIST numbers).
     """
 
     epochs: int = 300
@@ -223,9 +224,7 @@ class FieldRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
-    augment: str = (
-        "none"  # none | dsa (color, crop, cutout, scale, rotate; no flip, as DSA for digits)
-    )
+    augment: str = "none"  # none | dsa | dc (config.AUGMENTATIONS; augment.py says what each does)
 
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs)

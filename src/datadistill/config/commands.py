@@ -56,7 +56,8 @@ class EvaluateConfig:
     )
     augment: str = _setting(
         "none",
-        "dataset protocol: DSA-style augmentation of every minibatch (default none)",
+        "dataset protocol: augmentation of every minibatch: dsa (DSA's families) or dc (DC's MNIST "
+        "crop/scale/rotate); default none",
         choices=AUGMENTATIONS,
     )
 

@@ -125,8 +125,8 @@ class DistillConfig:
     )
     inner_augment: str = _setting(
         "none",
-        "dataset protocol: none | dsa (one random DSA transform family per inner minibatch, "
-        "differentiable; for sets evaluated with --augment dsa)",
+        "dataset protocol: none | dsa | dc (every inner minibatch through DSA's or DC's "
+        "differentiable transforms; for sets evaluated with the same --augment)",
     )
     formation: int = _setting(
         1,

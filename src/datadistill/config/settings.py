@@ -21,7 +21,8 @@ PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated 
 INIT_SCHEMES = ("xavier", "kaiming", "orthogonal", "default")
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")  # the dataset protocol's inner training
 SCHEDULES = ("cosine", "step")  # how the outer Adam lr falls over a run (distill.outer_lr)
-AUGMENTATIONS = ("none", "dsa")  # the dataset protocol's evaluation: none, or DSA's
+# The dataset protocol's augmentation of training minibatches: none, DSA's or DC's (augment.py).
+AUGMENTATIONS = ("none", "dsa", "dc")
 # Refusal of --vmap-inits with --inner-augment, raised by the config and by the batched meta-gradient itself.
 VMAP_AUGMENT_CONFLICT = (
     "--vmap-inits shares one minibatch order between the inits and cannot draw each its own "
