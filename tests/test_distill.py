@@ -18,12 +18,10 @@ from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT
 from datadistill.cli import main
 from datadistill.config import DistillConfig, load_config
-from datadistill.distill import DistillationDiverged, _through_decode, collapsed
+from datadistill.distill import DistillationDiverged, collapsed
 from datadistill.distributed import World
-from datadistill.formation import decode_steps
 from datadistill.initial_state import class_cover
 from datadistill.schedule import outer_lr
-from datadistill.unroll import Steps, meta_grad, unroll
 
 # Small but real: the embedded digits set (1437 train / 360 test images, 8x8), an MLP, fixed init.
 TINY = dict(
@@ -251,8 +249,8 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 
 def _poison_meta_grad(monkeypatch, *, after_calls: int = 0):
     """Make distillation's meta-gradient return a NaN loss from call ``after_calls + 1`` on."""
-    distill_module = sys.modules["datadistill.distill"]  # the package attribute is the function
-    real = distill_module.meta_grad
+    grads_module = importlib.import_module("datadistill.outer_grads")
+    real = grads_module.meta_grad
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -262,8 +260,7 @@ def _poison_meta_grad(monkeypatch, *, after_calls: int = 0):
             g.loss = g.loss * float("nan")
         return g
 
-    monkeypatch.setattr(distill_module, "meta_grad", poisoned)
-    return distill_module
+    monkeypatch.setattr(grads_module, "meta_grad", poisoned)
 
 
 def test_divergence_stops_with_the_last_good_checkpoint_and_keeps_it(tmp_path, monkeypatch):
@@ -289,7 +286,8 @@ def test_a_rank_that_writes_no_checkpoints_names_rank_0s_when_the_run_diverges(
     # Under torchrun only rank 0 writes checkpoints; every rank raises the divergence (the loss is
     # all-reduced), and each must name the checkpoint rank 0 wrote, not "no checkpoint was written yet".
     out = tmp_path / "run"
-    distill_module = _poison_meta_grad(monkeypatch, after_calls=3)
+    _poison_meta_grad(monkeypatch, after_calls=3)
+    distill_module = sys.modules["datadistill.distill"]  # the package attribute is the function
     monkeypatch.setattr(distill_module, "init_world", lambda device: World(rank=1, size=1))
     with pytest.raises(DistillationDiverged) as raised:
         distill(**TINY, iterations=8, checkpoint_every=2, out=str(out), progress=False)
@@ -308,7 +306,8 @@ def test_collapse_is_learning_then_chance_not_a_slow_start():
 
 def test_a_collapsed_run_is_told_once_and_goes_on(tmp_path, monkeypatch, capsys):
     distill_module = sys.modules["datadistill.distill"]
-    real = distill_module.meta_grad
+    grads_module = importlib.import_module("datadistill.outer_grads")
+    real = grads_module.meta_grad
     calls = []
 
     def collapsing(*args, **kwargs):
@@ -318,7 +317,7 @@ def test_a_collapsed_run_is_told_once_and_goes_on(tmp_path, monkeypatch, capsys)
             g.loss = torch.tensor(math.log(10))
         return g
 
-    monkeypatch.setattr(distill_module, "meta_grad", collapsing)
+    monkeypatch.setattr(grads_module, "meta_grad", collapsing)
     monkeypatch.setattr(distill_module, "COLLAPSE_WINDOW", 8)
     data = distill(**TINY, iterations=50, out=str(tmp_path / "run"), progress=False)
     err = capsys.readouterr().err
@@ -510,12 +509,12 @@ def test_val_size_nonsense_is_refused(tmp_path, capsys, value, message):
 
 @pytest.mark.slow
 def test_init_noise_perturbs_each_tensor_by_its_rms_and_resumes_bit_for_bit(tmp_path):
-    from datadistill.distill import _perturbed
+    from datadistill.outer_grads import perturbed
 
     params = {"w": torch.randn(200, 300) * 3.0, "b": torch.zeros(5)}
-    assert _perturbed(params, 0.0, torch.Generator().manual_seed(0)) is params
-    noisy = _perturbed(params, 0.1, torch.Generator().manual_seed(0))
-    again = _perturbed(params, 0.1, torch.Generator().manual_seed(0))
+    assert perturbed(params, 0.0, torch.Generator().manual_seed(0)) is params
+    noisy = perturbed(params, 0.1, torch.Generator().manual_seed(0))
+    again = perturbed(params, 0.1, torch.Generator().manual_seed(0))
     assert torch.equal(noisy["w"], again["w"])
     relative = (noisy["w"] - params["w"]).pow(2).mean().sqrt() / params["w"].pow(2).mean().sqrt()
     assert relative.item() == pytest.approx(0.1, rel=0.02)
@@ -613,8 +612,7 @@ def test_dataset_protocol_vmapped_inits_learn_like_a_loop_and_resume_bit_for_bit
     tmp_path, monkeypatch
 ):
     calls = []
-    # The package's `distill` is the function, so the module is reached by name.
-    module = importlib.import_module("datadistill.distill")
+    module = importlib.import_module("datadistill.outer_grads")
     batched_fn = module.batched_truncated_meta_grad
     monkeypatch.setattr(
         module,
@@ -801,8 +799,8 @@ def test_history_times_distillation_without_the_curve_checks(tmp_path, monkeypat
     distill_module = sys.modules["datadistill.distill"]  # the package's `distill` is the function
     original = distill_module._evaluate_split
 
-    def slow_check(*args, **kwargs):
-        time.sleep(0.3)
+    def slow_check(*args, **kwargs):  # far slower than an iteration, even on a loaded machine
+        time.sleep(1.0)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(distill_module, "_evaluate_split", slow_check)
@@ -811,11 +809,11 @@ def test_history_times_distillation_without_the_curve_checks(tmp_path, monkeypat
     history = json.loads((out / "metrics.json").read_text())
     checks = [r for r in history if "accuracy" in r]
     assert [r["iteration"] for r in checks] == [5, 10, 15, 20]
-    assert all(r["eval_seconds"] >= 0.3 for r in checks)
+    assert all(r["eval_seconds"] >= 1.0 for r in checks)
     elapsed = [r["elapsed_seconds"] for r in history]
     steps = [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)]
-    assert min(steps) > 0 and max(steps) < 0.3  # no check's sleep inside distillation time
-    assert data.manifest["curve_seconds_this_session"] >= 1.2
+    assert min(steps) > 0 and max(steps) < 1.0  # no check's sleep inside distillation time
+    assert data.manifest["curve_seconds_this_session"] >= 4.0
 
 
 # --- --extra-models: one set distilled for several networks -----------------------------------------------
@@ -825,15 +823,16 @@ def _first_step_meta_grads(tmp_path: Path, monkeypatch, **overrides):
     """``(the averaged gradients outer_step applies, [(network, MetaGrads) per init])`` of iteration 0."""
     driver = importlib.import_module("datadistill.distill")  # the module, not the function
 
+    grads_module = importlib.import_module("datadistill.outer_grads")
     calls = []
-    real = driver.truncated_meta_grad
+    real = grads_module.truncated_meta_grad
 
     def recording(model, *args, **kwargs):
         grads = real(model, *args, **kwargs)
         calls.append((type(model).__name__, grads))
         return grads
 
-    monkeypatch.setattr(driver, "truncated_meta_grad", recording)
+    monkeypatch.setattr(grads_module, "truncated_meta_grad", recording)
     values = {**FIELD_TINY, "out": str(tmp_path / "r"), **overrides}
     cfg, model_arg = driver._resolve_config(None, values, None, None)
     run = driver._setup(cfg, model_arg, None, None)
@@ -966,40 +965,6 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
     assert "| replay |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("method", ["autograd", "reverse"])
-def test_replay_meta_gradient_through_the_decoding_equals_autograd(method):
-    """The replay protocol with F = 2: the meta-gradient taken on the decoded schedule and pulled back to the
-    stored images and soft targets equals autograd through ``decode_steps`` and the unroll (float64)."""
-    g = torch.Generator().manual_seed(3)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(32, 4)
-    ).double()
-    params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    real_x = torch.randn(10, 1, 6, 6, generator=g, dtype=torch.float64)
-    real_y = torch.randint(0, 4, (10,), generator=g)
-
-    def objective(model, theta):
-        logits = torch.func.functional_call(model, theta, (real_x,))
-        return torch.nn.functional.cross_entropy(logits, real_y)
-
-    stored = torch.randn(2, 2, 1, 6, 6, generator=g, dtype=torch.float64)  # 2 steps of 2 images
-    targets = torch.rand(2, 2, 4, generator=g, dtype=torch.float64)  # learned soft targets
-    lrs = torch.tensor([0.3, 0.2, 0.25, 0.1], dtype=torch.float64)  # 2 steps x 2 epochs
-    got = _through_decode(
-        Steps(stored, targets, lrs),
-        2,
-        lambda decoded: [meta_grad(model, params, decoded, objective, method=method)],
-    )[0]
-    x, y, lr = (t.clone().requires_grad_() for t in (stored, targets, lrs))
-    theta = unroll(model, params, decode_steps(Steps(x, y, lr), 2), create_graph=True)[-1]
-    loss = objective(model, theta)
-    want = torch.autograd.grad(loss, (x, y, lr))
-    assert got.images.shape == stored.shape and got.labels.shape == targets.shape
-    for have, expected in zip((got.images, got.labels, got.lrs), want, strict=True):
-        torch.testing.assert_close(have, expected, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(got.loss, loss.detach(), rtol=1e-12, atol=0)
-
-
 def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tmp_path):
     cfg = {**TINY, "formation": 2, "init_images": "real", "eval_models": 3}
     straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
@@ -1115,34 +1080,3 @@ def test_init_images_folder_refuses_a_set_that_does_not_fit_in_one_line(tmp_path
 
 
 # --- --batch-per-rank: disjoint real batches for the processes of a torchrun job ---
-
-
-def test_real_batch_per_rank_takes_disjoint_blocks_of_one_permutation():
-    from datadistill.distill import real_batch
-
-    shared = DistillConfig(dataset="digits", batch_size=64, seed=3)
-    per_rank = DistillConfig(dataset="digits", batch_size=64, seed=3, batch_per_rank=True)
-    first = real_batch(1000, shared, iteration=5)
-    assert [real_batch(1000, shared, 5, rank).tolist() for rank in (1, 2)] == [first.tolist()] * 2
-    blocks = [real_batch(1000, per_rank, 5, rank) for rank in range(3)]
-    assert torch.equal(blocks[0], first)  # one process: the flag changes nothing
-    together = torch.cat(blocks)
-    assert len(together.unique()) == 3 * 64
-    assert torch.equal(
-        together, real_batch(1000, DistillConfig(dataset="digits", batch_size=192, seed=3), 5)
-    )
-    assert not torch.equal(first, real_batch(1000, shared, iteration=6))
-
-
-def test_batch_per_rank_refuses_more_real_images_than_there_are_in_one_line():
-    from datadistill.distill import check_real_batch
-
-    cfg = DistillConfig(dataset="digits", batch_size=800, batch_per_rank=True)
-    check_real_batch(cfg, 1500, world_size=1)
-    check_real_batch(DistillConfig(dataset="digits", batch_size=800), 1500, world_size=2)
-    with pytest.raises(
-        ValueError,
-        match=r"^--batch-per-rank .* needs 1600 .* there are 1500; use "
-        r"--batch-size 750 or less, or --no-batch-per-rank$",
-    ):
-        check_real_batch(cfg, 1500, world_size=2)

@@ -10,7 +10,8 @@ A run folder receives ``checkpoint.safetensors`` (and the one before it, ``check
 image grids, a curve and ``metrics.json``. ``resume=True`` continues bit-for-bit from the last checkpoint.
 
 This module is the driver (setup, ``outer_step``, the loop, the finish); its parts live beside it:
-``initial_state`` (where a run starts), ``schedule`` (the outer lr), ``selection`` (``--val-size``),
+``outer_grads`` (an iteration's draws and meta-gradients), ``initial_state`` (where a run starts),
+``schedule`` (the outer lr), ``selection`` (``--val-size``),
 ``distill_record`` (the manifest), ``checkpoint`` (resumable state on disk).
 """
 
@@ -21,7 +22,6 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,20 +59,15 @@ from datadistill.initial_state import (
     starting_set,
 )
 from datadistill.inits import InitDistribution
-from datadistill.minibatch_unroll import (
-    Recipe,
-    batch_order,
-    batched_truncated_meta_grad,
-    train,
-    truncated_meta_grad,
-)
+from datadistill.minibatch_unroll import Recipe, batch_order, train
 from datadistill.models.user import resolve_model
 from datadistill.objectives import make_objective
+from datadistill.outer_grads import check_real_batch, draw_inits, meta_grads, real_batch
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
 from datadistill.seeds import generator as _generator
 from datadistill.selection import Trainer, Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
-from datadistill.unroll import MetaGrads, Params, Steps, batched_meta_grad, meta_grad, unroll
+from datadistill.unroll import MetaGrads, Params, Steps, unroll
 
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
@@ -337,10 +332,9 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     steps = state.steps()
     # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1) of every
     # network, then over ranks: the mean over k · ranks · networks inits.
-    grads = _meta_grads(run, _draw_inits(run, run.inits, it), steps, objective, it)
+    grads = _rank_meta_grads(run, run.model, run.inits, steps, objective, it)
     for net in run.extra:
-        params0 = _draw_inits(run, net.inits, it, net.spec)
-        grads += _minibatch_meta_grads(run, net.model, params0, steps, objective, it, net.spec)
+        grads += _rank_meta_grads(run, net.model, net.inits, steps, objective, it, net.spec)
     sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
     inits = k * world.size * (1 + len(run.extra))
     loss, d_images, d_lrs, *d_labels = (t / inits for t in world.all_reduce_sum(sums))
@@ -367,121 +361,32 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     return {"iteration": state.iteration, "loss": loss.item(), "lr": lr}
 
 
-def real_batch(num_real: int, cfg: DistillConfig, iteration: int, rank: int = 0) -> Tensor:
-    """Indices [B] of the real images of an iteration's meta-loss: the first ``cfg.batch_size`` of a
-    permutation seeded from ``(cfg.seed, iteration)``, the same on every rank; with ``batch_per_rank``
-    rank r takes the r-th block of ``batch_size`` instead, so the ranks' batches are disjoint and N ranks
-    see the first N · B of the permutation (``check_real_batch`` makes sure there are that many)."""
-    order = torch.randperm(num_real, generator=_generator(cfg.seed, iteration, "batch"))
-    block = rank if cfg.batch_per_rank else 0
-    return order[block * cfg.batch_size : (block + 1) * cfg.batch_size]
-
-
-def check_real_batch(cfg: DistillConfig, num_real: int, world_size: int) -> None:
-    """Refuse ``--batch-per-rank`` when the processes' disjoint batches need more real images than
-    there are (a rank would get a short or empty batch)."""
-    needed = cfg.batch_size * world_size
-    if cfg.batch_per_rank and world_size > 1 and needed > num_real:
-        raise ValueError(
-            f"--batch-per-rank with --batch-size {cfg.batch_size} on {world_size} processes needs "
-            f"{needed} real training images, but there are {num_real}; use --batch-size "
-            f"{num_real // world_size} or less, or --no-batch-per-rank"
-        )
-
-
-def _draw_inits(run: _Run, inits: InitDistribution, it: int, *stream: str) -> list[Params]:
-    """This rank's θ_0 of iteration ``it`` (global indices rank·k … rank·k + k − 1), on the device;
-    ``stream`` keeps the draws of ``--extra-models`` apart from those of ``--model`` (which it leaves as
-    they were before extra networks existed)."""
-    cfg, k = run.cfg, run.inits_per_process
-    return [
-        {
-            n: p.to(run.device)
-            for n, p in _perturbed(
-                inits.sample(_generator(cfg.seed, it, "init", *stream, j)),
-                cfg.init_noise,
-                _generator(cfg.seed, it, "init-noise", *stream, j),
-            ).items()
-        }
-        for j in range(run.world.rank * k, (run.world.rank + 1) * k)
-    ]
-
-
-def _meta_grads(run: _Run, params0: list[Params], steps: Steps, objective, it: int) -> list:
-    """The meta-gradients of this rank's inits ``params0`` (one ``MetaGrads`` each, or one batched)."""
-    cfg, model = run.cfg, run.model
-    if run.recipe is not None:  # the dataset protocol: minibatch training, random truncated window
-        return _minibatch_meta_grads(run, model, params0, steps, objective, it)
-    if cfg.formation > 1:
-        return _through_decode(
-            steps, cfg.formation, lambda s: _replay_meta_grads(run, params0, s, objective)
-        )
-    return _replay_meta_grads(run, params0, steps, objective)
-
-
-def _replay_meta_grads(
-    run: _Run, params0: list[Params], steps: Steps, objective
-) -> list[MetaGrads]:
-    if run.vmap_inits:
-        return [batched_meta_grad(run.model, params0, steps, objective)]
-    return [meta_grad(run.model, p, steps, objective, method=run.cfg.meta_grad) for p in params0]
-
-
-def _through_decode(
-    steps: Steps, factor: int, meta_grads: Callable[[Steps], list[MetaGrads]]
-) -> list[MetaGrads]:
-    """``meta_grads`` of the replay protocol taken on the decoded schedule (``formation.decode_steps``),
-    pulled back to the stored images and targets: ∂L/∂s = D^T ∂L/∂decode(s), D being the linear decode,
-    applied with one vector-Jacobian product per init."""
-    images = steps.images.detach().requires_grad_()
-    learned = steps.labels.is_floating_point()
-    labels = steps.labels.detach().requires_grad_(learned)
-    decoded = decode_steps(Steps(images, labels, steps.lrs), factor)
-    outputs = [decoded.images] + ([decoded.labels] if learned else [])
-    inputs = [images] + ([labels] if learned else [])
-    plain = Steps(decoded.images.detach(), decoded.labels.detach(), steps.lrs)
-    pulled = []
-    for g in meta_grads(plain):
-        cotangents = [g.images] + ([g.labels] if learned else [])
-        back = torch.autograd.grad(outputs, inputs, cotangents, retain_graph=True)
-        pulled.append(MetaGrads(back[0], g.lrs, back[1] if learned else None, g.loss))
-    return pulled
-
-
-def _minibatch_meta_grads(
+def _rank_meta_grads(
     run: _Run,
     model: nn.Module,
-    params0: list[Params],
+    inits: InitDistribution,
     steps: Steps,
     objective,
     it: int,
     *stream: str,
-) -> list:
-    """The dataset protocol's meta-gradients of ``model`` from each of ``params0``: minibatch training
-    on the set, back-propagated through a random truncated window."""
-    cfg, first = run.cfg, run.world.rank * run.inits_per_process
-    task = (steps.images, steps.labels, steps.lrs, run.recipe, objective)
-    if run.vmap_inits:  # one window and minibatch order for this rank's inits: the first's stream
-        batched = batched_truncated_meta_grad(
-            model,
-            params0,
-            *task,
-            window=cfg.window,
-            generator=_generator(cfg.seed, it, "inner", *stream, first),
-            formation=cfg.formation,
-        )
-        return [batched]
-    return [
-        truncated_meta_grad(
-            model,
-            p,
-            *task,
-            window=cfg.window,
-            generator=_generator(cfg.seed, it, "inner", *stream, first + j),
-            formation=cfg.formation,
-        )
-        for j, p in enumerate(params0)
-    ]
+) -> list[MetaGrads]:
+    """This rank's θ_0 of ``model`` at iteration ``it`` and their meta-gradients (``outer_grads``)."""
+    own = range(
+        run.world.rank * run.inits_per_process, (run.world.rank + 1) * run.inits_per_process
+    )
+    params0 = draw_inits(inits, run.cfg, it, own, run.device, *stream)
+    return meta_grads(
+        model,
+        params0,
+        steps,
+        objective,
+        run.cfg,
+        recipe=run.recipe,
+        vmap_inits=run.vmap_inits,
+        iteration=it,
+        first=own.start,
+        stream=stream,
+    )
 
 
 def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
@@ -632,21 +537,6 @@ def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WIND
         return False
     chance = math.log(num_classes)
     return min(losses[-window:]) >= 0.95 * chance and min(losses[:-window]) < 0.9 * chance
-
-
-def _perturbed(params: Params, noise: float, generator: torch.Generator) -> Params:
-    """θ_0 + ε with ε ~ N(0, (noise · rms(θ))²) per tensor (``--init-noise``; 0 returns ``params``).
-
-    Distilling for a cloud of networks around every draw, rather than for the draws themselves, keeps the
-    images from fitting the quirks of the few networks of a pre-trained pool.
-    """
-    if noise == 0:
-        return params
-    out = {}
-    for name, p in params.items():
-        rms = p.detach().pow(2).mean().sqrt()
-        out[name] = p + noise * rms * torch.randn(p.shape, generator=generator, dtype=p.dtype)
-    return out
 
 
 def _check_classes(cfg: DistillConfig, num_classes: int) -> None:
