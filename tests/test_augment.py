@@ -157,3 +157,11 @@ def test_dc_rotation_turns_pixels_about_the_centre_on_non_square_images():
         image, _one("rotate", angle=torch.tensor([90])), torch.zeros(1, dtype=torch.float64)
     )
     assert turned[0, 0, 1, 6] == pytest.approx(1.0) and turned.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 1, 9), (5, 1, 9, 1), (5, 1, 2, 2)])
+def test_dc_augmentation_stays_finite_on_thin_images(shape):
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+    for seed in range(4):
+        out = dc_augment(images, torch.Generator().manual_seed(seed))
+        assert out.shape == images.shape and torch.isfinite(out).all()

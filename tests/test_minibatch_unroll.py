@@ -271,7 +271,9 @@ def test_augmented_training_draws_its_transforms_from_the_generator():
 
 
 def test_unknown_inner_augmentation_is_one_clear_line():
-    with pytest.raises(ValueError, match="--inner-augment must be one of none, dsa, dc, got 'flip'"):
+    with pytest.raises(
+        ValueError, match="--inner-augment must be one of none, dsa, dc, got 'flip'"
+    ):
         Recipe(augment="flip")
 
 

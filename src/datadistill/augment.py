@@ -151,18 +151,25 @@ def apply_dc(images: Tensor, draw: DcDraw, fill: Tensor | None = None) -> Tensor
         torch.zeros_like(channel_mean),
     )
 
-    fill = channel_mean.mean()
-    radians = draw.angle.to(device, images.dtype) * math.pi / 180
-    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=device)
+    rotated = _rotated(images, draw.angle.to(device, images.dtype), channel_mean.mean())
+    family = draw.family.to(device).view(n, 1, 1, 1)
+    return torch.where(family == 0, cropped, torch.where(family == 1, scaled, rotated))
+
+
+def _rotated(images: Tensor, degrees: Tensor, fill: Tensor) -> Tensor:
+    """``images [N, C, H, W]`` turned about their centres by ``degrees [N]`` (bilinear), ``fill`` around.
+    An image one pixel high or wide has no plane to turn in and is left as it is."""
+    _, _, h, w = images.shape
+    if h == 1 or w == 1:
+        return images
+    radians = degrees * math.pi / 180
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
     # A rotation in pixels written in grid_sample's [-1, 1] coordinates (different scales on non-square images).
-    aspect = (h - 1) / (w - 1) if w > 1 else 1.0
+    aspect = (h - 1) / (w - 1)
     theta[:, 0, 0], theta[:, 0, 1] = radians.cos(), -radians.sin() * aspect
     theta[:, 1, 0], theta[:, 1, 1] = radians.sin() / aspect, radians.cos()
     grid = F.affine_grid(theta, list(images.shape), align_corners=True)
-    rotated = F.grid_sample(images - fill, grid, align_corners=True) + fill
-
-    family = draw.family.to(device).view(n, 1, 1, 1)
-    return torch.where(family == 0, cropped, torch.where(family == 1, scaled, rotated))
+    return F.grid_sample(images - fill, grid, align_corners=True) + fill
 
 
 def _nearest_source(positions: Tensor, resized: Tensor, original: int) -> Tensor:
