@@ -132,9 +132,9 @@ def meta_grads(
 
 
 def through_decode(
-    steps: Steps, factor: int, meta_grads: Callable[[Steps], list[MetaGrads]]
+    steps: Steps, factor: int, replayed: Callable[[Steps], list[MetaGrads]]
 ) -> list[MetaGrads]:
-    """``meta_grads`` of the replay protocol taken on the decoded schedule (``formation.decode_steps``),
+    """``replayed``'s meta-gradients of the replay protocol taken on the decoded schedule (``formation.decode_steps``),
     pulled back to the stored images and targets: ∂L/∂s = D^T ∂L/∂decode(s), D being the linear decode,
     applied with one vector-Jacobian product per init."""
     images = steps.images.detach().requires_grad_()
@@ -145,7 +145,7 @@ def through_decode(
     inputs = [images] + ([labels] if learned else [])
     plain = Steps(decoded.images.detach(), decoded.labels.detach(), steps.lrs)
     pulled = []
-    for g in meta_grads(plain):
+    for g in replayed(plain):
         cotangents = [g.images] + ([g.labels] if learned else [])
         back = torch.autograd.grad(outputs, inputs, cotangents, retain_graph=True)
         pulled.append(MetaGrads(back[0], g.lrs, back[1] if learned else None, g.loss))
