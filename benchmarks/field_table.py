@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -30,9 +31,16 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.config import AUGMENTATIONS, load_config, parse_assignments, save_config
+from datadistill.config import (
+    AUGMENTATIONS,
+    load_config,
+    parse_assignments,
+    positive_int,
+    save_config,
+)
 from datadistill.evaluate import EvalResult, FieldRecipe, evaluate_as_dataset
 from datadistill.formation import encode
+from datadistill.models import get_model_spec
 from published import FIELD, FIELD_BARS
 
 PRESETS = {"mnist": "mnist", "fashion-mnist": "fashion"}
@@ -105,8 +113,13 @@ def main() -> None:
     if args.nproc < 1:
         parser.error(f"--nproc takes a number of processes of 1 or more, got {args.nproc}")
 
-    recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
-    try:
+    try:  # every bad flag stops here, not after an hour of distillation
+        recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
+        positive_int("models", args.models)
+        if not (math.isfinite(args.minutes) and args.minutes > 0):
+            raise ValueError(f"--minutes takes a positive number of minutes, got {args.minutes}")
+        for model in args.cross_arch:
+            get_model_spec(model)
         overrides = {"device": args.device, **parse_assignments(DistillConfig, args.set)}
         for cell in args.cells:  # every cell's settings checked before the first one distils
             dataset, _, per_class = cell.partition(":")
@@ -203,7 +216,13 @@ def _distill_torchrun(cfg: DistillConfig, nproc: int, minutes: float, folder: Pa
         "--time-limit", str(minutes), "--out", str(folder),
     ]  # fmt: skip
     # One thread per process: two processes of two OpenMP threads each on two cores wait on each other.
-    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        sys.exit(
+            f"field_table.py: distilling {folder.name} with torchrun failed (exit status {done.returncode}; "
+            f"its first error is printed above); what it saved stays in {folder}: continue it with "
+            f"`datadistill distill --resume --out {folder}` under torchrun, or remove the folder to start over"
+        )
 
 
 def _row(dataset, k, method, model, result, minutes, machine) -> dict:
