@@ -267,6 +267,31 @@ def test_every_command_checks_its_destinations_first(tmp_path, read_only, capsys
     _one_line_error(capsys, f"{locked} is read-only; choose another --")
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["distill", "--iterations", "1", "--out", "{tmp}/d"],
+        ["evaluate", "{set}"],
+        ["evaluate", "{set}", "--protocol", "dataset"],
+        ["baselines", "--dataset", "digits"],
+        ["pretrain", "--dataset", "digits", "--model", "mlp", "--count", "1", "--out", "{tmp}/p"],
+        ["attack", "--pretrained", "{tmp}/pool", "--source-class", "0", "--target-class", "1"],
+    ],
+)
+def test_every_command_refuses_a_device_it_cannot_use_in_one_line(
+    tmp_path, tiny_set, capsys, monkeypatch, command, device
+):
+    monkeypatch.setattr(
+        torch.cuda, "is_available", lambda: False
+    )  # "cuda": as on a CPU-only machine
+    argv = [part.format(tmp=tmp_path, set=tiny_set) for part in command] + ["--device", device]
+    assert main(argv) == 1
+    words = "no CUDA GPU is visible" if device == "cuda" else "--device takes cpu, cuda or cuda:N"
+    _one_line_error(capsys, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # nothing written
+
+
 @pytest.mark.parametrize(
     "command, cls",
     [

@@ -14,11 +14,13 @@ import torch
 
 from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT
+from datadistill.distributed import resolve_device
 
-pytestmark = [
-    pytest.mark.distributed,
-    pytest.mark.slow,
-]  # processes started with torchrun: ~15 s each
+
+def torchrun(test):
+    """Processes started with torchrun: ~15 s each."""
+    return pytest.mark.distributed(pytest.mark.slow(test))
+
 
 COMMON = [
     "--dataset",
@@ -83,6 +85,7 @@ def _single(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("labels", [[], ["--learn-labels", "--label-targets", "free"]])
+@torchrun
 def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path, labels):
     one, two = tmp_path / "one", tmp_path / "two"
     a = _distil(
@@ -99,6 +102,7 @@ def test_two_ranks_times_k_equal_one_process_times_2k(tmp_path, labels):
     assert "processes" in (two / "manifest.json").read_text()
 
 
+@torchrun
 def test_batch_per_rank_on_two_ranks_equals_one_process_with_both_batches(tmp_path):
     """With one fixed θ_0 the mean of two ranks' meta-gradients, each on its own B real images, is the
     meta-gradient of the mean loss over those 2B images: one process with --batch-size 2B."""
@@ -121,6 +125,7 @@ def _worker_pids(launcher: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+@torchrun
 def test_a_dead_rank_stops_the_job_and_resume_finishes_it(tmp_path):
     out = tmp_path / "run"
     args = [
@@ -164,3 +169,33 @@ def test_a_dead_rank_stops_the_job_and_resume_finishes_it(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert Path(out / "distilled.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:", "cuda:-1", "CPU", "cuda:0 ", ""])
+def test_a_device_that_is_no_device_name_is_refused_in_one_line(name):
+    with pytest.raises(ValueError, match=r"^--device takes cpu, cuda or cuda:N, got "):
+        resolve_device(name)
+
+
+def test_cuda_on_a_machine_without_one_says_so(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU is visible; use --device cpu"):
+        resolve_device("cuda:0")
+
+
+def test_a_gpu_index_past_the_last_gpu_names_the_ones_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(
+        ValueError, match=r"--device cuda:2 names a GPU .* has 2 \(cuda:0 to cuda:1\)"
+    ):
+        resolve_device("cuda:2")
+
+
+def test_cuda_under_torchrun_is_the_ranks_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda:1")
+    assert resolve_device("cpu") == torch.device("cpu")

@@ -49,7 +49,7 @@ from datadistill.checkpoint import (
 from datadistill.config import DistillConfig, eval_networks, save_config
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
-from datadistill.distributed import World, init_world, local_device
+from datadistill.distributed import World, init_world, resolve_device
 from datadistill.evaluate import EvalResult, evaluate_steps
 from datadistill.formation import check_factor, decode_set, decode_steps
 from datadistill.initial_state import (
@@ -199,9 +199,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     """Load the data, build the network and inits, check the run folder: everything that may refuse the
     settings happens here, before anything is written."""
     world = init_world(cfg.device)
-    device = torch.device(local_device(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    device = resolve_device(cfg.device)
     train, test = _load_splits(cfg, train, test)
     train, held_out = split_validation(cfg, train)  # before anything is written: it may refuse
     check_real_images(cfg, train)

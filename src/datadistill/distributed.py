@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from datadistill.config.settings import check_device
+
 # A rank that dies makes its peers' collectives fail; this bounds the wait if a peer hangs instead.
 COLLECTIVE_TIMEOUT = datetime.timedelta(
     seconds=int(os.environ.get("DATADISTILL_DIST_TIMEOUT", "120"))
@@ -81,6 +83,25 @@ def local_device(device: str) -> str:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         return f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return device
+
+
+def resolve_device(device: str) -> torch.device:
+    """``--device`` as this process's ``torch.device`` (``local_device``), refused in one line where it names
+    something this machine lacks: a GPU without CUDA, or ``cuda:N`` past the last GPU."""
+    check_device(device)
+    resolved = torch.device(local_device(device))
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(
+                f"--device {resolved} names a GPU this machine lacks: it has {count} "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    return resolved
 
 
 def shutdown() -> None:

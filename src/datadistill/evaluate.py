@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from datadistill.artifacts import DistilledData, check_writable, write_json
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
+from datadistill.distributed import resolve_device
 from datadistill.inits import InitDistribution
 from datadistill.models.user import ModelLike
 from datadistill.setting import Setting, setting_from_manifest
@@ -233,7 +234,7 @@ def evaluate(
         else:
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     steps = data.steps().to(dev)
     after, before = evaluate_steps(
         setting.model,
@@ -325,7 +326,7 @@ def evaluate_as_dataset(
         inits = fresh.evaluation_inits(n)
         init_kind = "random (PyTorch default)"
     test = _test_split(setting, data.manifest, test)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     test_x, test_y = test.to(dev), test.labels.to(dev)  # test_x: read in chunks by accuracy
     images, labels = (t.to(dev) for t in data.training_set())  # decoded: --formation
     if labels.is_floating_point() and bool((labels < 0).any()):

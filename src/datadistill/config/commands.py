@@ -12,6 +12,7 @@ from datadistill.config.settings import (
     EVAL_NETWORKS,
     PROTOCOLS,
     _setting,
+    check_device,
     check_init_noise,
     check_source_weight,
     flag,
@@ -65,6 +66,7 @@ class EvaluateConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
         if self.run is None:
             raise ValueError("evaluate needs the run folder to evaluate (RUN_DIR)")
+        check_device(self.device)
         return self  # --models and --epochs are checked where they are used (evaluate.py)
 
 
@@ -127,6 +129,7 @@ class BaselinesConfig:
 
     def validate(self) -> BaselinesConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        check_device(self.device)
         for name in (
             "steps",
             "epochs",
@@ -263,6 +266,7 @@ class AttackConfig:
             num_classes: classes of the data set, to check K and T against (skipped when None).
         """
         check_pair(self.source_class, self.target_class, num_classes, self.dataset)
+        check_device(self.device)
         if self.init not in ATTACK_INITS:
             raise ValueError(
                 f"--init {self.init!r}: the attack targets pre-trained networks; choose one of "
@@ -367,6 +371,7 @@ class PretrainConfig:
                 )
         for name in ("count", "epochs", "batch_size", "group_size"):
             positive_int(name, getattr(self, name))
+        check_device(self.device)
         if self.heldout is None:
             self.heldout = self.count // 10
         if not 0 <= self.heldout < self.count:

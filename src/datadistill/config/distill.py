@@ -14,6 +14,7 @@ from datadistill.config.settings import (
     SCHEDULES,
     VMAP_AUGMENT_CONFLICT,
     _setting,
+    check_device,
     check_init_noise,
     check_source_weight,
     comma_separated,
@@ -204,6 +205,7 @@ class DistillConfig:
             raise ValueError(
                 f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"
             )
+        check_device(self.device)
         dataset_protocol = self.protocol == "dataset"
         if self.steps is None:
             self.steps = 1 if dataset_protocol else 10

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 
@@ -65,6 +66,16 @@ def positive_number(name: str, value: Any) -> None:
     """Raise ValueError unless ``value`` is a finite number > 0 (``name``: the setting, shown as its flag)."""
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise ValueError(f"{flag(name)} must be a positive number, got {value!r}")
+
+
+DEVICE_NAMES = re.compile(r"cpu|cuda(:[0-9]+)?")  # where a command computes
+
+
+def check_device(value: Any) -> None:
+    """Raise ValueError unless ``--device`` reads ``cpu``, ``cuda`` or ``cuda:N`` (whether that GPU exists is
+    ``distributed.resolve_device``'s to say, where the work runs)."""
+    if not (isinstance(value, str) and DEVICE_NAMES.fullmatch(value)):
+        raise ValueError(f"--device takes cpu, cuda or cuda:N, got {value!r}")
 
 
 def is_finite_number(value: Any) -> bool:

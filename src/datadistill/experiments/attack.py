@@ -50,6 +50,7 @@ from datadistill.config import (
     PretrainConfig,
 )
 from datadistill.data import ImageDataset, load_dataset
+from datadistill.distributed import resolve_device
 from datadistill.experiments.attack_baselines import run_baselines
 from datadistill.experiments.attack_report import attack_report
 
@@ -222,6 +223,7 @@ def run_attack(cfg: AttackConfig | None = None, **overrides: Any) -> dict[str, A
         same dict is written to ``<out>/attack.json``.
     """
     cfg = AttackConfig(**{**(asdict(cfg) if cfg else {}), **overrides})
+    resolve_device(cfg.device)  # before a pool is pre-trained or a folder written
     cfg, out, _ = resolve(cfg)
     pool = ensure_pool(cfg, Path(cfg.pretrained))
     started = time.perf_counter()

@@ -24,6 +24,7 @@ from datadistill.artifacts import DistilledData
 from datadistill.config import (
     AttackConfig,
 )
+from datadistill.distributed import resolve_device
 from datadistill.experiments.attack_report import evaluate_attack, network_metrics
 from datadistill.experiments.real_images import kmeans, split_train
 from datadistill.inits import InitDistribution
@@ -148,7 +149,7 @@ def run_baselines(
     source, target = int(manifest["source_class"]), int(manifest["target_class"])
     setting = setting_from_manifest(manifest, data_dir=cfg.data_dir)
     model, inits = setting.model, setting.inits
-    dev = torch.device(cfg.device)
+    dev = resolve_device(cfg.device)
     train, test = setting.load("train"), setting.load("test")
     fit, val = split_train(len(train), cfg.val_size, torch.Generator().manual_seed(cfg.seed))
     val_x, val_y = train.images[val].to(dev), train.labels[val].to(dev)

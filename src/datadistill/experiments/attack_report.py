@@ -20,6 +20,7 @@ from torch.func import functional_call
 
 from datadistill.artifacts import DistilledData
 from datadistill.config import EVAL_NETWORKS, positive_int
+from datadistill.distributed import resolve_device
 from datadistill.evaluate import replay_finite
 from datadistill.setting import setting_from_manifest
 from datadistill.unroll import Params, Steps
@@ -191,7 +192,7 @@ def attack_report(
             min(models, available) if available is not None else models
         )
     test = setting.load("test")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     result = evaluate_attack(
         setting.model,
         data.steps(),

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from datadistill.artifacts import write_json
 from datadistill.config import EVAL_NETWORKS, BaselinesConfig, DistillConfig
 from datadistill.data import ImageDataset, load_dataset
+from datadistill.distributed import resolve_device
 from datadistill.evaluate import accuracy, evaluate_steps, replay_finite
 from datadistill.experiments import real_images
 from datadistill.experiments.real_images import (
@@ -402,7 +403,7 @@ def _setup(
         python_data = {"train": train, "test": test, "test_fraction": values.get("test_fraction")}
         train, test = from_python(train, test, test_fraction=values.get("test_fraction"))
     cfg = BaselinesConfig(**values).validate()
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     if python_data is None:
         load = dict(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
         train = load_dataset(cfg.dataset, "train", **load)

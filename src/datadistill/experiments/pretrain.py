@@ -44,6 +44,7 @@ from datadistill._version import __version__
 from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
 from datadistill.config import PRETRAIN_BETAS, PretrainConfig
 from datadistill.data import ImageDataset, load_dataset
+from datadistill.distributed import resolve_device
 from datadistill.evaluate import accuracy
 from datadistill.models import build_model, init_params
 from datadistill.pools import NET_FILE, POOL_KIND
@@ -112,9 +113,7 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         raise FileExistsError(
             f"{out} already holds a pool ({MANIFEST_FILE}); choose another --out or delete it"
         )
-    dev = torch.device(cfg.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    dev = resolve_device(cfg.device)
 
     load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
     train = load_dataset(cfg.dataset, "train", **load)
