@@ -50,8 +50,14 @@ from datadistill.config import DistillConfig, eval_networks, save_config
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, resolve_device
-from datadistill.evaluate import EvalResult, evaluate_steps
-from datadistill.formation import check_factor, decode_set, decode_steps
+from datadistill.evaluate import (
+    EvalResult,
+    Trainer,
+    distilled_description,
+    evaluate_steps,
+    set_trainer,
+)
+from datadistill.formation import check_factor
 from datadistill.initial_state import (
     INIT_IMAGE_KINDS,
     check_real_images,
@@ -59,15 +65,14 @@ from datadistill.initial_state import (
     starting_set,
 )
 from datadistill.inits import InitDistribution
-from datadistill.minibatch_unroll import Recipe, batch_order, train
+from datadistill.minibatch_unroll import Recipe
 from datadistill.models.user import resolve_model
 from datadistill.objectives import make_objective
 from datadistill.outer_grads import check_real_batch, draw_inits, meta_grads, real_batch
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
-from datadistill.seeds import generator as _generator
-from datadistill.selection import Trainer, Validation, make_validation, split_validation
+from datadistill.selection import Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
-from datadistill.unroll import MetaGrads, Params, Steps, unroll
+from datadistill.unroll import MetaGrads, Steps
 
 # A run whose meta-loss fell well below chance (ln K) and then sat at chance for this many iterations has
 # collapsed: seen with 5 learned labels at Adam lr 0.05, where the unrolled net learned to predict uniformly.
@@ -256,7 +261,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
         validation=validation,
         out=out,
         recipe=recipe,
-        trainer=_trainer(setting.model, recipe, cfg.formation),
+        trainer=set_trainer(setting.model, recipe, cfg.formation),
         inits_per_process=k,
         vmap_inits=vmap_inits,
         extra=extra,
@@ -501,33 +506,6 @@ def _warn_if_collapsed(run: _Run, state: DistillState) -> bool:
     return warned
 
 
-def _trainer(model, recipe: Recipe | None, formation: int = 1) -> Trainer:
-    """How distillation's own evaluations train a network: replay, or the inner recipe from θ_0 on the
-    decoded images (``--formation``)."""
-    if recipe is None:
-        return lambda params, steps: unroll(
-            model, params, decode_steps(steps, formation), create_graph=False
-        )[-1]
-
-    def train_minibatch(params: Params, steps: Steps) -> Params:
-        images, labels = decode_set(steps.images, steps.labels, formation)
-        generator = _generator("evaluation-order")
-        order = batch_order(len(images), recipe, generator)
-        trained, _ = train(
-            model,
-            params,
-            images,
-            labels,
-            steps.lrs.reshape(()),
-            recipe,
-            order,
-            generator=generator,
-        )
-        return {n: p.detach() for n, p in trained.items()}
-
-    return train_minibatch
-
-
 def collapsed(losses: list[float], num_classes: int, window: int = COLLAPSE_WINDOW) -> bool:
     """True when the last ``window`` meta-losses all sit at chance level (≥ 0.95 ln K) although an earlier
     one was well below it (< 0.9 ln K): the run learned, then collapsed. A slow start is not a collapse."""
@@ -578,7 +556,7 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
         before,
         init=inits.kind,
         protocol=cfg.protocol,
-        recipe="distilled" if run.recipe is not None else "",
+        recipe=distilled_description(run.recipe),
     )
     data = DistilledData(
         images.cpu(),

@@ -25,8 +25,11 @@ from datadistill.artifacts import DistilledData, check_writable, write_json
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.distributed import resolve_device
+from datadistill.formation import decode_set, decode_steps
 from datadistill.inits import InitDistribution
+from datadistill.minibatch_unroll import Recipe, batch_order, train
 from datadistill.models.user import ModelLike
+from datadistill.seeds import generator as seeded_generator
 from datadistill.setting import Setting, setting_from_manifest
 from datadistill.train import FieldRecipe, train_as_dataset
 from datadistill.unroll import Params, Steps, unroll
@@ -68,7 +71,7 @@ class EvalResult:
         "replay"  # replay: distilled steps in order with learned lrs (the paper's protocol)
     )
     init: str = ""
-    # how the networks were trained under the protocol: "" (replay), "distilled" (the set's own inner recipe),
+    # how the networks were trained under the protocol: "" (replay), "distilled: …" (the set's own inner recipe),
     # or a description of the field's recipe (dataset protocol)
     recipe: str = ""
 
@@ -108,6 +111,51 @@ def replay(data: DistilledData, model: nn.Module, params: Params) -> Params:
     steps = data.steps().to(next(iter(params.values())).device)
     final = unroll(model, params, steps, create_graph=False)[-1]
     return {name: p.detach() for name, p in final.items()}
+
+
+Trainer = Callable[[Params, Steps], Params]  # (θ_0, the stored set) -> trained θ, no graph
+
+
+def set_trainer(model: nn.Module, recipe: Recipe | None, formation: int = 1) -> Trainer:
+    """How a set trains a network in the training it was distilled for, from θ_0 on its decoded images
+    (``--formation``): replay (``recipe`` None: the steps in order with their learned lrs), or the dataset
+    protocol's inner recipe (``recipe``: N minibatch updates with the one learned lr, the same batch order
+    and augmentation draws for every network). Distillation's own evaluations train this way too."""
+    if recipe is None:
+        return lambda params, steps: unroll(
+            model, params, decode_steps(steps, formation), create_graph=False
+        )[-1]
+
+    def train_minibatch(params: Params, steps: Steps) -> Params:
+        images, labels = decode_set(steps.images, steps.labels, formation)
+        generator = seeded_generator("evaluation-order")
+        order = batch_order(len(images), recipe, generator)
+        trained, _ = train(
+            model,
+            params,
+            images,
+            labels,
+            steps.lrs.reshape(()),
+            recipe,
+            order,
+            generator=generator,
+        )
+        return {n: p.detach() for n, p in trained.items()}
+
+    return train_minibatch
+
+
+def distilled_recipe(manifest: dict[str, Any]) -> Recipe | None:
+    """The inner training a set was distilled with: its manifest's ``recipe`` for the dataset protocol, None
+    (replay) for the paper's protocol."""
+    if manifest.get("protocol") != DATASET_PROTOCOL or not manifest.get("recipe"):
+        return None
+    return Recipe.from_record(manifest["recipe"])
+
+
+def distilled_description(recipe: Recipe | None) -> str:
+    """``EvalResult.recipe`` of networks trained by ``set_trainer``: empty for replay."""
+    return "" if recipe is None else f"distilled: {recipe.describe()}, learned lr"
 
 
 def replay_finite(model: nn.Module, params: Params, steps: Steps) -> Params | None:
@@ -203,7 +251,10 @@ def evaluate(
     model: ModelLike | None = None,
     test: Any = None,
 ) -> EvalResult:
-    """Evaluate a distilled set (or a run folder) with the paper's replay protocol.
+    """Evaluate a distilled set (or a run folder) with the paper's replay protocol: networks from the run's
+    init distribution trained as in distillation (``set_trainer``): the steps in order with their learned lrs,
+    or, for a set distilled for the dataset protocol, the inner recipe its manifest records (its updates,
+    optimizer and learned lr; the result's ``recipe`` says which).
 
     Args:
         data: a ``DistilledData`` or the folder it was saved to.
@@ -235,17 +286,20 @@ def evaluate(
             raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
     dev = resolve_device(device)
-    steps = data.steps().to(dev)
+    recipe = distilled_recipe(manifest)
     after, before = evaluate_steps(
         setting.model,
-        steps,
+        Steps(data.images, data.targets(), data.lrs).to(dev),  # as stored: the trainer decodes it
         setting.inits,
         test.to(dev),  # normalised chunk by chunk when held as 8-bit pixels
         test.labels.to(dev),
         n,
         progress=progress,
+        train=set_trainer(setting.model, recipe, data.formation),
     )
-    result = EvalResult.from_accuracies(after, before, init=setting.inits.kind)
+    result = EvalResult.from_accuracies(
+        after, before, init=setting.inits.kind, recipe=distilled_description(recipe)
+    )
     if json_path is not None:
         write_json(Path(json_path), result.to_dict())
     if not all(math.isfinite(a) for a in after):

@@ -20,7 +20,9 @@ Everything is a pure function over parameter dicts, as in ``unroll``: forward pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +72,30 @@ class Recipe:
             raise ValueError(
                 f"--inner-augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
             )
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``momentum 0.9, 20 updates of all the images``."""
+        kind = {
+            "sgd": "SGD",
+            "momentum": f"momentum {self.momentum:g}",
+            "adam": f"Adam {self.betas[0]:g}/{self.betas[1]:g}",
+        }[self.optimizer]
+        batch = "all the images" if self.batch_size is None else f"{self.batch_size} images"
+        augment = "" if self.augment == "none" else f", {self.augment} augmentation"
+        return f"{kind}, {self.updates} updates of {batch}{augment}"
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Recipe:
+        """The recipe a manifest's ``recipe`` entry records (``distill_record.recipe_manifest``); what it
+        leaves out (``eps``; ``momentum`` or ``betas`` of another optimizer) keeps its default."""
+        recorded = {"optimizer": record["optimizer"], "updates": record["updates"]}
+        recorded["batch_size"] = record.get("batch_size")  # None: every update sees all the images
+        if record.get("momentum") is not None:
+            recorded["momentum"] = record["momentum"]
+        if record.get("betas") is not None:
+            recorded["betas"] = tuple(record["betas"])
+        recorded["augment"] = record.get("augment", "none")
+        return cls(**recorded)
 
 
 @dataclass

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from datadistill.config import EVAL_NETWORKS, DistillConfig
-from datadistill.evaluate import accuracy
+from datadistill.evaluate import Trainer, accuracy
 from datadistill.objectives import poison_labels
 from datadistill.seeds import generator
 from datadistill.types import Params, Steps
 
 # Networks that score iterates with --val-size (random kinds; fixed kinds use their one network).
 VAL_NETS = EVAL_NETWORKS["curve"]
-Trainer = Callable[[Params, Steps], Params]  # (θ_0, distilled set) -> trained θ, no graph
 
 
 @dataclass

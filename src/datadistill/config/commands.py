@@ -41,7 +41,8 @@ class EvaluateConfig:
     device: str = _setting("cpu", "cpu | cuda")
     protocol: str | None = _setting(
         None,
-        "replay: the distilled steps in order with their learned lrs (the paper's protocol); "
+        "replay: the distilled steps in order with their learned lrs (the paper's protocol), or for a set "
+        "distilled for the dataset protocol the inner training it was distilled with (its manifest's recipe); "
         "dataset: train fresh networks on the images as an ordinary training set with the field's "
         "recipe (SGD m0.9, wd 5e-4, lr 0.01 /10 at half-way, batch 256, --epochs). Default: the "
         "protocol the set was distilled for (its manifest)",
