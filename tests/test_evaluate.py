@@ -134,22 +134,29 @@ def test_field_recipe_refuses_nonsense(kwargs, message):
         FieldRecipe(**kwargs)
 
 
+def _tiny_dataset_run(out, **settings) -> DistilledData:
+    """Seconds: a digits set of 10 images distilled for the dataset protocol (an MLP, 6 inner updates)."""
+    return datadistill.distill(
+        **{
+            "dataset": "digits",
+            "model": "mlp",
+            "protocol": "dataset",
+            "init": "random",
+            "images_per_class": 1,
+            "unroll": 6,
+            "iterations": 3,
+            "out": str(out),
+            "progress": False,
+            **settings,
+        }
+    )
+
+
 def test_dataset_protocol_is_the_default_for_sets_distilled_for_it(tmp_path, capsys):
     from datadistill.cli import main
 
     out = tmp_path / "run"
-    datadistill.distill(
-        dataset="digits",
-        model="mlp",
-        protocol="dataset",
-        init="random",
-        images_per_class=1,
-        unroll=6,
-        iterations=3,
-        eval_models=2,
-        out=str(out),
-        progress=False,
-    )
+    _tiny_dataset_run(out, eval_models=2)
     capsys.readouterr()
     assert main(["evaluate", str(out), "--models", "2", "--epochs", "2", "--model", "mlp"]) == 0
     printed = capsys.readouterr().out
@@ -171,19 +178,7 @@ def test_replay_of_a_dataset_protocol_set_trains_as_its_distillation_measured_it
     the inner recipe its manifest records (it used to replay one plain GD step: 29% for a 97% set), and gives
     the run's own final evaluation to the bit."""
     out = tmp_path / "run"
-    made = datadistill.distill(
-        dataset="digits",
-        model="mlp",
-        protocol="dataset",
-        init="random",
-        images_per_class=1,
-        unroll=6,
-        iterations=3,
-        eval_models=3,
-        out=str(out),
-        progress=False,
-        **inner,
-    )
+    made = _tiny_dataset_run(out, eval_models=3, **inner)
     again = datadistill.evaluate(out, models=3, progress=False)
     recorded = made.manifest["accuracy"]
     assert (again.accuracy_mean, again.accuracy_std) == (
