@@ -73,6 +73,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=28.0, help="distillation budget per cell")
     parser.add_argument("--models", type=int, default=5, help="evaluation networks per row")
     parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="evaluation networks trained at once, one CPU process each (evaluate --jobs)",
+    )
     parser.add_argument("--augment", choices=AUGMENTATIONS, default="none")
     parser.add_argument(
         "--cross-arch",
@@ -116,6 +122,7 @@ def main() -> None:
     try:  # every bad flag stops here, not after an hour of distillation
         recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
         positive_int("models", args.models)
+        positive_int("jobs", args.jobs)
         if not (math.isfinite(args.minutes) and args.minutes > 0):
             raise ValueError(f"--minutes takes a positive number of minutes, got {args.minutes}")
         for model in args.cross_arch:
@@ -154,6 +161,7 @@ def main() -> None:
             device=args.device,
             progress=False,
             json_path=json_path,
+            jobs=args.jobs,
         )
 
     rows: list[dict] = []

@@ -221,3 +221,49 @@ def test_dataset_protocol_refuses_negative_learned_targets(tmp_path):
     data = _digits_set(torch.zeros(1, 10, 1, 8, 8), labels, label_targets="free")
     with pytest.raises(ValueError, match="negative learned targets.*--protocol replay"):
         evaluate_as_dataset(data, models=1, progress=False)
+
+
+def _ten_digits() -> DistilledData:
+    g = torch.Generator().manual_seed(0)
+    return _digits_set(torch.randn(1, 10, 1, 8, 8, generator=g), torch.arange(10).view(1, 10))
+
+
+def test_jobs_train_the_same_networks_in_other_processes():
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    recipe = FieldRecipe(epochs=3, augment="dsa")
+    alone = evaluate_as_dataset(_ten_digits(), model="mlp", models=3, recipe=recipe, progress=False)
+    two = evaluate_as_dataset(
+        _ten_digits(), model="mlp", models=3, recipe=recipe, progress=False, jobs=2
+    )
+    # the same networks, the same draws; other thread counts may move a float bit, so one of digits' 360
+    # test images (0.28 points) may be allowed to flip
+    assert two.accuracies == pytest.approx(alone.accuracies, abs=0.3)
+    assert two.accuracies_before == alone.accuracies_before
+
+
+def test_jobs_refuse_what_they_cannot_do(tmp_path):
+    from datadistill.evaluate import evaluate_as_dataset
+
+    with pytest.raises(ValueError, match="--jobs must be a positive integer, got 0"):
+        evaluate_as_dataset(_ten_digits(), model="mlp", models=1, jobs=0, progress=False)
+
+    class LocalNet(torch.nn.Module):  # defined in a function: no worker process can import it
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ValueError, match="--jobs 2: the network could not be sent .* use --jobs 1"):
+        evaluate_as_dataset(_ten_digits(), model=LocalNet(), models=2, jobs=2, progress=False)
+
+
+def test_jobs_belong_to_the_dataset_protocol(tmp_path, capsys):
+    from datadistill.cli import main
+
+    folder = _ten_digits().save(tmp_path / "set")
+    assert main(["evaluate", str(folder), "--protocol", "replay", "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--jobs applies to the dataset protocol" in err and len(err.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "field_table.py"
         (["--cross-arch", "lenett"], "'lenett'"),
         (["--cells", "mnist:5"], "--cells"),
         (["--nproc", "0"], "--nproc"),
+        (["--jobs", "0"], "--jobs"),
         (["--set", "unroll=0"], "unroll"),
     ],
 )

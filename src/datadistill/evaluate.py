@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import pickle
 import statistics
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,6 +336,7 @@ def evaluate_as_dataset(
     json_path: str | Path | None = None,
     progress: bool = True,
     test: Any = None,
+    jobs: int = 1,
 ) -> EvalResult:
     """Evaluate a distilled set with the field's protocol: fresh networks trained on it normally.
 
@@ -351,6 +356,10 @@ def evaluate_as_dataset(
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON.
         test: the real test split from Python, as in :func:`evaluate`.
+        jobs: networks trained at once, each in its own CPU process with ``torch.get_num_threads() // jobs``
+            threads (at least one): on a 2-core machine two one-thread processes finish sooner than one
+            two-thread process. Network i is the same network either way (its init and its generator, seeded
+            i); its accuracy may differ in the last float bits, as sums split over other thread counts do.
 
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
@@ -364,6 +373,11 @@ def evaluate_as_dataset(
         recipe = dataclasses.replace(recipe, epochs=epochs)
     if models is not None:
         positive_int("models", models)
+    positive_int("jobs", jobs)
+    if jobs > 1 and resolve_device(device).type != "cpu":
+        raise ValueError(
+            f"--jobs {jobs} trains networks in parallel CPU processes: use --jobs 1 on a GPU"
+        )
     adaptation = data.manifest.get("init", "").startswith("pretrained") and model is None
     setting = setting_from_manifest(
         data.manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
@@ -390,15 +404,14 @@ def evaluate_as_dataset(
             "minimum, so ordinary training diverges; evaluate it with --protocol replay, or distil with "
             "--label-targets softmax"
         )
-    after, before = [], []
-    for i, params in enumerate(tqdm(inits, total=n, desc="evaluate", disable=not progress)):
-        params = {k: v.to(dev) for k, v in params.items()}
-        before.append(accuracy(setting.model, params, test_x, test_y))
-        generator = torch.Generator().manual_seed(i)  # network i's shuffling and augmentation
-        trained = train_as_dataset(
-            setting.model, images, labels, params, recipe, generator=generator
-        )
-        after.append(accuracy(setting.model, trained, test_x, test_y))
+    field = _FieldTraining(setting.model, images, labels, recipe, test_x, test_y)
+    inits = ({k: v.to(dev) for k, v in params.items()} for params in inits)
+    if jobs == 1:
+        bar = tqdm(inits, total=n, desc="evaluate", disable=not progress)
+        scores = [field.score(i, params) for i, params in enumerate(bar)]
+    else:
+        scores = _score_in_processes(field, list(inits), jobs, progress)
+    before, after = [b for b, _ in scores], [a for _, a in scores]
     result = EvalResult.from_accuracies(
         after,
         before,
@@ -409,6 +422,68 @@ def evaluate_as_dataset(
     if json_path is not None:
         write_json(Path(json_path), result.to_dict())
     return result
+
+
+@dataclass
+class _FieldTraining:
+    """One network's part of ``evaluate_as_dataset``: what every network shares, and how network i trains."""
+
+    model: nn.Module
+    images: Tensor  # [N, C, H, W], decoded
+    labels: Tensor  # [N] classes or [N, K] targets
+    recipe: FieldRecipe
+    test_images: Tensor | ImageDataset
+    test_labels: Tensor
+
+    def score(self, i: int, params: Params) -> tuple[float, float]:
+        """Test accuracy (%) of network i before and after training from θ_0 = ``params``."""
+        before = accuracy(self.model, params, self.test_images, self.test_labels)
+        generator = torch.Generator().manual_seed(i)  # network i's shuffling and augmentation
+        trained = train_as_dataset(
+            self.model, self.images, self.labels, params, self.recipe, generator=generator
+        )
+        return before, accuracy(self.model, trained, self.test_images, self.test_labels)
+
+
+_worker_training: _FieldTraining | None = None  # set in each worker process by _start_worker
+
+
+def _start_worker(training: _FieldTraining, threads: int) -> None:
+    global _worker_training
+    torch.set_num_threads(threads)
+    _worker_training = training
+
+
+def _score_in_worker(i: int, params: Params) -> tuple[float, float]:
+    assert _worker_training is not None
+    return _worker_training.score(i, params)
+
+
+def _score_in_processes(
+    training: _FieldTraining, inits: list[Params], jobs: int, progress: bool
+) -> list[tuple[float, float]]:
+    """``training.score`` of every init, ``jobs`` networks at a time in spawned processes (fork after OpenMP
+    has started can hang); the shared data goes to each worker once."""
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_start_worker, initargs=(training, threads)
+        ) as pool:
+            futures = [pool.submit(_score_in_worker, i, params) for i, params in enumerate(inits)]
+            bar = tqdm(total=len(futures), desc=f"evaluate ({jobs} jobs)", disable=not progress)
+            for future in as_completed(futures):
+                future.result()  # the first failure stops here
+                bar.update()
+            bar.close()
+            return [future.result() for future in futures]
+    except (pickle.PicklingError, AttributeError, TypeError, BrokenProcessPool) as error:
+        if not isinstance(error, BrokenProcessPool) and "pickle" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"--jobs {jobs}: the network could not be sent to a worker process ({error}); define it in an "
+            "importable module, or use --jobs 1"
+        ) from None
 
 
 def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
@@ -429,9 +504,15 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
             data_dir=cfg.data_dir,
             device=cfg.device,
             json_path=cfg.json,
+            jobs=cfg.jobs,
         )
-    for flag, value in (("--model", cfg.model), ("--epochs", cfg.epochs)):
-        if value is not None:
+    dataset_only = {
+        "--model": cfg.model is not None,
+        "--epochs": cfg.epochs is not None,
+        "--jobs": cfg.jobs != 1,
+    }
+    for flag, given in dataset_only.items():
+        if given:
             raise ValueError(
                 f"{flag} applies to the dataset protocol: add --protocol dataset, or drop {flag} to "
                 "replay the set on the network it was distilled for"
