@@ -159,7 +159,7 @@ def distilled_recipe(manifest: dict[str, Any]) -> Recipe | None:
 
 def distilled_description(recipe: Recipe | None) -> str:
     """``EvalResult.recipe`` of networks trained by ``set_trainer``: empty for replay."""
-    return "" if recipe is None else f"distilled: {recipe.describe()}, learned lr"
+    return "" if recipe is None else f"distilled: {recipe.describe()}, the set's step size"
 
 
 def replay_finite(model: nn.Module, params: Params, steps: Steps) -> Params | None:
