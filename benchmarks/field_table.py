@@ -38,6 +38,7 @@ from datadistill.config import (
     positive_int,
     save_config,
 )
+from datadistill.distributed import resolve_device
 from datadistill.evaluate import EvalResult, FieldRecipe, evaluate_as_dataset
 from datadistill.formation import encode
 from datadistill.models import get_model_spec
@@ -138,9 +139,11 @@ def main() -> None:
             _preset(dataset, int(per_class), overrides)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    if args.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            parser.error(f"--device {args.device}: this machine has no CUDA GPU (use --device cpu)")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    if device.type == "cuda":
         if args.nproc > torch.cuda.device_count():
             parser.error(
                 f"--nproc {args.nproc} --device cuda puts one process on each GPU; this machine has "

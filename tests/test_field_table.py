@@ -21,6 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "field_table.py"
         (["--cells", "mnist:5"], "--cells"),
         (["--nproc", "0"], "--nproc"),
         (["--jobs", "0"], "--jobs"),
+        (["--device", "gpu"], "--device"),
         (["--set", "unroll=0"], "unroll"),
     ],
 )
