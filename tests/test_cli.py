@@ -348,3 +348,17 @@ def test_resume_alone_of_a_run_from_before_schedules_keeps_the_step_schedule(
     (out / "config.yaml").write_text(yaml.safe_dump(saved))  # as written before the setting existed
     assert main(["distill", "--resume", "--out", str(out)]) == 0
     assert (out / "distilled.safetensors").is_file()
+
+
+def test_ctrl_c_in_a_command_without_checkpoints_says_only_interrupted(
+    tiny_set, capsys, monkeypatch
+):
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    # the module, not the function `datadistill.evaluate` that the package exports under its name
+    monkeypatch.setattr(
+        importlib.import_module("datadistill.evaluate"), "evaluate_run", interrupted
+    )
+    assert main(["evaluate", str(tiny_set)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"  # no --resume to offer

@@ -256,7 +256,9 @@ def test_jobs_refuse_what_they_cannot_do(tmp_path):
         def forward(self, x):
             return self.fc(x.flatten(1))
 
-    with pytest.raises(ValueError, match="--jobs 2: the network could not be sent .* use --jobs 1"):
+    with pytest.raises(
+        ValueError, match="--jobs 2 sends the network .* cannot be pickled .* use --jobs 1"
+    ):
         evaluate_as_dataset(_ten_digits(), model=LocalNet(), models=2, jobs=2, progress=False)
 
 

@@ -471,7 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_destinations(args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        resumable = hasattr(args, "resume")  # distill checkpoints as it goes
+        tail = "; the last checkpoint is kept (continue with --resume)" if resumable else ""
+        print(f"interrupted{tail}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         if os.environ.get("DATADISTILL_DEBUG"):

@@ -463,27 +463,43 @@ def _score_in_processes(
     training: _FieldTraining, inits: list[Params], jobs: int, progress: bool
 ) -> list[tuple[float, float]]:
     """``training.score`` of every init, ``jobs`` networks at a time in spawned processes (fork after OpenMP
-    has started can hang); the shared data goes to each worker once."""
-    threads = max(1, torch.get_num_threads() // jobs)
-    context = multiprocessing.get_context("spawn")
+    has started can hang); the shared data goes to each worker once. Stopped early (an error, Ctrl-C), the
+    workers are ended too rather than left to finish networks nobody will read."""
     try:
-        with ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_start_worker, initargs=(training, threads)
-        ) as pool:
-            futures = [pool.submit(_score_in_worker, i, params) for i, params in enumerate(inits)]
-            bar = tqdm(total=len(futures), desc=f"evaluate ({jobs} jobs)", disable=not progress)
+        pickle.dumps(training.model)
+    except Exception as error:  # a local class, a lambda inside: whatever pickle refuses
+        raise ValueError(
+            f"--jobs {jobs} sends the network to worker processes and it cannot be pickled ({error}); "
+            "define it in an importable module, or use --jobs 1"
+        ) from None
+    threads = max(1, torch.get_num_threads() // jobs)
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(training, threads),
+    )
+    finished = False
+    try:
+        futures = [pool.submit(_score_in_worker, i, params) for i, params in enumerate(inits)]
+        with tqdm(total=len(futures), desc=f"evaluate ({jobs} jobs)", disable=not progress) as bar:
             for future in as_completed(futures):
                 future.result()  # the first failure stops here
                 bar.update()
-            bar.close()
-            return [future.result() for future in futures]
-    except (pickle.PicklingError, AttributeError, TypeError, BrokenProcessPool) as error:
-        if not isinstance(error, BrokenProcessPool) and "pickle" not in str(error).lower():
-            raise
-        raise ValueError(
-            f"--jobs {jobs}: the network could not be sent to a worker process ({error}); define it in an "
-            "importable module, or use --jobs 1"
+        finished = True
+        return [future.result() for future in futures]
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            f"a --jobs {jobs} worker process died ({error}): if a script of yours calls this, guard its entry "
+            "with `if __name__ == '__main__':` (workers re-import it); or use --jobs 1"
         ) from None
+    finally:
+        if not finished:
+            # ProcessPoolExecutor has no public way to stop a running task (Python 3.14 adds
+            # terminate_workers); a ResNet-18 would otherwise train on for many minutes.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
