@@ -357,9 +357,10 @@ def evaluate_as_dataset(
         json_path: also write the result as JSON.
         test: the real test split from Python, as in :func:`evaluate`.
         jobs: networks trained at once, each in its own CPU process with ``torch.get_num_threads() // jobs``
-            threads (at least one): on a 2-core machine two one-thread processes finish sooner than one
-            two-thread process. Network i is the same network either way (its init and its generator, seeded
-            i); its accuracy may differ in the last float bits, as sums split over other thread counts do.
+            threads (at least one). It pays for networks that train for minutes (ConvNet-3: 1.10× on two
+            cores), not for LeNet or the MLP, whose seconds the processes' start-up outweighs (docs/RESULTS.md).
+            Network i is the same network either way (its init and its generator, seeded i); its accuracy may
+            differ by a few test images, as float sums split over other thread counts do.
 
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.

@@ -64,8 +64,8 @@ class EvaluateConfig:
     )
     jobs: int = _setting(
         1,
-        "dataset protocol: networks trained at once, each in its own CPU process (2 on a 2-core machine "
-        "finish sooner than one process with 2 threads); default 1",
+        "dataset protocol: networks trained at once, each in its own CPU process (pays for ConvNet-3 and "
+        "ResNet-18, not LeNet or the MLP); default 1",
     )
 
     def validate(self) -> EvaluateConfig:
