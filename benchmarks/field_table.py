@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -36,6 +35,7 @@ from datadistill.config import (
     load_config,
     parse_assignments,
     positive_int,
+    positive_number,
     save_config,
 )
 from datadistill.distributed import resolve_device
@@ -124,8 +124,7 @@ def main() -> None:
         recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)
         positive_int("models", args.models)
         positive_int("jobs", args.jobs)
-        if not (math.isfinite(args.minutes) and args.minutes > 0):
-            raise ValueError(f"--minutes takes a positive number of minutes, got {args.minutes}")
+        positive_number("minutes", args.minutes)
         for model in args.cross_arch:
             get_model_spec(model)
         overrides = {"device": args.device, **parse_assignments(DistillConfig, args.set)}
@@ -137,11 +136,8 @@ def main() -> None:
                     f"(the images per class of the presets), got {cell!r}"
                 )
             _preset(dataset, int(per_class), overrides)
-    except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
-    try:
         device = resolve_device(args.device)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     if device.type == "cuda":
         if args.nproc > torch.cuda.device_count():

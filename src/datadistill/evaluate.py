@@ -375,7 +375,8 @@ def evaluate_as_dataset(
     if models is not None:
         positive_int("models", models)
     positive_int("jobs", jobs)
-    if jobs > 1 and resolve_device(device).type != "cpu":
+    dev = resolve_device(device)
+    if jobs > 1 and dev.type != "cpu":
         raise ValueError(
             f"--jobs {jobs} trains networks in parallel CPU processes: use --jobs 1 on a GPU"
         )
@@ -395,7 +396,6 @@ def evaluate_as_dataset(
         inits = fresh.evaluation_inits(n)
         init_kind = "random (PyTorch default)"
     test = _test_split(setting, data.manifest, test)
-    dev = resolve_device(device)
     test_x, test_y = test.to(dev), test.labels.to(dev)  # test_x: read in chunks by accuracy
     images, labels = (t.to(dev) for t in data.training_set())  # decoded: --formation
     if labels.is_floating_point() and bool((labels < 0).any()):
