@@ -154,3 +154,14 @@ def test_a_switch_in_a_yaml_config_is_checked_too(tmp_path):
         load_config(DistillConfig, path)
     path.write_text("dataset: digits\nbatch_per_rank: true\n")
     assert load_config(DistillConfig, path).batch_per_rank
+
+
+def test_model_help_names_the_default_networks_the_setting_picks():
+    from datadistill.setting import DEFAULT_MODEL_FOR, default_model
+
+    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(DistillConfig)}["model"]
+    for dataset, model in DEFAULT_MODEL_FOR.items():
+        assert model in help_text and dataset in help_text
+    assert default_model("digits", (1, 8, 8)) == "mlp"
+    assert default_model("./mine", (1, 8, 8)) == "mlp"
+    assert default_model("./mine", (1, 12, 12)) == "lenet"

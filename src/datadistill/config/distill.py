@@ -39,7 +39,8 @@ class DistillConfig:
     )
     model: str | None = _setting(
         None,
-        "registered model or package.module:factory; None: the data set's default (lenet for digits)",
+        "registered model or package.module:factory; None: the data set's default (mlp for digits, "
+        "alexcifarnet for cifar10 and svhn, else lenet; your data: lenet from 12x12 pixels up, else mlp)",
     )
     init: str = _setting("fixed", "fixed | random | pretrained-fixed | pretrained-random")
     init_scheme: str | None = _setting(
@@ -104,7 +105,8 @@ class DistillConfig:
         0.05, "cosine: the Adam lr at the end, as a fraction of --lr"
     )
     decay_every: int | None = _setting(
-        None, "step: halve the Adam lr every N iterations; None: every 10% of iterations"
+        None,
+        "step: multiply the Adam lr by --decay-factor every N iterations; None: every 10% of iterations",
     )
     decay_factor: float = _setting(0.5, "step: the factor applied every --decay-every iterations")
     lr_init: float = _setting(0.02, "initial learned step size (softplus-parameterised)")
