@@ -165,3 +165,12 @@ def test_model_help_names_the_default_networks_the_setting_picks():
     assert default_model("digits", (1, 8, 8)) == "mlp"
     assert default_model("./mine", (1, 8, 8)) == "mlp"
     assert default_model("./mine", (1, 12, 12)) == "lenet"
+
+
+def test_baselines_only_takes_the_command_lines_comma_separated_text_from_python():
+    from datadistill.config import BaselinesConfig
+
+    cfg = BaselinesConfig(only="kmeans, knn-random").validate()
+    assert cfg.only == ("kmeans", "knn-random")
+    with pytest.raises(ValueError, match="kmenas"):
+        BaselinesConfig(only="kmeans,kmenas").validate()

@@ -15,6 +15,7 @@ from datadistill.config.settings import (
     check_device,
     check_init_noise,
     check_source_weight,
+    comma_separated,
     flag,
     positive_int,
     positive_number,
@@ -153,6 +154,9 @@ class BaselinesConfig:
             raise ValueError(f"--models must be a positive integer, got {self.models!r}")
         if self.init not in ("fixed", "random"):
             raise ValueError(f"--init must be 'fixed' or 'random' for baselines, got {self.init!r}")
+        if isinstance(self.only, str):  # Python callers may write it as on the command line
+            self.only = comma_separated(self.only)
+        self.only = tuple(self.only)
         unknown = [b for b in self.only if b not in BASELINES]
         if unknown or not self.only:
             raise ValueError(
