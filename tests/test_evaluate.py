@@ -269,3 +269,15 @@ def test_jobs_belong_to_the_dataset_protocol(tmp_path, capsys):
     assert main(["evaluate", str(folder), "--protocol", "replay", "--jobs", "2"]) == 1
     err = capsys.readouterr().err
     assert "--jobs applies to the dataset protocol" in err and len(err.strip().splitlines()) == 1
+
+
+def test_augment_is_a_keyword_as_it_is_a_flag():
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    kwargs = dict(model="mlp", models=1, epochs=2, progress=False)
+    by_recipe = evaluate_as_dataset(_ten_digits(), recipe=FieldRecipe(augment="dc"), **kwargs)
+    by_keyword = evaluate_as_dataset(_ten_digits(), augment="dc", **kwargs)
+    assert by_keyword.accuracies == by_recipe.accuracies
+    assert by_keyword.recipe.endswith("augmentation dc")
+    with pytest.raises(ValueError, match="--augment must be one of none, dsa, dc, got 'dca'"):
+        evaluate_as_dataset(_ten_digits(), augment="dca", **kwargs)

@@ -258,7 +258,8 @@ def evaluate(
     """Evaluate a distilled set (or a run folder) with the paper's replay protocol: networks from the run's
     init distribution trained as in distillation (``set_trainer``): the steps in order with their learned lrs,
     or, for a set distilled for the dataset protocol, the inner recipe its manifest records (its updates,
-    optimizer and learned lr; the result's ``recipe`` says which).
+    optimizer and learned lr; the result's ``recipe`` says which). The field's protocol, which
+    ``datadistill evaluate`` uses for sets distilled with ``protocol="dataset"``, is :func:`evaluate_as_dataset`.
 
     Args:
         data: a ``DistilledData`` or the folder it was saved to.
@@ -331,6 +332,7 @@ def evaluate_as_dataset(
     models: int | None = None,
     recipe: FieldRecipe | None = None,
     epochs: int | None = None,
+    augment: str | None = None,
     data_dir: str | None = None,
     device: str = "cpu",
     json_path: str | Path | None = None,
@@ -351,7 +353,9 @@ def evaluate_as_dataset(
         model: the evaluation network: a registered name (``convnet``, ``lenet``, ``mlp``, ``resnet18``, …),
             ``module:factory``, a factory or an ``nn.Module``.
         models: networks to train (default 5).
-        recipe: the training (default ``FieldRecipe()``); ``epochs`` overrides its epochs.
+        recipe: the training (default ``FieldRecipe()``); ``epochs`` and ``augment`` override its fields.
+        epochs: epochs of the recipe (``--epochs``; default 300).
+        augment: ``none``, ``dsa`` or ``dc`` (``--augment``; default none): every minibatch's augmentation.
         data_dir: where the real data lives (default: the manifest's, else $DATADISTILL_DATA / cache).
         device: ``cpu`` or ``cuda``.
         json_path: also write the result as JSON.
@@ -372,6 +376,8 @@ def evaluate_as_dataset(
     recipe = recipe or FieldRecipe()
     if epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=epochs)
+    if augment is not None:
+        recipe = dataclasses.replace(recipe, augment=augment)  # checked by FieldRecipe
     if models is not None:
         positive_int("models", models)
     positive_int("jobs", jobs)
@@ -516,8 +522,8 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
             data,
             model=cfg.model,
             models=cfg.models,
-            recipe=FieldRecipe(augment=cfg.augment),
             epochs=cfg.epochs,
+            augment=cfg.augment,
             data_dir=cfg.data_dir,
             device=cfg.device,
             json_path=cfg.json,
