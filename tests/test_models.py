@@ -160,6 +160,8 @@ def test_reference_feature_sizes() -> None:
     convnet = build_model("convnet", (1, 28, 28), 10, width=16, depth=2)
     assert convnet.classifier.in_features == 16 * 7 * 7
     assert build_model("mlp", (1, 28, 28), 10, hidden=(32,)).classifier[0].out_features == 32
+    one_layer = build_model("mlp", (1, 28, 28), 10, hidden=32)  # an int is one hidden layer
+    assert one_layer.hidden == (32,) and one_layer.classifier[0].out_features == 32
 
 
 def test_unknown_model_name_suggests_close_match() -> None:

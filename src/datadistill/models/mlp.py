@@ -25,7 +25,7 @@ class MLP(ImageClassifier):
     Args:
         in_shape: Per-example input shape ``(C, H, W)``; any size.
         num_classes: Number of output logits.
-        hidden: Sizes of the hidden layers.
+        hidden: Sizes of the hidden layers; one int is one hidden layer.
     """
 
     arch: ClassVar[str] = "mlp"
@@ -35,9 +35,12 @@ class MLP(ImageClassifier):
         in_shape: tuple[int, int, int],
         num_classes: int,
         *,
-        hidden: Sequence[int] = (256, 256),
+        hidden: int | Sequence[int] = (256, 256),
     ) -> None:
         super().__init__(in_shape, num_classes)
+        # build_model("mlp", ..., hidden=64) means one layer of 64, not a TypeError from tuple(64).
+        if isinstance(hidden, int):
+            hidden = (hidden,)
         self.hidden = tuple(int(n) for n in hidden)
         if any(n < 1 for n in self.hidden):
             raise ValueError(f"mlp hidden sizes must be positive, got {tuple(hidden)}")
