@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 
@@ -174,3 +175,26 @@ def test_baselines_only_takes_the_command_lines_comma_separated_text_from_python
     assert cfg.only == ("kmeans", "knn-random")
     with pytest.raises(ValueError, match="kmenas"):
         BaselinesConfig(only="kmeans,kmenas").validate()
+
+
+@pytest.mark.parametrize(
+    "module, entry, typo, meant",
+    [
+        ("datadistill.distill", "distill", "iteration", "iterations"),
+        ("datadistill.experiments.baselines", "run_baselines", "onlyy", "only"),
+        ("datadistill.experiments.pretrain", "pretrain", "epoch", "epochs"),
+        ("datadistill.experiments.attack", "run_attack", "source", "source_class"),
+    ],
+)
+def test_an_unknown_python_keyword_is_one_line_naming_the_closest_setting(
+    module, entry, typo, meant, tmp_path, monkeypatch
+):
+    # from Python, as a YAML key or flag: refused before any data is read or folder written
+    monkeypatch.chdir(tmp_path)
+    call = getattr(importlib.import_module(module), entry)
+    with pytest.raises(
+        ValueError,
+        match=rf"'{typo}' is not one of the \w+Config settings \(did you mean '{meant}'\?\)",
+    ):
+        call(**{typo: 3})
+    assert list(tmp_path.iterdir()) == []

@@ -1085,6 +1085,6 @@ def test_init_images_folder_refuses_a_set_that_does_not_fit_in_one_line(tmp_path
 def test_an_unknown_keyword_is_one_value_error_naming_the_closest_setting():
     # e.g. evaluate's --augment where distill's setting is inner_augment; refused before any work
     with pytest.raises(
-        ValueError, match=r"'augment' is not a DistillConfig setting.*'inner_augment'"
+        ValueError, match=r"'augment' is not one of the DistillConfig settings.*'inner_augment'"
     ):
         distill(dataset="digits", protocol="dataset", augment="dsa", progress=False)

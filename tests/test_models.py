@@ -172,6 +172,16 @@ def test_unknown_model_name_suggests_close_match() -> None:
     assert isinstance(build_model("LeNet", (1, 28, 28), 10), nn.Module)
 
 
+def test_an_unknown_option_is_one_line_naming_the_models_options() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"'convnet' has no option 'widht' \(did you mean 'width'\?\); its options: width, depth",
+    ):
+        build_model("convnet", (1, 28, 28), 10, widht=8)
+    with pytest.raises(ValueError, match=r"'lenet' has no option 'hidden'; its options: none"):
+        build_model("lenet", (1, 28, 28), 10, hidden=(32,))
+
+
 def test_register_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry_module, "_MODELS", dict(registry_module._MODELS))
 

@@ -18,7 +18,6 @@ This module is the driver (setup, ``outer_step``, the loop, the finish); its par
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import statistics
 import sys
@@ -47,7 +46,7 @@ from datadistill.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from datadistill.config import DistillConfig, eval_networks, save_config
+from datadistill.config import DistillConfig, eval_networks, save_config, with_overrides
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distill_record import inner_recipe, run_manifest
 from datadistill.distributed import World, init_world, resolve_device
@@ -176,17 +175,7 @@ def _resolve_config(
     cfg: DistillConfig | None, overrides: dict[str, Any], train: Any, test: Any
 ) -> tuple[DistillConfig, Any]:
     """``(validated config, the model argument as given)``: ``cfg`` with ``overrides`` applied."""
-    settings = sorted(f.name for f in dataclasses.fields(DistillConfig))
-    for key in overrides:
-        # One line naming the closest setting, as for a YAML key, not a TypeError from __init__.
-        if key not in settings:
-            close = difflib.get_close_matches(key, settings, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"distill({key}=...): {key!r} is not a DistillConfig setting{hint}; the settings are "
-                "the flags of `datadistill distill --help` with _ for -"
-            )
-    values = {**(vars(cfg) if cfg else {}), **overrides}
+    values = with_overrides(DistillConfig, cfg, overrides, "distill")
     # A network object or factory is not a setting that YAML can hold: it is recorded by its spec below.
     model_arg = values.get("model")
     if model_arg is not None and not isinstance(model_arg, str):

@@ -58,6 +58,7 @@ from datadistill.config.settings import (
     is_finite_number,
     positive_int,
     positive_number,
+    with_overrides,
 )
 
 __all__ = [
@@ -98,6 +99,7 @@ __all__ = [
     "parse_assignments",
     "positive_int",
     "positive_number",
+    "with_overrides",
     "save_config",
     "to_dict",
 ]

@@ -6,6 +6,7 @@ Each check raises ValueError with one line naming the flag and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from typing import Any
@@ -50,6 +51,26 @@ def eval_networks(purpose: str, fixed: bool) -> int:
 def _setting(default: Any, help: str, **cli: Any) -> Any:
     """A dataclass field with its help text (``metadata["help"]``) and command-line extras (``"cli"``)."""
     return dataclasses.field(default=default, metadata={"help": help, "cli": cli})
+
+
+def with_overrides(cls: type, cfg: Any, overrides: dict[str, Any], command: str) -> dict[str, Any]:
+    """The fields of ``cfg`` (a ``cls`` or None) with keyword ``overrides`` on top, as a dict for ``cls(**…)``.
+
+    A Python caller's unknown keyword is one ValueError naming the closest setting (as an unknown YAML key
+    or flag is), not a TypeError from the dataclass's ``__init__``. ``command``: the CLI command whose flags
+    the settings are, e.g. ``distill``.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"{key}=...: {key!r} is not one of the {cls.__name__} settings{hint}; they are the flags "
+                f"of `datadistill {command} --help` with _ for -"
+            )
+    current = {name: getattr(cfg, name) for name in names} if cfg is not None else {}
+    return {**current, **overrides}
 
 
 def flag(name: str) -> str:

@@ -48,6 +48,7 @@ from datadistill.config import (
     AttackConfig,
     DistillConfig,
     PretrainConfig,
+    with_overrides,
 )
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import resolve_device
@@ -222,7 +223,7 @@ def run_attack(cfg: AttackConfig | None = None, **overrides: Any) -> dict[str, A
         ``{"config": {...}, "pool": {...}, "rows": [distilled row, baseline rows…], "run_dir": str}``; the
         same dict is written to ``<out>/attack.json``.
     """
-    cfg = AttackConfig(**{**(asdict(cfg) if cfg else {}), **overrides})
+    cfg = AttackConfig(**with_overrides(AttackConfig, cfg, overrides, "attack"))
     resolve_device(cfg.device)  # before a pool is pre-trained or a folder written
     cfg, out, _ = resolve(cfg)
     pool = ensure_pool(cfg, Path(cfg.pretrained))

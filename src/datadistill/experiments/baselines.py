@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from datadistill.artifacts import write_json
-from datadistill.config import EVAL_NETWORKS, BaselinesConfig, DistillConfig
+from datadistill.config import EVAL_NETWORKS, BaselinesConfig, DistillConfig, with_overrides
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import resolve_device
 from datadistill.evaluate import accuracy, evaluate_steps, replay_finite
@@ -394,7 +394,7 @@ def _setup(
     cfg: BaselinesConfig | None, overrides: dict[str, Any], train: Any, test: Any
 ) -> _Context:
     """The validated settings, the data (from ``cfg.dataset`` or Python), the network and the splits."""
-    values = {**(vars(cfg) if cfg else {}), **overrides}
+    values = with_overrides(BaselinesConfig, cfg, overrides, "baselines")
     python_data = None
     if train is not None:
         from datadistill.data.sources import from_python

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from datadistill._version import __version__
 from datadistill.artifacts import MANIFEST_FILE, save_tensors, write_json
-from datadistill.config import PRETRAIN_BETAS, PretrainConfig
+from datadistill.config import PRETRAIN_BETAS, PretrainConfig, with_overrides
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import resolve_device
 from datadistill.evaluate import accuracy
@@ -107,7 +107,7 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
     Example:
         >>> pretrain(dataset="mnist", model="lenet", count=30, heldout=10, out="pools/mnist")  # doctest: +SKIP
     """
-    cfg = PretrainConfig(**{**(vars(cfg) if cfg else {}), **overrides}).validate()
+    cfg = PretrainConfig(**with_overrides(PretrainConfig, cfg, overrides, "pretrain")).validate()
     out = Path(cfg.out)
     if (out / MANIFEST_FILE).exists():
         raise FileExistsError(

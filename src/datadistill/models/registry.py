@@ -8,6 +8,7 @@ parametrised over ``list_models()`` so every registered model gets the same chec
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,11 +98,24 @@ def build_model(
         paper's Xavier initialisation or a seeded draw.
 
     Raises:
-        ValueError: For an unknown name, or an input too small for the architecture.
+        ValueError: For an unknown name or option, or an input too small for the architecture.
 
     Example:
         >>> model = build_model("lenet", (1, 28, 28), 10)
         >>> model(torch.zeros(2, 1, 28, 28)).shape  # doctest: +SKIP
         torch.Size([2, 10])
     """
-    return get_model_spec(name).constructor(in_shape, num_classes, **kwargs)
+    spec = get_model_spec(name)
+    params = list(inspect.signature(spec.constructor).parameters.values())[2:]
+    options = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    for key in kwargs:
+        # One line naming the model's options, not a TypeError from its __init__.
+        if key not in options and not takes_any:
+            close = difflib.get_close_matches(key, options, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(options) or "none"
+            raise ValueError(
+                f"model {spec.name!r} has no option {key!r}{hint}; its options: {allowed}"
+            )
+    return spec.constructor(in_shape, num_classes, **kwargs)
