@@ -327,6 +327,18 @@ def _bad_lengths(tmp: Path) -> tuple[Path, str]:
     return tmp / "d.npz", "9 images but 8 labels"
 
 
+def _bad_npy_named_npz(tmp: Path) -> tuple[Path, str]:
+    x, _ = _images(3, 0)
+    with (tmp / "d.npz").open("wb") as f:  # one array saved by np.save, under a .npz name
+        np.save(f, x)
+    return tmp / "d.npz", "not a .npz archive"
+
+
+def _bad_npz_bytes(tmp: Path) -> tuple[Path, str]:
+    (tmp / "d.npz").write_bytes(b"these bytes are no archive")
+    return tmp / "d.npz", "not a .npz archive"
+
+
 def _bad_pickled_code(tmp: Path) -> tuple[Path, str]:
     torch.save({"x_train": NotATensor()}, tmp / "d.pt")
     return tmp / "d.pt", "cannot be loaded as plain tensors"
@@ -341,6 +353,8 @@ def _bad_pickled_code(tmp: Path) -> tuple[Path, str]:
         _bad_not_an_image,
         _bad_labels,
         _bad_lengths,
+        _bad_npy_named_npz,
+        _bad_npz_bytes,
         _bad_pickled_code,
     ],
 )

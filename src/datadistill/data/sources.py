@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,13 @@ def _decode(where: Path, size: tuple[int, int] | None, test_fraction: float | No
 
 def _read_arrays(where: Path, suffix: str) -> dict[str, Any]:
     if suffix == ".npz":
+        # np.load reads a non-zip file as a .npy or a pickle: a renamed .npy would come back as an array and
+        # any other bytes would be blamed on pickling, so say what the file is not instead.
+        if not zipfile.is_zipfile(where):
+            raise ValueError(
+                f"{where}: not a .npz archive (a .npz is a zip of named arrays); save it with "
+                "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+            )
         try:
             with np.load(where, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
