@@ -8,7 +8,14 @@ import torch.nn.functional as F
 
 from datadistill.models import build_model, init_params
 from datadistill.seeds import generator
-from datadistill.train import _shuffle_generator, cosine, train_adam, train_networks
+from datadistill.train import (
+    FieldRecipe,
+    _shuffle_generator,
+    cosine,
+    train_adam,
+    train_as_dataset,
+    train_networks,
+)
 
 
 def _sequential_oracle(net, init, images, labels, seed, *, epochs, batch_size, lr, betas):
@@ -85,3 +92,20 @@ def test_train_adam_is_adam_with_a_cosine_lr_schedule_exactly():
         assert torch.equal(trained[n], p.detach()), n
         assert not torch.equal(trained[n], init[n]), n
     assert all(not t.requires_grad for t in trained.values())
+
+
+def test_field_recipe_reports_the_schedule_it_trains_with():
+    """One epoch has no half-way: training keeps the lr, and the report must not claim a division."""
+    torch.manual_seed(0)
+    images, labels = torch.randn(8, 1, 6, 6, dtype=torch.float64), torch.randint(3, (8,))
+    net = build_model("mlp", (1, 6, 6), 3).double()
+    init = {n: p.detach().clone() for n, p in net.named_parameters()}
+    recipe = FieldRecipe(epochs=1, lr=0.05)
+    trained = train_as_dataset(net, images, labels, init, recipe)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    F.cross_entropy(net(images), labels).backward()  # one batch: the order does not matter
+    opt.step()
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(trained[name], p.detach(), rtol=1e-12, atol=1e-12)
+    assert "lr 0.05 constant," in recipe.describe() and "/10" not in recipe.describe()
+    assert "lr 0.01 /10 at epoch 150," in FieldRecipe().describe()

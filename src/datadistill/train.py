@@ -243,10 +243,11 @@ class FieldRecipe:
 
     def describe(self) -> str:
         """One line for reports, e.g. ``SGD m0.9 wd5e-4, lr 0.01 /10 at epoch 150, batch 256, 300 epochs``."""
+        # One epoch has no half-way to divide at: train_as_dataset keeps lr for it, and so must the report.
+        schedule = f"/10 at epoch {self.epochs // 2}" if self.epochs > 1 else "constant"
         return (
-            f"SGD m{self.momentum:g} wd{self.weight_decay:g}, lr {self.lr:g} /10 at epoch "
-            f"{self.epochs // 2}, batch {self.batch_size}, {self.epochs} epochs, "
-            f"augmentation {self.augment}"
+            f"SGD m{self.momentum:g} wd{self.weight_decay:g}, lr {self.lr:g} {schedule}, "
+            f"batch {self.batch_size}, {self.epochs} epochs, augmentation {self.augment}"
         )
 
 
