@@ -327,6 +327,14 @@ def _bad_lengths(tmp: Path) -> tuple[Path, str]:
     return tmp / "d.npz", "9 images but 8 labels"
 
 
+def _bad_four_channels(tmp: Path) -> tuple[Path, str]:
+    x, y = _images(3, 0, channels=3)
+    # RGBA [N, H, W, 4]: the message must name the shape as given, not as transposed
+    x = np.concatenate([x, x[..., :1]], axis=-1)
+    np.savez(tmp / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    return tmp / "d.npz", f"shape (9, {SIDE}, {SIDE}, 4) (read as N, H, W, C) have 4 channels"
+
+
 def _bad_npy_named_npz(tmp: Path) -> tuple[Path, str]:
     x, _ = _images(3, 0)
     with (tmp / "d.npz").open("wb") as f:  # one array saved by np.save, under a .npz name
@@ -353,6 +361,7 @@ def _bad_pickled_code(tmp: Path) -> tuple[Path, str]:
         _bad_not_an_image,
         _bad_labels,
         _bad_lengths,
+        _bad_four_channels,
         _bad_npy_named_npz,
         _bad_npz_bytes,
         _bad_pickled_code,

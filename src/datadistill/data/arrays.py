@@ -72,18 +72,19 @@ def _check_lengths(x, y, where: str) -> None:
 def _pixels(x: Any, where: str) -> Tensor:
     """``[N, C, H, W]`` float32 in [0, 1] from uint8/integer 0…255 or float [0, 1] pixels in any layout."""
     array = _as_numpy(x)
+    given, layout = array.shape, "N, C, H, W"  # as the user gave them, for the messages
     if array.ndim == 3:
         array = array[:, None]
     elif array.ndim == 4:
         if not (array.shape[1] in (1, 3) and array.shape[3] not in (1, 3)):
-            array = array.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+            array, layout = array.transpose(0, 3, 1, 2), "N, H, W, C"  # NHWC -> NCHW
     else:
         raise ValueError(
             f"{where}: images of shape {array.shape}; need [N, H, W], [N, C, H, W] or [N, H, W, C]"
         )
     if array.shape[1] not in (1, 3):
         raise ValueError(
-            f"{where}: images of shape {array.shape} (read as N, C, H, W) have {array.shape[1]} "
+            f"{where}: images of shape {given} (read as {layout}) have {array.shape[1]} "
             "channels; give 1 (gray) or 3 (RGB) channels, e.g. drop the alpha channel"
         )
     if len(array) == 0:
