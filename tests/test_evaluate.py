@@ -281,3 +281,21 @@ def test_augment_is_a_keyword_as_it_is_a_flag():
     assert by_keyword.recipe.endswith("augmentation dc")
     with pytest.raises(ValueError, match="--augment must be one of none, dsa, dc, got 'dca'"):
         evaluate_as_dataset(_ten_digits(), augment="dca", **kwargs)
+
+
+def test_dataset_protocol_trains_another_network_on_an_adaptation_set(tmp_path):
+    """An adaptation set evaluated with --model X trains fresh X networks: its pool (pre-trained networks of
+    its own architecture) is not drawn from, so it must not be loaded for X and refused."""
+    from datadistill.evaluate import evaluate_as_dataset
+    from datadistill.experiments.pretrain import pretrain
+
+    pool = tmp_path / "pool"
+    pretrain(dataset="digits", model="mlp", count=2, heldout=1, epochs=1, progress=False, out=pool)
+    run = tmp_path / "run"
+    datadistill.distill(
+        dataset="digits", model="mlp", init="pretrained-fixed", pretrained=str(pool), steps=1,
+        epochs=1, iterations=1, eval_every=1, progress=False, out=str(run),
+    )  # fmt: skip
+    result = evaluate_as_dataset(run, model="linear", models=2, epochs=1, progress=False)
+    assert result.n_models == 2 and result.init == "random (PyTorch default)"
+    assert result.recipe.startswith("linear: ")

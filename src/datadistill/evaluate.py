@@ -386,9 +386,15 @@ def evaluate_as_dataset(
         raise ValueError(
             f"--jobs {jobs} trains networks in parallel CPU processes: use --jobs 1 on a GPU"
         )
-    adaptation = data.manifest.get("init", "").startswith("pretrained") and model is None
+    pretrained = data.manifest.get("init", "").startswith("pretrained")
+    adaptation = pretrained and model is None
+    manifest = data.manifest
+    if pretrained and not adaptation:
+        # Fresh networks of another architecture: the set's pool (pre-trained networks of its own
+        # architecture) is never drawn from, so it must not be loaded for, and refused by, this one.
+        manifest = {**manifest, "init": "random", "pretrained": None}
     setting = setting_from_manifest(
-        data.manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
+        manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
     )
     n = models or FIELD_MODELS
     if adaptation:
