@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import datadistill
 from datadistill.artifacts import DistilledData
+from datadistill.config import EvaluateConfig
 from datadistill.data import ImageDataset
 from datadistill.evaluate import EvalResult, accuracy, replay
 from datadistill.models import build_model, init_params
@@ -212,6 +214,9 @@ def test_dataset_protocol_defaults_to_five_convnets(tmp_path):
     result = evaluate_as_dataset(data, recipe=FieldRecipe(epochs=1), progress=False)
     assert result.n_models == 5 and result.recipe.startswith("convnet: ")
     assert len(set(result.accuracies_before)) > 1  # five different fresh inits
+    # and `evaluate --help` says so (it used to give only the replay protocol's 1 or 200)
+    (models,) = (f for f in dataclasses.fields(EvaluateConfig) if f.name == "models")
+    assert f"dataset protocol, {result.n_models} fresh networks" in models.metadata["help"]
 
 
 def test_dataset_protocol_refuses_negative_learned_targets(tmp_path):

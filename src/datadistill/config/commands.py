@@ -32,7 +32,12 @@ class EvaluateConfig:
         positional=True,
         metavar="RUN_DIR",
     )
-    models: int | None = _setting(None, "networks to train (default: 1 fixed init, 200 random)")
+    models: int | None = _setting(
+        None,
+        f"networks to train (default: replay, 1 fixed init or {EVAL_NETWORKS['evaluate']} random; "
+        f"dataset protocol, {EVAL_NETWORKS['dataset']} fresh networks, or an adaptation set's "
+        "pre-trained ones as replay)",
+    )
     json: str | None = _setting(None, "also write the result as JSON to this file")
     data_dir: str | None = _setting(
         None,
