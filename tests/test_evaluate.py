@@ -304,3 +304,20 @@ def test_dataset_protocol_trains_another_network_on_an_adaptation_set(tmp_path):
     result = evaluate_as_dataset(run, model="linear", models=2, epochs=1, progress=False)
     assert result.n_models == 2 and result.init == "random (PyTorch default)"
     assert result.recipe.startswith("linear: ")
+
+
+def test_dataset_protocol_refuses_a_network_too_big_for_the_set_with_the_fix_evaluate_has(
+    tmp_path, capsys
+):
+    """8x8 digits and LeNet (12x12 at least): evaluate cannot resize a stored set, so the line names
+    --model, not distill's --resize."""
+    from datadistill.cli import main
+
+    folder = _ten_digits().save(tmp_path / "set")
+    capsys.readouterr()
+    argv = ["evaluate", str(folder), "--protocol", "dataset", "--model", "lenet", "--models", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "lenet needs inputs of at least 12x12 pixels but this set's images are 8x8" in err
+    assert "another --model" in err and "--resize" not in err

@@ -32,6 +32,7 @@ from datadistill.distributed import resolve_device
 from datadistill.formation import decode_set, decode_steps
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe, batch_order, train
+from datadistill.models.base import InputTooSmall
 from datadistill.models.user import ModelLike
 from datadistill.seeds import generator as seeded_generator
 from datadistill.setting import Setting, setting_from_manifest
@@ -393,9 +394,16 @@ def evaluate_as_dataset(
         # Fresh networks of another architecture: the set's pool (pre-trained networks of its own
         # architecture) is never drawn from, so it must not be loaded for, and refused by, this one.
         manifest = {**manifest, "init": "random", "pretrained": None}
-    setting = setting_from_manifest(
-        manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
-    )
+    try:
+        setting = setting_from_manifest(
+            manifest, data_dir=data_dir, model=None if adaptation else model or FIELD_MODEL
+        )
+    except InputTooSmall as err:  # its fix, --resize, is distill's: a stored set keeps its size
+        h, w = data.images.shape[-2:]
+        raise ValueError(
+            f"{err.arch} needs inputs of at least {err.min_hw}x{err.min_hw} pixels but this set's "
+            f"images are {h}x{w}: evaluate it with another --model (mlp, linear, or module:factory)"
+        ) from None
     n = models or FIELD_MODELS
     if adaptation:
         n = _model_count(models, setting.inits)

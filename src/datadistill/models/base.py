@@ -12,7 +12,18 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "InputTooSmall"]
+
+
+class InputTooSmall(ValueError):
+    """An architecture built for images smaller than it can take. The message suggests ``--resize``, the
+    fix where data is loaded; a command that cannot resize (``evaluate`` of a stored set) words its own from
+    ``arch`` and ``min_hw``."""
+
+    def __init__(self, message: str, arch: str, min_hw: int) -> None:
+        super().__init__(message)
+        self.arch = arch
+        self.min_hw = min_hw
 
 
 def _as_shape(in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -54,10 +65,12 @@ class ImageClassifier(nn.Module):
         """
         _, h, w = self.in_shape
         if h < min_hw or w < min_hw:
-            raise ValueError(
+            raise InputTooSmall(
                 f"{self.arch} needs inputs of at least {min_hw}x{min_hw} pixels ({reason}) but "
                 f"in_shape is {self.in_shape}: resize the data (e.g. --resize 28) or choose a "
-                "model without this limit (mlp, linear)"
+                "model without this limit (mlp, linear)",
+                self.arch,
+                min_hw,
             )
 
     def check_input(self, x: Tensor) -> None:
