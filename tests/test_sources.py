@@ -309,6 +309,16 @@ def _bad_mixed_sizes(tmp: Path) -> tuple[Path, str]:
     return root, "pass --resize"
 
 
+def _bad_train_val_split(tmp: Path) -> tuple[Path, str]:
+    # read as one tree, train/ and val/ became the two classes and the run learned to tell them apart
+    _write_folder(tmp / "d" / "train", *_images(3, 0))
+    _write_folder(tmp / "d" / "val", *_images(2, 1))
+    return (
+        tmp / "d",
+        "has train/<class>/ folders but no test/ (beside val/: name the held-out split test/)",
+    )
+
+
 def _bad_not_an_image(tmp: Path) -> tuple[Path, str]:
     root = _write_folder(tmp / "d", *_images(3, 0))
     (root / "bee" / "notes.txt").write_text("not a picture")
@@ -358,6 +368,7 @@ def _bad_pickled_code(tmp: Path) -> tuple[Path, str]:
         _bad_empty_class,
         _bad_single_class,
         _bad_mixed_sizes,
+        _bad_train_val_split,
         _bad_not_an_image,
         _bad_labels,
         _bad_lengths,

@@ -45,6 +45,7 @@ def _decode_folder(
         test = _read_images(root / "test", test_names, digest, "test/", names.index)
         fraction = None
     else:
+        _refuse_half_split(root, has)
         names = _class_folders(root)
         train = _read_images(root, names, digest, "")
         fraction = test_fraction or DEFAULT_TEST_FRACTION
@@ -81,6 +82,32 @@ def _decode_folder(
     }
     arrays = {"x_train": train_x, "y_train": train_y, "x_test": test_x, "y_test": test_y}
     return _from_arrays(arrays, names, str(root), source, None)
+
+
+def _refuse_half_split(root: Path, has: dict[str, bool]) -> None:
+    """Refuse ``train/<class>/`` without ``test/`` (or the reverse): read as one tree, its split folders
+    (``train``, ``val``, …) would become the classes and the run would learn to tell the splits apart."""
+    for split, other in (("train", "test"), ("test", "train")):
+        folder = root / split
+        if not has[split] or any(
+            p.is_file() for p in folder.iterdir() if not p.name.startswith(".")
+        ):
+            continue  # a class that happens to be named train/test holds images
+        siblings = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and p.name not in (split, other) and not p.name.startswith(".")
+        )
+        also = (
+            f" (beside {', '.join(siblings[:3])}/: name the held-out split {other}/)"
+            if siblings
+            else ""
+        )
+        raise ValueError(
+            f"{root} has {split}/<class>/ folders but no {other}/{also}; give it "
+            f"{other}/<class>/ with the same classes, or put the class folders directly in {root} "
+            "to split them by --test-fraction"
+        )
 
 
 def _two_sizes(items) -> tuple[tuple[str, tuple], tuple[str, tuple]]:

@@ -5,7 +5,8 @@ distillation, evaluation and the baselines cannot tell them apart. The rules, in
 
 - **Image folder** (torchvision's ``ImageFolder`` layout): ``root/train/<class>/*`` and ``root/test/<class>/*``,
   or one tree ``root/<class>/*`` split per class into train and test by ``test_fraction`` (default 0.2) with
-  a fixed seed (:data:`SPLIT_SEED`, so runs with different ``--seed`` share one test set). Class names are the
+  a fixed seed (:data:`SPLIT_SEED`, so runs with different ``--seed`` share one test set); ``train/<class>/``
+  without ``test/`` (e.g. beside ``val/``) is refused, not read as classes. Class names are the
   folder names, sorted; label k is the k-th name. Any file Pillow reads is an image; hidden files (``.*``) are
   skipped and any other file is an error. Images that are all gray (Pillow modes 1, L, LA, I, I;16, F) give
   one channel, otherwise three (RGB; alpha dropped).
