@@ -321,3 +321,18 @@ def test_dataset_protocol_refuses_a_network_too_big_for_the_set_with_the_fix_eva
     assert len(err.splitlines()) == 1
     assert "lenet needs inputs of at least 12x12 pixels but this set's images are 8x8" in err
     assert "another --model" in err and "--resize" not in err
+
+
+@pytest.mark.parametrize("protocol", ["replay", "dataset"])
+@pytest.mark.parametrize("name", ["manifest.json", "distilled.safetensors"])
+def test_json_over_the_runs_own_files_is_refused_and_the_run_kept(tmp_path, capsys, protocol, name):
+    from datadistill.cli import main
+
+    folder = _ten_digits().save(tmp_path / "set")
+    before = (folder / name).read_bytes()
+    capsys.readouterr()
+    argv = ["evaluate", str(folder), "--protocol", protocol, "--models", "1"]
+    assert main([*argv, "--json", str(folder / name)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"would overwrite the run's own {name}" in err
+    assert (folder / name).read_bytes() == before

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import DistilledData, check_writable, write_json
+from datadistill.artifacts import RUN_FILES, DistilledData, check_writable, write_json
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.distributed import resolve_device
@@ -59,6 +59,22 @@ def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageD
     return test_split_from_python(
         test, like=manifest, resize=setting.resize, pad=setting.pad, channels=setting.channels
     )
+
+
+def _check_json(json_path: str | Path | None, data: DistilledData | str | Path) -> None:
+    """Refuse a ``--json`` that cannot be written, or that is one of the evaluated run's own files: writing
+    the result over its manifest or tensors would destroy the run."""
+    if json_path is None:
+        return
+    check_writable(json_path, "--json")
+    if isinstance(data, DistilledData):
+        return  # no folder to protect
+    target = Path(json_path).resolve()
+    if target.parent == Path(data).resolve() and target.name in RUN_FILES:
+        raise FileExistsError(
+            f"--json {json_path} would overwrite the run's own {target.name}; write the result to "
+            f"another file, e.g. --json {Path(data) / 'eval.json'}"
+        )
 
 
 @dataclass
@@ -277,8 +293,7 @@ def evaluate(
     Returns:
         ``EvalResult`` with accuracies in percent.
     """
-    if json_path is not None:
-        check_writable(json_path, "--json")  # before the networks are trained, not after
+    _check_json(json_path, data)  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
@@ -370,8 +385,7 @@ def evaluate_as_dataset(
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
-    if json_path is not None:
-        check_writable(json_path, "--json")  # before the networks are trained, not after
+    _check_json(json_path, data)  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     recipe = recipe or FieldRecipe()
@@ -529,6 +543,7 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
     The replay protocol trains the run's own network (``cfg.model`` and ``cfg.epochs`` belong to the dataset
     protocol and are refused with it); the dataset protocol uses ``evaluate_as_dataset``.
     """
+    _check_json(cfg.json, cfg.run)
     data = DistilledData.load(cfg.run)
     protocol = cfg.protocol or data.manifest.get("protocol") or "replay"
     if protocol == "dataset":
