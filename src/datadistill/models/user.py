@@ -116,7 +116,8 @@ def check_functional(net: nn.Module, in_shape, num_classes: int, spec: str) -> N
     except Exception as err:  # noqa: BLE001 - the user's forward may raise anything
         raise ValueError(
             f"network {spec} fails on a batch of shape {tuple(probe.shape)}: {type(err).__name__}: "
-            f"{err}; build it for in_shape={tuple(in_shape)} or resize the data (--resize)"
+            f"{err}; build it for in_shape={tuple(in_shape)} (when distilling, --resize can fit the data "
+            "to it instead)"
         ) from err
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
