@@ -151,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR)")
 
+    p = sub.add_parser(
+        "export",
+        help="write a distilled set's training images as pixels (.npz, or PNG folders per class)",
+        description="For a trainer of your own: the decoded training images in pixel space. A .npz "
+        "holds them exactly (images, labels or targets, step, lrs, mean, std, class_names); a folder gets "
+        "8-bit PNGs in ImageFolder layout (<k>-<class>/<i>.png; values clipped to [0, 1]).",
+    )
+    p.add_argument(
+        "run", metavar="RUN_DIR", help="a run folder, or a name from `datadistill gallery`"
+    )
+    p.add_argument("--out", required=True, help="a new .npz file or a new folder")
+
     p = sub.add_parser("datasets", help="list data sets and where their files are")
     p.add_argument("--data-dir")
     sub.add_parser("models", help="list networks")
@@ -321,6 +333,26 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from datadistill.artifacts import DistilledData
+    from datadistill.export import export_set
+    from datadistill.gallery import load_pretrained
+
+    if Path(args.run).exists() or "/" in args.run:
+        data = DistilledData.load(args.run)
+    else:  # a released set by name; an unknown name is refused with the close ones
+        data = load_pretrained(args.run)
+    report = export_set(data, args.out)
+    if report.kind == "npz":
+        print(f"wrote {report.images} images to {report.path} (pixels, exact)")
+    else:
+        print(
+            f"wrote {report.images} images to {report.path} as 8-bit PNGs per class "
+            f"({100 * report.clipped:.2f}% of pixel values clipped to [0, 1]; a .npz keeps them exact)"
+        )
+    return 0
+
+
 def _cmd_attack(args: argparse.Namespace) -> int:
     from datadistill.artifacts import write_json
     from datadistill.experiments.attack import attack_table, run_attack
@@ -437,6 +469,7 @@ COMMANDS = {
     "linear": _cmd_linear,
     "gallery": _cmd_gallery,
     "pull": _cmd_pull,
+    "export": _cmd_export,
     "attack": _cmd_attack,
 }
 
@@ -447,7 +480,9 @@ def _check_destinations(args: argparse.Namespace) -> None:
 
     if getattr(args, "json", None) is not None:
         check_writable(args.json, "--json")
-    if getattr(args, "out", None) is not None:
+    if (
+        getattr(args, "out", None) is not None and args.command != "export"
+    ):  # export: a file or a folder
         check_writable(args.out, "--out", folder=True)
 
 
