@@ -965,6 +965,23 @@ def test_formation_trains_on_decoded_images_starts_from_real_tiles_and_resumes(t
     assert "| replay |" in capsys.readouterr().out
 
 
+def test_kmeans_start_distils_resumes_bit_exact_and_records_its_kind(tmp_path):
+    cfg = {**FIELD_TINY, "formation": 2, "init_images": "kmeans", "learn_labels": False}
+    straight, _ = _resume_matches_straight(cfg, tmp_path, 4)
+    assert straight.manifest["init_images"] == "kmeans"
+    start = distill(**cfg, iterations=1, learn="lrs", out=str(tmp_path / "c"), progress=False)
+    real = distill(
+        **{**cfg, "init_images": "real"},
+        iterations=1,
+        learn="lrs",
+        out=str(tmp_path / "r"),
+        progress=False,
+    )
+    assert not torch.equal(start.images, real.images)
+    # centroids are means of the class's digits: smoother than one digit, inside the data's range
+    assert start.pixels().min() >= -1e-5 and start.pixels().max() <= 1 + 1e-5
+
+
 def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tmp_path):
     cfg = {**TINY, "formation": 2, "init_images": "real", "eval_models": 3}
     straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
@@ -986,6 +1003,10 @@ def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tm
         (
             ["--formation", "8", "--init-images", "real", "--images-per-class", "4"],
             "needs 256 training images of every class",
+        ),
+        (
+            ["--formation", "8", "--init-images", "kmeans", "--images-per-class", "4"],
+            "--init-images kmeans needs 256 training images of every class",
         ),
     ],
 )

@@ -5,7 +5,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from datadistill.initial_state import class_cover, inverse_softplus
+from datadistill.config import DistillConfig
+from datadistill.data import load_dataset
+from datadistill.formation import encode
+from datadistill.initial_state import class_cover, initial_images, inverse_softplus, kmeans
 
 
 def test_class_cover_gives_every_class_an_image():
@@ -27,3 +30,23 @@ def test_inverse_softplus_inverts_softplus():
             y,
             rel_tol=1e-12,
         )
+
+
+def test_kmeans_start_is_each_class_s_centroids_largest_cluster_first_per_tile():
+    """--init-images kmeans: image j of class c, step s, tile t starts from centroid (j_c, s, t) of k-means over
+    class c's training images (k = every start the class needs), the largest clusters at step 0."""
+    train = load_dataset("digits", "train")
+    cfg = DistillConfig(
+        dataset="digits", init_images="kmeans", images_per_class=2, steps=2, formation=2
+    ).validate()
+    cover = class_cover(20, 2, 10)
+    starts = initial_images(cfg, train, cover)  # [2, 20, 1, 8, 8]
+    assert torch.equal(starts, initial_images(cfg, train, cover))  # the same start on every rank
+    for c in (0, 3, 9):
+        pool = (train.labels == c).nonzero().squeeze(1)
+        centroids = kmeans(train.take(pool), 2 * 2 * 4, cfg.seed, largest_first=True)
+        # [image of the class, step, tile] -> one stored image per (step, image)
+        packed = encode(centroids, 2).view(2, 2, 1, 8, 8)
+        for j in range(2):
+            for s in range(2):
+                torch.testing.assert_close(starts[s, 2 * c + j], packed[j, s])

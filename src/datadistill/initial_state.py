@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from datadistill.artifacts import DistilledData
 from datadistill.checkpoint import DistillState
-from datadistill.config import DistillConfig
+from datadistill.config import INIT_IMAGE_KINDS, DistillConfig
 from datadistill.formation import encode
 from datadistill.seeds import generator
 
-INIT_IMAGE_KINDS = ("noise", "real")  # or the folder of a distilled set to go on from
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
 
 
@@ -24,26 +24,73 @@ def inverse_softplus(y: float) -> float:
 
 
 def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
-    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper) or random real images.
+    """``[S, n, C, H, W]`` starting pixels: N(0, 1) noise (the paper), random real images or k-means centroids.
 
     ``cover`` is ``[n, K]`` multi-hot: the classes image j stands for. A real-image start averages one random
     training image of each of its classes (one class unless there are fewer images than classes); with
     ``--formation F`` each of the image's F² tiles starts from its own such image (``formation.encode``).
+    ``kmeans`` takes, in place of the random images, the centroids of k-means over each class's training
+    images, k = every start the class needs (S · its images · F²), largest cluster first: typical images of
+    every mode of the class (DREAM, Liu et al., ICCV 2023, starts from such representatives).
     """
     gen = generator(cfg.seed, "images")
     if cfg.init_images == "noise":
         return torch.randn(cfg.steps, len(cover), *train.image_shape, generator=gen)
     tiles = cfg.formation**2
-    starts = torch.zeros(cfg.steps, len(cover), tiles, *train.image_shape)
+    shape = (cfg.steps, tiles, *train.image_shape)
+    centroids = _class_centroids(cfg, train, cover, tiles) if cfg.init_images == "kmeans" else None
+    starts = torch.zeros(cfg.steps, len(cover), *shape[1:])
     for j, row in enumerate(cover):
         members = row.nonzero().squeeze(1).tolist()
         for c in members:
+            if centroids is not None:  # the class's next S·F² centroids
+                starts[:, j] += centroids[c][: math.prod(shape[:2])].view(shape)
+                centroids[c] = centroids[c][math.prod(shape[:2]) :]
+                continue
             pool = (train.labels == c).nonzero().squeeze(1)
             drawn = pool[torch.randint(len(pool), (cfg.steps, tiles), generator=gen)]
-            starts[:, j] += train.take(drawn.flatten()).view(cfg.steps, tiles, *train.image_shape)
+            starts[:, j] += train.take(drawn.flatten()).view(shape)
         starts[:, j] /= len(members)
     stored = encode(starts.flatten(0, 2), cfg.formation)  # [S·n, C, H, W]
     return stored.view(cfg.steps, len(cover), *train.image_shape)
+
+
+def _class_centroids(cfg: DistillConfig, train, cover: Tensor, tiles: int) -> dict[int, Tensor]:
+    """``{c: [uses_c · S · F², C, H, W]}``: k-means centroids of class c's training images, largest cluster
+    first, one per start the images covering c need."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    uses = cover.sum(dim=0).tolist()  # images standing for each class
+    centroids = {}
+    # One thread: every torchrun rank must find the same centroids, and thread counts move float sums.
+    with threadpool_limits(limits=1):
+        for c, n in enumerate(uses):
+            if n:
+                pool = (train.labels == c).nonzero().squeeze(1)
+                need = int(n) * cfg.steps * tiles
+                centroids[c] = kmeans(train.take(pool), need, cfg.seed, largest_first=True)
+    return centroids
+
+
+def kmeans(images: Tensor, k: int, seed: int, *, largest_first: bool = False) -> Tensor:
+    """``[k, C, H, W]``: k-means++ centroids of ``images [N, C, H, W]`` (scikit-learn, 3 restarts).
+
+    Args:
+        images: the images to cluster (N ≥ k).
+        k: centroids wanted.
+        seed: scikit-learn's ``random_state``.
+        largest_first: order the centroids by cluster size, largest first (else scikit-learn's order).
+    """
+    from sklearn.cluster import (
+        KMeans,  # sklearn is slow to import; only k-means starts and baselines need it
+    )
+
+    x = images.reshape(len(images), -1).double().numpy()  # [N, D]
+    km = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=seed).fit(x)
+    centres = km.cluster_centers_
+    if largest_first:
+        centres = centres[np.argsort(-np.bincount(km.labels_, minlength=k), kind="stable")]
+    return torch.from_numpy(centres).float().reshape(k, *images.shape[1:])
 
 
 def class_cover(per_step: int, images_per_class: int, num_classes: int) -> Tensor:
@@ -163,9 +210,10 @@ def initial_state(
 
 
 def check_real_images(cfg: DistillConfig, train) -> None:
-    """With ``--init-images real`` a class with fewer training images than ``--images-per-class`` would
-    start several distilled images from the same real one: refuse it instead of repeating silently."""
-    if cfg.init_images != "real" or cfg.images_per_step is not None:
+    """With ``--init-images real`` (or ``kmeans``) a class with fewer training images than
+    ``--images-per-class`` would start several distilled images from the same real one (k-means cannot find
+    more centroids than points): refuse it instead of repeating silently."""
+    if cfg.init_images not in ("real", "kmeans") or cfg.images_per_step is not None:
         return
     counts = torch.bincount(train.labels, minlength=train.num_classes)
     smallest = int(counts.argmin())
@@ -177,7 +225,7 @@ def check_real_images(cfg: DistillConfig, train) -> None:
             else ""
         )
         raise ValueError(
-            f"--images-per-class {cfg.images_per_class}{tiles} with --init-images real needs {needed} "
+            f"--images-per-class {cfg.images_per_class}{tiles} with --init-images {cfg.init_images} needs {needed} "
             f"training images of every class, but class {train.class_names[smallest]!r} of "
             f"{cfg.dataset} has {int(counts[smallest])}; use at most --images-per-class "
             f"{int(counts.min()) // cfg.formation**2}, or --init-images noise"

@@ -46,6 +46,7 @@ from datadistill.config.presets import (
 from datadistill.config.settings import (
     AUGMENTATIONS,
     EVAL_NETWORKS,
+    INIT_IMAGE_KINDS,
     INNER_OPTIMIZERS,
     PROTOCOLS,
     SCHEDULES,
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_LR_GRID",
     "EVAL_NETWORKS",
     "IMAGE_BASELINES",
+    "INIT_IMAGE_KINDS",
     "INNER_OPTIMIZERS",
     "KNN_BASELINES",
     "LINEAR_RATIOS",

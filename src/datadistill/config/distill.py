@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from datadistill.config.settings import (
     AUGMENTATIONS,
+    INIT_IMAGE_KINDS,
     INIT_SCHEMES,
     INNER_OPTIMIZERS,
     PROTOCOLS,
@@ -68,9 +69,9 @@ class DistillConfig:
     )
     init_images: str = _setting(
         "noise",
-        "starting pixels: noise (N(0,1), the paper) | real (random real images per class) | the "
-        "folder of a distilled set of the same data and shape, to go on distilling it (its pixels and "
-        "step sizes are the start)",
+        "starting pixels: noise (N(0,1), the paper) | real (random real images per class) | kmeans "
+        "(k-means centroids of each class's training images) | the folder of a distilled set of the "
+        "same data and shape, to go on distilling it (its pixels and step sizes are the start)",
     )
     learn_labels: bool = _setting(False, "learn soft labels (label logits) with the pixels")
     label_targets: str = _setting(
@@ -338,10 +339,10 @@ class DistillConfig:
         if self.learn not in ("all", "lrs"):
             raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
         # On --resume the checkpoint holds all the folder gave, so it may since have moved.
-        folder = self.init_images not in ("noise", "real")
+        folder = self.init_images not in INIT_IMAGE_KINDS
         if folder and not self.resume and not Path(self.init_images).is_dir():
             raise ValueError(
-                "--init-images must be noise, real or the folder of a distilled set to go on "
+                "--init-images must be noise, real, kmeans or the folder of a distilled set to go on "
                 f"distilling (a run's --out, or one `datadistill pull` wrote), got {self.init_images!r}"
                 " (no such folder)"
             )

@@ -17,6 +17,8 @@ def comma_separated(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+# Starting pixels of a run (initial_state draws them); anything else is the folder of a set to go on from.
+INIT_IMAGE_KINDS = ("noise", "real", "kmeans")
 PROTOCOLS = ("replay", "dataset")  # what a set is distilled for (and evaluated with by default)
 # Weight inits of fresh networks (models.initialization draws them); here so that config can check
 # --init-scheme before a run folder is written, without importing torch.

@@ -7,9 +7,12 @@ experiment keeps its own seeding and its published numbers.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from datadistill.initial_state import (
+    kmeans,
+)  # where a distillation's --init-images kmeans draws them too
 
 
 def split_train(num_train: int, val_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -27,27 +30,6 @@ def split_train(num_train: int, val_size: int, generator: torch.Generator) -> tu
     v = max(1, min(val_size, num_train // 5))
     perm = torch.randperm(num_train, generator=generator)
     return perm[v:].sort().values, perm[:v].sort().values
-
-
-def kmeans(images: Tensor, k: int, seed: int, *, largest_first: bool = False) -> Tensor:
-    """``[k, C, H, W]``: k-means++ centroids of ``images [N, C, H, W]`` (scikit-learn, 3 restarts).
-
-    Args:
-        images: the images to cluster (N ≥ k).
-        k: centroids wanted.
-        seed: scikit-learn's ``random_state``.
-        largest_first: order the centroids by cluster size, largest first (else scikit-learn's order).
-    """
-    from sklearn.cluster import (
-        KMeans,  # sklearn is slow to import; only the k-means baselines need it
-    )
-
-    x = images.reshape(len(images), -1).double().numpy()  # [N, D]
-    km = KMeans(n_clusters=k, init="k-means++", n_init=3, random_state=seed).fit(x)
-    centres = km.cluster_centers_
-    if largest_first:
-        centres = centres[np.argsort(-np.bincount(km.labels_, minlength=k), kind="stable")]
-    return torch.from_numpy(centres).float().reshape(k, *images.shape[1:])
 
 
 def arrange(per_class: Tensor, steps: int, images_per_class: int) -> tuple[Tensor, Tensor]:
