@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "run", metavar="RUN_DIR", help="a run folder, or a name from `datadistill gallery`"
     )
-    p.add_argument("--out", required=True, help="a new .npz file or a new folder")
+    # its own dest: the generic --out check wants a folder, export takes a file or a folder
+    p.add_argument("--out", dest="export_to", required=True, help="a new .npz file or a new folder")
 
     p = sub.add_parser("datasets", help="list data sets and where their files are")
     p.add_argument("--data-dir")
@@ -342,7 +343,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data = DistilledData.load(args.run)
     else:  # a released set by name; an unknown name is refused with the close ones
         data = load_pretrained(args.run)
-    report = export_set(data, args.out)
+    report = export_set(data, args.export_to)
     if report.kind == "npz":
         print(f"wrote {report.images} images to {report.path} (pixels, exact)")
     else:
@@ -480,9 +481,7 @@ def _check_destinations(args: argparse.Namespace) -> None:
 
     if getattr(args, "json", None) is not None:
         check_writable(args.json, "--json")
-    if (
-        getattr(args, "out", None) is not None and args.command != "export"
-    ):  # export: a file or a folder
+    if getattr(args, "out", None) is not None:
         check_writable(args.out, "--out", folder=True)
 
 

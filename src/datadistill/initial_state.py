@@ -39,13 +39,14 @@ def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
     tiles = cfg.formation**2
     shape = (cfg.steps, tiles, *train.image_shape)
     centroids = _class_centroids(cfg, train, cover, tiles) if cfg.init_images == "kmeans" else None
+    taken = [0] * cover.shape[1]  # per class: how many of its images have their centroids
     starts = torch.zeros(cfg.steps, len(cover), *shape[1:])
     for j, row in enumerate(cover):
         members = row.nonzero().squeeze(1).tolist()
         for c in members:
-            if centroids is not None:  # the class's next S·F² centroids
-                starts[:, j] += centroids[c][: math.prod(shape[:2])].view(shape)
-                centroids[c] = centroids[c][math.prod(shape[:2]) :]
+            if centroids is not None:
+                starts[:, j] += centroids[c][taken[c]]
+                taken[c] += 1
                 continue
             pool = (train.labels == c).nonzero().squeeze(1)
             drawn = pool[torch.randint(len(pool), (cfg.steps, tiles), generator=gen)]
@@ -56,7 +57,7 @@ def initial_images(cfg: DistillConfig, train, cover: Tensor) -> Tensor:
 
 
 def _class_centroids(cfg: DistillConfig, train, cover: Tensor, tiles: int) -> dict[int, Tensor]:
-    """``{c: [uses_c · S · F², C, H, W]}``: k-means centroids of class c's training images, largest cluster
+    """``{c: [uses_c, S, F², C, H, W]}``: k-means centroids of class c's training images, largest cluster
     first, one per start the images covering c need."""
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
@@ -68,7 +69,8 @@ def _class_centroids(cfg: DistillConfig, train, cover: Tensor, tiles: int) -> di
             if n:
                 pool = (train.labels == c).nonzero().squeeze(1)
                 need = int(n) * cfg.steps * tiles
-                centroids[c] = kmeans(train.take(pool), need, cfg.seed, largest_first=True)
+                found = kmeans(train.take(pool), need, cfg.seed, largest_first=True)
+                centroids[c] = found.view(int(n), cfg.steps, tiles, *train.image_shape)
     return centroids
 
 
