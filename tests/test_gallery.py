@@ -1,5 +1,6 @@
 """Released distilled sets: they load offline and fixed-init ones reproduce their accuracy exactly."""
 
+import json
 import os
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch
 
 import datadistill
 from datadistill.cli import main
-from datadistill.gallery import list_gallery, load_pretrained, pull
+from datadistill.gallery import GALLERY_DIR, list_gallery, load_pretrained, locate, pull
 
 ENTRIES = [row["name"] for row in list_gallery()]
 FIXED = [row["name"] for row in list_gallery() if row["init"] in ("fixed", "pretrained-fixed")]
@@ -64,6 +65,29 @@ def test_pull_copies_and_never_overwrites(tmp_path):
 def test_unknown_name_suggests_close_ones():
     with pytest.raises(ValueError, match="mnist-fixed-10"):
         load_pretrained("mnist-fixed-1O")
+
+
+def test_locate_prefers_a_folder_and_falls_back_to_a_released_name(tmp_path, monkeypatch):
+    assert locate("mnist-fixed-10") == GALLERY_DIR / "mnist-fixed-10"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist-fixed-10").mkdir()  # a run folder of that name wins over the released set
+    assert locate("mnist-fixed-10") == Path("mnist-fixed-10")
+    assert locate("runs/not-yet") == Path("runs/not-yet")  # a path is left to the loader's message
+    with pytest.raises(ValueError, match="no such run folder.*did you mean .*mnist-fixed-100"):
+        locate("mnist-fixed-1OO")
+
+
+def test_evaluate_and_show_take_a_released_set_by_name(tmp_path, capsys):
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "mnist-fixed-10", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["n_models"] == 1  # a fixed-init set replays its one init
+    capsys.readouterr()
+    assert main(["show", "mnist-fixed-10"]) == 1  # never draws into the installed package
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is a released set inside the package: give --out FOLDER for its pictures")
+    assert len(err.splitlines()) == 1
+    assert main(["show", "mnist-fixed-10", "--out", str(tmp_path / "pictures")]) == 0
+    assert (tmp_path / "pictures" / "steps.png").is_file()
 
 
 def test_gallery_command_lists_entries(capsys):

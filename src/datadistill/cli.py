@@ -148,8 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p, EvaluateConfig)
 
     p = sub.add_parser("show", help="summarise a distilled set and redraw its image grids")
-    p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR)")
+    p.add_argument(
+        "run", metavar="RUN_DIR", help="a run folder, or a name from `datadistill gallery`"
+    )
+    p.add_argument(
+        "--out", help="folder for the PNGs (default: RUN_DIR; required for a released set)"
+    )
 
     p = sub.add_parser(
         "export",
@@ -259,8 +263,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from datadistill.evaluate import evaluate_run
+    from datadistill.gallery import locate
 
-    print(evaluate_run(_config_from_args(EvaluateConfig, args)).table())
+    cfg = _config_from_args(EvaluateConfig, args)
+    if cfg.run is not None:  # a released set by name evaluates as its gallery folder
+        cfg = dataclasses.replace(cfg, run=str(locate(cfg.run)))
+    print(evaluate_run(cfg).table())
     return 0
 
 
@@ -337,12 +345,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from datadistill.artifacts import DistilledData
     from datadistill.export import export_set
-    from datadistill.gallery import load_pretrained
+    from datadistill.gallery import locate
 
-    if Path(args.run).exists() or "/" in args.run:
-        data = DistilledData.load(args.run)
-    else:  # a released set by name; an unknown name is refused with the close ones
-        data = load_pretrained(args.run)
+    data = DistilledData.load(locate(args.run))
     report = export_set(data, args.export_to)
     if report.kind == "npz":
         print(f"wrote {report.images} images to {report.path} (pixels, exact)")
@@ -383,9 +388,15 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
 
     from datadistill.artifacts import DistilledData, check_writable
+    from datadistill.gallery import GALLERY_DIR, locate
     from datadistill.viz import save_step_grids
 
-    data = DistilledData.load(args.run)
+    folder = locate(args.run)
+    if args.out is None and folder.parent == GALLERY_DIR:
+        raise ValueError(
+            f"{args.run} is a released set inside the package: give --out FOLDER for its pictures"
+        )
+    data = DistilledData.load(folder)
     m = data.manifest
     pictures = args.out or args.run
     check_writable(pictures, "--out FOLDER (where show draws the pictures)", folder=True)

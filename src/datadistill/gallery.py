@@ -71,6 +71,23 @@ def _entry(name: str) -> Path:
     return folder
 
 
+def locate(run: str | Path) -> Path:
+    """The folder of a set given on the command line: ``run`` itself when it exists or names a path
+    (``runs/m10``, ``./m10``), else the released set of that name (``mnist-10-per-class``)."""
+    path = Path(run)
+    if path.exists() or len(path.parts) > 1:
+        return path
+    if (GALLERY_DIR / path.name / DISTILLED_FILE).is_file():
+        return GALLERY_DIR / path.name
+    names = [row["name"] for row in list_gallery()]
+    close = difflib.get_close_matches(str(run), names, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ValueError(
+        f"{run}: no such run folder, and no released set by that name; {hint}"
+        f"`datadistill gallery` lists the released sets"
+    )
+
+
 def load_pretrained(name: str) -> DistilledData:
     """Load a released distilled set by name (offline: it ships inside the package)."""
     return DistilledData.load(_entry(name))

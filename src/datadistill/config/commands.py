@@ -28,7 +28,7 @@ class EvaluateConfig:
 
     run: str | None = _setting(
         None,
-        "folder with distilled.safetensors + manifest.json",
+        "a run folder (distilled.safetensors + manifest.json), or a name from `datadistill gallery`",
         positional=True,
         metavar="RUN_DIR",
     )
