@@ -120,6 +120,15 @@ def test_run_folder_guard(tmp_path):
     check_run_folder(tmp_path / "other", DistillConfig(**TINY, resume=True))
 
 
+def test_run_folder_never_lies_in_the_data_folder(tmp_path):
+    images = tmp_path / "imgs"
+    (images / "cat").mkdir(parents=True)
+    for out in (images, images / "run", images / "cat" / ".." / "run"):
+        with pytest.raises(ValueError, match="inside the data folder .*choose an --out outside it"):
+            check_run_folder(out, DistillConfig(**{**TINY, "dataset": str(images), "force": True}))
+    check_run_folder(tmp_path / "imgs-run", DistillConfig(**{**TINY, "dataset": str(images)}))
+
+
 def test_label_gradient_chains_through_the_softmax():
     logits = torch.randn(2, 3, 4, dtype=torch.float64)
     d_targets = torch.randn(2, 3, 4, dtype=torch.float64)

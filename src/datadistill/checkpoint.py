@@ -29,6 +29,7 @@ from datadistill.artifacts import (
     save_tensors,
 )
 from datadistill.config import DistillConfig, to_dict
+from datadistill.data.sources import looks_like_path
 from datadistill.types import Steps
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -219,6 +220,22 @@ def describe_changes(record: dict[str, Any]) -> str:
     return f"{changes} from iteration {record['iteration']}"
 
 
+def _refuse_out_in_data(out: Path, cfg: DistillConfig) -> None:
+    """A run written into its own image folder would be read back as data (a run folder beside class
+    folders is one more class), so ``--out`` never lies in or at ``--dataset``'s folder, ``--force`` or not."""
+    if not looks_like_path(cfg.dataset):
+        return
+    data = Path(cfg.dataset).expanduser()
+    if not data.is_dir():
+        return
+    folder, run = data.resolve(), out.expanduser().resolve()
+    if run == folder or folder in run.parents:
+        raise ValueError(
+            f"--out {out} is inside the data folder {cfg.dataset}: the run's files would be read as data "
+            "by the next run on it; choose an --out outside it"
+        )
+
+
 def check_run_folder(out: Path, cfg: DistillConfig) -> None:
     """Refuse an ``--out`` that cannot hold this run, before anything is computed or written.
 
@@ -235,6 +252,7 @@ def check_run_folder(out: Path, cfg: DistillConfig) -> None:
                 f"nothing to resume in {out}: no {CHECKPOINT} there; run without --resume to start it"
             )
         return
+    _refuse_out_in_data(out, cfg)
     if not out.is_dir():
         return
     if has_run:
