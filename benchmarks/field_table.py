@@ -185,7 +185,10 @@ def main() -> None:
 
         for model in [] if args.real_only else networks:
             # publish_gallery reads the json
-            result = train_fresh(data, model, folder / f"eval-{model}-{recipe.augment}.json")
+            epochs = "" if recipe.epochs == FieldRecipe().epochs else f"-{recipe.epochs}"
+            result = train_fresh(
+                data, model, folder / f"eval-{model}-{recipe.augment}{epochs}.json"
+            )
             rows.append(
                 _row(
                     dataset,

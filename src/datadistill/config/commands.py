@@ -60,7 +60,9 @@ class EvaluateConfig:
         "convnet, ConvNet-3 with 128 channels; adaptation sets default to their pre-trained networks)",
     )
     epochs: int | None = _setting(
-        None, "dataset protocol: epochs of the field's recipe (default 300)"
+        None,
+        "dataset protocol: epochs of the field's recipe (default 300; DC's and DSA's own numbers "
+        "with augmentation trained 1000)",
     )
     augment: str = _setting(
         "none",
