@@ -233,14 +233,15 @@ def _ten_digits() -> DistilledData:
     return _digits_set(torch.randn(1, 10, 1, 8, 8, generator=g), torch.arange(10).view(1, 10))
 
 
-def test_jobs_train_the_same_networks_in_other_processes():
+def test_jobs_train_the_same_networks_in_other_processes(capsys):
     from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 
     recipe = FieldRecipe(epochs=3, augment="dsa")
-    alone = evaluate_as_dataset(_ten_digits(), model="mlp", models=3, recipe=recipe, progress=False)
-    two = evaluate_as_dataset(
-        _ten_digits(), model="mlp", models=3, recipe=recipe, progress=False, jobs=2
-    )
+    alone = evaluate_as_dataset(_ten_digits(), model="mlp", models=3, recipe=recipe)
+    # the bar counts epochs of all the networks, in this process or in the workers
+    assert "9/9 [" in capsys.readouterr().err.rsplit("\r", 1)[-1]
+    two = evaluate_as_dataset(_ten_digits(), model="mlp", models=3, recipe=recipe, jobs=2)
+    assert "9/9 [" in capsys.readouterr().err.rsplit("\r", 1)[-1]
     # the same networks, the same draws; other thread counts may move a float bit, so one of digits' 360
     # test images (0.28 points) may be allowed to flip
     assert two.accuracies == pytest.approx(alone.accuracies, abs=0.3)

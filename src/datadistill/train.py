@@ -261,6 +261,7 @@ def train_as_dataset(
     recipe: FieldRecipe = FieldRecipe(),
     *,
     generator: torch.Generator | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> Params:
     """Train from θ_0 = ``params`` on ``images`` as an ordinary training set (the field's protocol).
 
@@ -276,6 +277,7 @@ def train_as_dataset(
         params: θ_0 (not modified).
         recipe: epochs, lr, momentum, weight decay, batch size, augmentation.
         generator: CPU generator for shuffling and augmentation (None: a fresh one seeded 0, so runs repeat).
+        on_epoch: called with the epoch's number (from 1) after each epoch, e.g. to move a progress bar.
 
     Returns:
         θ after training, detached.
@@ -306,4 +308,6 @@ def train_as_dataset(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     return {name: p.detach() for name, p in theta.items()}
