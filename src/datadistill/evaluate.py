@@ -544,12 +544,15 @@ def _score_in_processes(
             total=total, desc=f"evaluate ({jobs} jobs)", unit="epoch", disable=not progress
         ) as bar:
             pending = set(futures)
+            bar.set_postfix(networks=f"0/{len(futures)}", refresh=False)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     future.result()  # the first failure stops here
+                if done:  # refresh=False: the bar redraws at tqdm's own rate, not every poll
+                    networks = f"{len(futures) - len(pending)}/{len(futures)}"
+                    bar.set_postfix(networks=networks, refresh=False)
                 bar.update(epochs.value - bar.n)
-                bar.set_postfix(networks=f"{len(futures) - len(pending)}/{len(futures)}")
         finished = True
         return [future.result() for future in futures]
     except BrokenProcessPool as error:
