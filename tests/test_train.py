@@ -109,3 +109,18 @@ def test_field_recipe_reports_the_schedule_it_trains_with():
         torch.testing.assert_close(trained[name], p.detach(), rtol=1e-12, atol=1e-12)
     assert "lr 0.05 constant," in recipe.describe() and "/10" not in recipe.describe()
     assert "lr 0.01 /10 at epoch 150," in FieldRecipe().describe()
+
+
+def test_on_epoch_is_told_every_epoch_after_it_and_changes_nothing():
+    torch.manual_seed(0)
+    images, labels = torch.randn(10, 1, 6, 6, dtype=torch.float64), torch.randint(3, (10,))
+    net = build_model("mlp", (1, 6, 6), 3).double()
+    init = {n: p.detach().clone() for n, p in net.named_parameters()}
+    recipe = FieldRecipe(epochs=4, batch_size=4)  # 3 minibatches an epoch
+    seen: list[int] = []
+    told = train_as_dataset(
+        net, images, labels, init, recipe, generator=generator(1), on_epoch=seen.append
+    )
+    quiet = train_as_dataset(net, images, labels, init, recipe, generator=generator(1))
+    assert seen == [1, 2, 3, 4]
+    assert all(torch.equal(told[n], quiet[n]) for n in told)
