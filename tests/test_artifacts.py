@@ -83,6 +83,11 @@ def test_a_hand_made_manifest_without_normalisation_still_loads(tmp_path):
     loaded = DistilledData.load(data.save(tmp_path / "bare"))
     with pytest.raises(InvalidArtifact, match="no mean or std"):
         loaded.pixels()
+    from datadistill.export import export_set
+
+    with pytest.raises(InvalidArtifact, match="no mean or std .* add them"):
+        export_set(loaded, tmp_path / "bare.npz")
+    assert not (tmp_path / "bare.npz").exists()
 
 
 # The table, row by row: (manifest changes, words the one-line message must hold).

@@ -114,17 +114,20 @@ class DistilledData:
         their ``[N]`` classes or ``[N, K]`` soft targets; N = steps · per_step · F²."""
         return decode_set(self.images, self.targets(), self.formation)
 
-    def pixels(self) -> Tensor:
-        """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""
+    def normalisation(self) -> tuple[Tensor, Tensor]:
+        """The data normalisation the images live in: the manifest's ``mean`` and ``std``, ``[C]`` each."""
         missing = [k for k in ("mean", "std") if self.manifest.get(k) is None]
         if missing:
             raise InvalidArtifact(
                 f"the manifest has no {' or '.join(missing)} (the data normalisation), so the pixels "
                 "cannot be recovered; add them (lists with one number per channel) to manifest.json"
             )
-        mean = torch.tensor(self.manifest["mean"]).view(-1, 1, 1)
-        std = torch.tensor(self.manifest["std"]).view(-1, 1, 1)
-        return self.images * std + mean
+        return torch.tensor(self.manifest["mean"]), torch.tensor(self.manifest["std"])
+
+    def pixels(self) -> Tensor:
+        """The images de-normalised by the manifest's mean/std: ``[S, n, C, H, W]``, about [0, 1]."""
+        mean, std = self.normalisation()
+        return self.images * std.view(-1, 1, 1) + mean.view(-1, 1, 1)
 
     def steps(self) -> Steps:
         """The schedule as ``unroll`` replays it: every step's images decoded (``--formation``), with their

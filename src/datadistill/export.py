@@ -56,7 +56,9 @@ def export_set(data: DistilledData, out: str | Path) -> ExportReport:
         )
     check_writable(out, "--out", folder=not out.suffix)
     images, targets = data.training_set()  # [N, C, H, W] normalised, [N] or [N, K]
-    mean, std = _normalisation(data)
+    mean, std = (
+        data.normalisation()
+    )  # [C] each; refused, naming the fix, when the manifest lacks them
     pixels = images * std.view(-1, 1, 1) + mean.view(-1, 1, 1)
     per_image = data.images.shape[1] * data.formation**2  # training images per replay step
     step = torch.arange(data.num_steps).repeat_interleave(per_image)
@@ -69,11 +71,6 @@ def export_set(data: DistilledData, out: str | Path) -> ExportReport:
             "folder cannot hold; export it to a .npz file"
         )
     return _write_folder(out, pixels, targets, names)
-
-
-def _normalisation(data: DistilledData) -> tuple[torch.Tensor, torch.Tensor]:
-    data.pixels()  # raises InvalidArtifact, naming the fix, when the manifest lacks mean/std
-    return torch.tensor(data.manifest["mean"]), torch.tensor(data.manifest["std"])
 
 
 def _classes(data: DistilledData) -> int:
