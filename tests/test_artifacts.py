@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datadistill import DistilledData
+from datadistill.export import export_set
 from datadistill.artifacts import (
     DISTILLED_FILE,
     MANIFEST_FILE,
@@ -83,8 +84,6 @@ def test_a_hand_made_manifest_without_normalisation_still_loads(tmp_path):
     loaded = DistilledData.load(data.save(tmp_path / "bare"))
     with pytest.raises(InvalidArtifact, match="no mean or std"):
         loaded.pixels()
-    from datadistill.export import export_set
-
     with pytest.raises(InvalidArtifact, match="no mean or std .* add them"):
         export_set(loaded, tmp_path / "bare.npz")
     assert not (tmp_path / "bare.npz").exists()
