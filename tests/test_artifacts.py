@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datadistill import DistilledData
-from datadistill.export import export_set
 from datadistill.artifacts import (
     DISTILLED_FILE,
     MANIFEST_FILE,
@@ -26,6 +25,7 @@ from datadistill.artifacts import (
     save_tensors,
 )
 from datadistill.cli import main
+from datadistill.export import export_set
 
 STEPS, PER_STEP, EPOCHS = 2, 10, 3
 
