@@ -65,6 +65,10 @@ def test_pull_copies_and_never_overwrites(tmp_path):
 def test_unknown_name_suggests_close_ones():
     with pytest.raises(ValueError, match="mnist-fixed-10"):
         load_pretrained("mnist-fixed-1O")
+    with pytest.raises(ValueError, match=r"did you mean mnist-10-per-class,"):
+        load_pretrained("mnist-10")  # a prefix comes first
+    with pytest.raises(ValueError, match=r"^no released set named 'zzz'; available: "):
+        load_pretrained("zzz")
 
 
 def test_locate_prefers_a_folder_and_falls_back_to_a_released_name(tmp_path, monkeypatch):
@@ -75,6 +79,8 @@ def test_locate_prefers_a_folder_and_falls_back_to_a_released_name(tmp_path, mon
     assert locate("runs/not-yet") == Path("runs/not-yet")  # a path is left to the loader's message
     with pytest.raises(ValueError, match="no such run folder.*did you mean .*mnist-fixed-100"):
         locate("mnist-fixed-1OO")
+    with pytest.raises(ValueError, match="by that name; `datadistill gallery` lists"):
+        locate("zzz")  # nothing close: no empty "did you mean"
 
 
 def test_evaluate_and_show_take_a_released_set_by_name(tmp_path, capsys):

@@ -59,14 +59,26 @@ def list_gallery() -> list[dict[str, Any]]:
     return rows
 
 
+def _released_names() -> list[str]:
+    return sorted(p.parent.name for p in GALLERY_DIR.glob(f"*/{DISTILLED_FILE}"))
+
+
+def _did_you_mean(name: str) -> str:
+    """``"did you mean a, b?"`` for the released names closest to ``name``, else ``""``."""
+    names = _released_names()
+    # a prefix ("mnist-10") names what the user meant better than a similar spelling does
+    close = [n for n in names if n.startswith(name)] + difflib.get_close_matches(name, names, n=3)
+    close = list(dict.fromkeys(close))[:3]
+    return f"did you mean {', '.join(close)}?" if close else ""
+
+
 def _entry(name: str) -> Path:
     folder = GALLERY_DIR / name
     if not (folder / DISTILLED_FILE).is_file():
-        names = [row["name"] for row in list_gallery()]
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = _did_you_mean(name)
         raise ValueError(
-            f"no released set named {name!r}{hint}; available: {', '.join(names) or 'none'}"
+            f"no released set named {name!r}{f' ({hint})' if hint else ''}; "
+            f"available: {', '.join(_released_names()) or 'none'}"
         )
     return folder
 
@@ -79,11 +91,9 @@ def locate(run: str | Path) -> Path:
         return path
     if (GALLERY_DIR / path.name / DISTILLED_FILE).is_file():
         return GALLERY_DIR / path.name
-    names = [row["name"] for row in list_gallery()]
-    close = difflib.get_close_matches(str(run), names, n=3)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
+    hint = _did_you_mean(str(run))
     raise ValueError(
-        f"{run}: no such run folder, and no released set by that name; {hint}"
+        f"{run}: no such run folder, and no released set by that name; {hint + ' ' if hint else ''}"
         f"`datadistill gallery` lists the released sets"
     )
 
