@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -245,6 +246,38 @@ def test_user_network_from_a_script_module(
     monkeypatch.delitem(sys.modules, "script_module", raising=False)
     assert main(["evaluate", str(run), "--models", "2"]) == 0
     assert "| replay | random | 2 |" in capsys.readouterr().out
+
+
+def test_resume_from_another_folder_finds_relative_data_and_a_script_network(
+    folder: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A run started with ``--dataset pics --model script_module:make_net`` from the folder holding both
+    continues with ``--resume --out`` from anywhere: its config and checkpoint record where they were."""
+    (tmp_path / "script_module.py").write_text(
+        "from torch import nn\n\n"
+        "def make_net(in_shape, num_classes):\n"
+        "    c, h, w = in_shape\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))\n"
+    )
+
+    def fresh_interpreter_in(cwd: Path) -> None:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+        monkeypatch.delitem(sys.modules, "script_module", raising=False)
+
+    fresh_interpreter_in(tmp_path)
+    argv = ["distill", "--dataset", folder.name, "--model", "script_module:make_net", *TINY]
+    assert main([*argv, "--out", "run"]) == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["dataset"] == str(folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fresh_interpreter_in(elsewhere)
+    assert main(["distill", "--resume", "--out", "../run", "--iterations", "6"]) == 0
+    assert "changed on resume: iterations 4 -> 6" in capsys.readouterr().err
+    fresh_interpreter_in(
+        tmp_path
+    )  # the same spelling as at the start still counts as the same data
+    assert main([*argv, "--out", "run", "--resume", "--iterations", "8"]) == 0
 
 
 def test_api_model_instance_and_factory(folder: Path, tmp_path: Path, capsys) -> None:

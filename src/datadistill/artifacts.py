@@ -163,9 +163,15 @@ class DistilledData:
         folder = Path(folder)
         path, manifest_path = folder / DISTILLED_FILE, folder / MANIFEST_FILE
         if not path.is_file() or not manifest_path.is_file():
+            # a bare name that is not a folder is likely a released set's (the gallery sits above us)
+            released = (
+                f", or for a released set datadistill.load_pretrained({str(folder)!r})"
+                if not folder.exists() and len(folder.parts) == 1
+                else ""
+            )
             raise FileNotFoundError(
                 f"no distilled set in {folder}: expected {DISTILLED_FILE} and {MANIFEST_FILE}; "
-                "pass the --out folder of a finished `datadistill distill` run"
+                f"pass the --out folder of a finished `datadistill distill` run{released}"
             )
         tensors = load_tensors(path)
         missing = {"images", "labels", "lrs"} - tensors.keys()

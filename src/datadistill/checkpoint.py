@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -30,6 +31,7 @@ from datadistill.artifacts import (
 )
 from datadistill.config import DistillConfig, to_dict
 from datadistill.data.sources import looks_like_path
+from datadistill.models.user import factory_root, make_importable
 from datadistill.types import Steps
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -56,6 +58,8 @@ RESUMABLE_CHANGES = {
 SETTINGS_BEFORE_THEY_EXISTED = {"schedule": "step"}
 # Resumable settings that are not worth a line in the run's history when they differ.
 UNRECORDED_CHANGES = {"resume", "force", "out"}
+# Settings that may name a file or folder: recorded absolute, compared as the paths they resolve to.
+PATH_SETTINGS = ("dataset", "pretrained")
 BEST_TENSORS = ("images", "labels", "raw_lrs")
 
 
@@ -127,6 +131,8 @@ def save_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
         "resume_history": json.dumps(state.resume_history),
         "version": __version__,
     }
+    roots = {spec: factory_root(spec) for spec in (cfg.model, *cfg.extra_models)}
+    metadata["model_roots"] = json.dumps({k: v for k, v in roots.items() if v is not None})
     if state.iterations_before is not None:
         metadata["iterations_before"] = str(state.iterations_before)
     if state.best is not None:
@@ -168,6 +174,38 @@ def load_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
     )
 
 
+def anchor_paths(cfg: DistillConfig) -> DistillConfig:
+    """``cfg`` with its ``PATH_SETTINGS`` that name an existing relative path made absolute, so that the
+    run's ``config.yaml`` and checkpoint find them again from any working directory (``--resume``)."""
+    absolute = {}
+    for key in PATH_SETTINGS:
+        value = getattr(cfg, key)
+        if isinstance(value, str) and Path(value).expanduser().exists():
+            absolute[key] = str(Path(value).expanduser().resolve())
+    return dataclasses.replace(cfg, **absolute)
+
+
+def import_recorded_models(folder: Path, cfg: DistillConfig) -> None:
+    """Make the ``module:factory`` networks of the run in ``folder`` importable from any working
+    directory, from the folders its checkpoint recorded they were imported from."""
+    for path in (folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT):
+        try:
+            with safe_open(path, framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # missing or unreadable: load_checkpoint says which  # noqa: BLE001
+            continue
+        roots = json.loads(meta.get("model_roots", "{}"))
+        for spec in (cfg.model, *cfg.extra_models):
+            make_importable(spec, roots.get(spec))
+        return
+
+
+def _same_setting(key: str, then: Any, now: Any) -> bool:
+    if key in PATH_SETTINGS and isinstance(then, str) and isinstance(now, str):
+        return Path(then).expanduser().resolve() == Path(now).expanduser().resolve()
+    return then == now
+
+
 def _restore(state: DistillState, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
     """Copy a loaded checkpoint's tensors and metadata into ``state`` (in place)."""
     with torch.no_grad():
@@ -202,7 +240,7 @@ def check_compatible(saved: dict[str, Any], cfg: DistillConfig, path: Path) -> d
     # With --val-size the evaluation points are the candidates for the result, so they must not move.
     resumable = RESUMABLE_CHANGES - ({"eval_every"} if cfg.val_size else set())
     then = {k: saved.get(k, defaults[k]) for k in now}
-    differ = sorted(k for k in now if k not in resumable and then[k] != now[k])
+    differ = sorted(k for k in now if k not in resumable and not _same_setting(k, then[k], now[k]))
     if differ:
         detail = ", ".join(f"{k}: {then[k]!r} -> {now[k]!r}" for k in differ)
         raise ValueError(

@@ -41,8 +41,10 @@ from datadistill.checkpoint import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
     DistillState,
+    anchor_paths,
     check_run_folder,
     describe_changes,
+    import_recorded_models,
     load_checkpoint,
     save_checkpoint,
 )
@@ -186,7 +188,7 @@ def _resolve_config(
         values["dataset"] = "python"
     elif test is not None:
         raise ValueError("test= needs train= (the data set's own test split is used with dataset=)")
-    return DistillConfig(**values).validate(), model_arg
+    return anchor_paths(DistillConfig(**values).validate()), model_arg
 
 
 def _load_splits(cfg: DistillConfig, train: Any, test: Any) -> tuple[ImageDataset, ImageDataset]:
@@ -212,6 +214,8 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     check_factor(cfg.formation, train.image_shape)
     # may refuse; on --resume the checkpoint holds all it gave, so the folder may since have moved
     start = None if cfg.resume else starting_set(cfg, train)
+    if cfg.resume and cfg.out is not None:
+        import_recorded_models(Path(cfg.out), cfg)
     setting = make_setting(
         dataset=cfg.dataset,
         model=model_arg,
