@@ -3,6 +3,7 @@ the key and what was expected; writes are checked before any work; temporaries n
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,6 +293,13 @@ def test_check_writable_names_the_path_and_the_flag(tmp_path):
     with pytest.raises(FileExistsError, match="is a folder; give --json a file path"):
         check_writable(tmp_path, "--json")
     check_writable(tmp_path / "new" / "deeper" / "r.json", "--json")  # creatable: accepted
+    run = tmp_path / "new" / "run"
+    run.mkdir(parents=True)
+    (run / "distilled.safetensors").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="would overwrite a file of the run in .*report.json"):
+        check_writable(run / "manifest.json", "--json")  # any command's --json, not only evaluate's
+    check_writable(run / "eval.json", "--json")
+    shutil.rmtree(tmp_path / "new")
     assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["file", "locked"]
 
 

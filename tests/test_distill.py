@@ -280,6 +280,19 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_keeps_it(tmp_path, m
     assert (out / CHECKPOINT).read_bytes() == saved
 
 
+def test_a_run_that_diverges_before_its_first_checkpoint_can_be_run_again(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        _poison_meta_grad(patched)
+        with pytest.raises(
+            DistillationDiverged, match="no checkpoint was written yet; .*run the same"
+        ):
+            distill(**TINY, iterations=4, checkpoint_every=2, out=str(out), progress=False)
+    assert [p.name for p in out.iterdir()] == ["config.yaml"]  # nothing to resume, nothing to force
+    distill(**TINY, iterations=4, checkpoint_every=2, out=str(out), progress=False)
+    assert (out / "distilled.safetensors").is_file()
+
+
 def test_a_rank_that_writes_no_checkpoints_names_rank_0s_when_the_run_diverges(
     tmp_path, monkeypatch
 ):

@@ -393,6 +393,14 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
         )
     if not folder and path.is_dir():
         raise FileExistsError(f"{path} is a folder; give {flag} a file path")
+    holds_run = any(
+        (path.parent / name).is_file() for name in (DISTILLED_FILE, "checkpoint.safetensors")
+    )
+    if not folder and path.name in RUN_FILES and holds_run:
+        raise FileExistsError(
+            f"{flag} {path} would overwrite a file of the run in {path.parent}; "
+            f"choose another {flag}, e.g. {path.parent / 'report.json'}"
+        )
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from datadistill._version import __version__
 from datadistill.artifacts import (
     DISTILLED_FILE,
+    RUN_FILES,
     check_writable,
     label_targets,
     load_tensors,
@@ -274,6 +275,10 @@ def _refuse_out_in_data(out: Path, cfg: DistillConfig) -> None:
         )
 
 
+def _is_our_temporary(name: str) -> bool:
+    return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
+
+
 def check_run_folder(out: Path, cfg: DistillConfig) -> None:
     """Refuse an ``--out`` that cannot hold this run, before anything is computed or written.
 
@@ -297,7 +302,10 @@ def check_run_folder(out: Path, cfg: DistillConfig) -> None:
         raise FileExistsError(
             f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
         )
-    others = sorted(p.name for p in out.iterdir())
+    # what a run that stopped before its first checkpoint leaves (config.yaml, temporaries) is ours to replace
+    others = sorted(
+        p.name for p in out.iterdir() if p.name not in RUN_FILES and not _is_our_temporary(p.name)
+    )
     if others and not cfg.force:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise FileExistsError(

@@ -518,6 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         resumable = hasattr(args, "resume")  # distill checkpoints as it goes
         tail = "; the last checkpoint is kept (continue with --resume)" if resumable else ""
+        out = getattr(args, "out", None)
+        if resumable and out is not None and not (Path(out) / "checkpoint.safetensors").exists():
+            tail = "; no checkpoint was written yet: run the same command again to start over"
         print(f"interrupted{tail}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:

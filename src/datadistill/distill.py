@@ -347,14 +347,19 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     loss, d_images, d_lrs, *d_labels = (t / inits for t in world.all_reduce_sum(sums))
     if not all(torch.isfinite(t).all() for t in (loss, d_images, d_lrs, *d_labels)):
         where = "no checkpoint was written yet"
+        fix = "lower --lr or --lr-init and run the same command again (the folder can be reused)"
         if last_good:
+            fix = (
+                "lower --lr and --resume from the checkpoint, or lower --lr-init and start again in "
+                "another --out (--lr-init cannot change on resume)"
+            )
             where = f"last good checkpoint: {last_good}"
             previous = last_good.with_name(PREVIOUS_CHECKPOINT)
             if previous.exists():  # the last one may already hold a set that was going bad
                 where += f" (the one before it: {previous}; to resume from that one, copy it over the last)"
         raise DistillationDiverged(
             f"meta-loss or its gradient became non-finite (loss {loss.item()}) at iteration {it}; "
-            f"{where}. Lower --lr or --lr-init (then --resume to continue from the checkpoint)"
+            f"{where}; {fix}"
         )
     state.optimizer.zero_grad(set_to_none=True)
     if state.images.requires_grad:
