@@ -157,6 +157,34 @@ def test_a_switch_in_a_yaml_config_is_checked_too(tmp_path):
     assert load_config(DistillConfig, path).batch_per_rank
 
 
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("seed: 1.5", "--seed must be a whole number, got 1.5"),
+        ("time_limit: abc", "--time-limit must be a number, got 'abc'"),
+        ("init_images: 5", "--init-images must be text, got 5"),
+        ("betas: 0.5", r"--betas takes a list, e.g. \[0.9, 0.999\], got 0.5"),
+        (
+            "lr: [",
+            r"is not valid YAML \(expected the node content.* at line 3\); fix or replace it",
+        ),
+    ],
+)
+def test_a_yaml_value_of_the_wrong_kind_is_refused_in_one_line(tmp_path, line, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"dataset: digits\n{line}\n")
+    with pytest.raises(ValueError, match=message) as raised:
+        load_config(DistillConfig, path)
+    assert "\n" not in str(raised.value)
+    path.write_text(
+        "dataset: digits\nlr: 1\nprotocol: dataset\ninit: random\nextra_models: lenet\nbetas: [0.9, 0.99]\n"
+    )
+    assert load_config(DistillConfig, path).lr == 1  # an int is a number
+    path.write_bytes(b"\x00\xff\xfe")
+    with pytest.raises(ValueError, match="is not a text file"):
+        load_config(DistillConfig, path)
+
+
 def test_model_help_names_the_default_networks_the_setting_picks():
     from datadistill.setting import DEFAULT_MODEL_FOR, default_model
 

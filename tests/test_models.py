@@ -309,3 +309,14 @@ def test_unclassifiable_parameter() -> None:
     model.scale = nn.Parameter(torch.ones(3))
     with pytest.raises(ValueError, match="cannot initialise parameter 'scale'"):
         init_params(model)
+
+
+def test_a_factory_module_that_does_not_import_is_named_in_one_line(tmp_path, monkeypatch):
+    from datadistill.models.user import resolve_model
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_nets.py").write_text("def make(in_shape, num_classes:\n")
+    with pytest.raises(ValueError, match=r"broken_nets.py, line 1: .*; fix the file$"):
+        resolve_model("broken_nets:make", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="cannot import 'absent_nets'.*PYTHONPATH"):
+        resolve_model("absent_nets:make", (1, 8, 8), 10)

@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from datadistill._version import __version__
 from datadistill.config import (
     AttackConfig,
@@ -225,6 +223,7 @@ def _add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     from datadistill.checkpoint import SETTINGS_BEFORE_THEY_EXISTED
+    from datadistill.config.presets import read_yaml
     from datadistill.distill import distill
 
     if args.betas is not None:
@@ -233,7 +232,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         saved = Path(args.out) / "config.yaml"
         if saved.is_file():
             args.config = str(saved)  # the run's own settings; flags given here override them
-            written = yaml.safe_load(saved.read_text()) or {}
+            written = read_yaml(saved)
             for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():  # a run older than the key
                 if key not in written and getattr(args, key) is None:
                     setattr(args, key, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
     names = {f.name for f in dataclasses.fields(cls)}
     if preset is not None:
         path = find_preset(preset)
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = read_yaml(path)
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config must be a mapping of setting: value")
         for key, value in loaded.items():
@@ -74,17 +75,61 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML in ``path``; a file that is not YAML text raises one line naming it and where it breaks."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path} is not a text file; give a YAML config (setting: value lines)"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "unreadable"
+        raise ValueError(
+            f"{path} is not valid YAML ({problem}{where}); fix or replace it"
+        ) from None
+
+
+# what a setting's type hint accepts, and how to name it in a message
+_KINDS = {
+    int: ((int,), "a whole number"),
+    float: ((int, float), "a number"),
+    str: ((str,), "text"),
+}
+
+
 def _check_switches(cls, values: dict[str, Any]) -> None:
-    """Refuse a switch (a ``bool`` setting) set to anything but true / false: a YAML ``3`` or ``maybe``
-    would otherwise switch it on silently."""
+    """Refuse a value of the wrong kind for its setting, e.g. from YAML: a switch (a ``bool`` setting) set to
+    anything but true / false (a ``3`` or ``maybe`` would otherwise switch it on silently), a number given as
+    text, a list given as one number. Settings with richer hints are left to ``validate``."""
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
-        switch = hints.get(name) in (bool, bool | None)  # an unknown name is cls's to refuse
-        if switch and value is not None and not isinstance(value, bool):
-            raise ValueError(
-                f"{flag(name)} is a switch: true or false, got {value!r} (on the command line: "
-                f"{flag(name)} or --no-{flag(name)[2:]})"
-            )
+        hint = hints.get(name)  # an unknown name is cls's to refuse
+        if hint is None or value is None:
+            continue
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        if bool in options:
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"{flag(name)} is a switch: true or false, got {value!r} (on the command line: "
+                    f"{flag(name)} or --no-{flag(name)[2:]})"
+                )
+            continue
+        if len(options) != 1:
+            continue
+        kind = options[0]
+        if typing.get_origin(kind) is tuple:
+            comma_separated = typing.get_args(kind)[:1] == (str,) and isinstance(value, str)
+            if not isinstance(value, (tuple, list)) and not comma_separated:
+                raise ValueError(f"{flag(name)} takes a list, e.g. [0.9, 0.999], got {value!r}")
+            continue
+        if kind in _KINDS:
+            accepted, described = _KINDS[kind]
+            if isinstance(value, bool) or not isinstance(value, accepted):
+                raise ValueError(f"{flag(name)} must be {described}, got {value!r}")
 
 
 def parse_assignments(cls, items: list[str]) -> dict[str, Any]:

@@ -140,6 +140,10 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
             f"--model {spec}: cannot import {module_name!r} ({err}); run from the folder holding "
             f"{module_name.split('.')[0]}.py or add its folder to PYTHONPATH"
         ) from err
+    except SyntaxError as err:  # the user's file, not ours: say where, without our traceback
+        raise ValueError(
+            f"--model {spec}: {err.filename}, line {err.lineno}: {err.msg}; fix the file"
+        ) from None
     target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)
