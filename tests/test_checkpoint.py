@@ -89,6 +89,12 @@ def test_resuming_records_allowed_changes_and_refuses_others(tmp_path):
     assert describe_changes(record) == "iterations 10 -> 20 from iteration 0"
     with pytest.raises(ValueError, match="settings differ from the checkpoint.*seed"):
         load_checkpoint(tmp_path, _state(1), DistillConfig(**TINY, iterations=10, seed=3))
+    _take_steps(state, 3)
+    save_checkpoint(tmp_path, state, DistillConfig(**TINY, iterations=10))
+    with pytest.raises(
+        ValueError, match="--iterations 2 is below the 3 iterations .* give --iterations 3"
+    ):
+        load_checkpoint(tmp_path, _state(1), DistillConfig(**TINY, iterations=2))
 
 
 def test_nothing_to_resume_says_how_to_start(tmp_path):

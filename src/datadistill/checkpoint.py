@@ -164,6 +164,12 @@ def load_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
             tqdm.write(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
             continue
         changes = check_compatible(json.loads(meta["config"]), cfg, path)
+        done = int(meta["iteration"])
+        if cfg.iterations < done:  # the schedule would run backwards and config.yaml would disagree
+            raise ValueError(
+                f"--iterations {cfg.iterations} is below the {done} iterations {path} has done: "
+                f"give --iterations {done} or more (or leave it out)"
+            )
         _restore(state, tensors, meta)
         if changes:
             state.resume_history.append({"iteration": state.iteration, "changes": changes})
