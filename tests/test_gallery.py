@@ -60,6 +60,15 @@ def test_pull_copies_and_never_overwrites(tmp_path):
     assert (out / "distilled.safetensors").is_file()
     with pytest.raises(FileExistsError):
         pull("mnist-fixed-10", out)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds other files; choose a new or empty"):
+        pull("mnist-fixed-10", mine)
+    for name in ("no-such-set", "../gallery/mnist-fixed-10"):  # a name, never a path
+        with pytest.raises(ValueError, match="no released set named"):
+            pull(name, tmp_path / "never")
+    assert not (tmp_path / "never").exists()  # nothing made for a refused name
 
 
 def test_unknown_name_suggests_close_ones():

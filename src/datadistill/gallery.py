@@ -74,7 +74,7 @@ def _did_you_mean(name: str) -> str:
 
 def _entry(name: str) -> Path:
     folder = GALLERY_DIR / name
-    if not (folder / DISTILLED_FILE).is_file():
+    if name not in _released_names():  # also refuses "../elsewhere": a name, never a path
         hint = _did_you_mean(name)
         raise ValueError(
             f"no released set named {name!r}{f' ({hint})' if hint else ''}; "
@@ -106,13 +106,16 @@ def load_pretrained(name: str) -> DistilledData:
 def pull(name: str, out: str | Path) -> Path:
     """Copy a released set into ``out`` (a run folder that ``evaluate``/``show`` accept)."""
     out = Path(out)
+    entry = _entry(name)  # an unknown name is refused before any folder is made
     if (out / DISTILLED_FILE).exists():
         raise FileExistsError(f"{out} already holds a distilled set; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already holds other files; choose a new or empty --out")
     out.mkdir(parents=True, exist_ok=True)
     for file in (DISTILLED_FILE, MANIFEST_FILE):
-        shutil.copy2(_entry(name) / file, out / file)
-    if (_entry(name) / PRETRAINED_DIR).is_dir():
-        shutil.copytree(_entry(name) / PRETRAINED_DIR, out / PRETRAINED_DIR)
+        shutil.copy2(entry / file, out / file)
+    if (entry / PRETRAINED_DIR).is_dir():
+        shutil.copytree(entry / PRETRAINED_DIR, out / PRETRAINED_DIR)
     return out
 
 
