@@ -296,7 +296,9 @@ def test_check_writable_names_the_path_and_the_flag(tmp_path):
     run = tmp_path / "new" / "run"
     run.mkdir(parents=True)
     (run / "distilled.safetensors").write_bytes(b"")
-    with pytest.raises(FileExistsError, match="would overwrite a file of the run in .*report.json"):
+    with pytest.raises(
+        FileExistsError, match="would overwrite the run.s own manifest.json; .*report.json"
+    ):
         check_writable(run / "manifest.json", "--json")  # any command's --json, not only evaluate's
     check_writable(run / "eval.json", "--json")
     shutil.rmtree(tmp_path / "new")

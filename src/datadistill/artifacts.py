@@ -398,8 +398,8 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
     )
     if not folder and path.name in RUN_FILES and holds_run:
         raise FileExistsError(
-            f"{flag} {path} would overwrite a file of the run in {path.parent}; "
-            f"choose another {flag}, e.g. {path.parent / 'report.json'}"
+            f"{flag} {path} would overwrite the run's own {path.name}; write it to another file, "
+            f"e.g. {flag} {path.parent / 'report.json'}"
         )
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:

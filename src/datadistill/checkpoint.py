@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors import safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -281,6 +282,16 @@ def _refuse_out_in_data(out: Path, cfg: DistillConfig) -> None:
         )
 
 
+def _written_by_distill(path: Path) -> bool:
+    """True for a ``config.yaml`` that holds distill's settings (the one every run writes first)."""
+    try:
+        written = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    settings = {f.name for f in dataclasses.fields(DistillConfig)}
+    return isinstance(written, dict) and bool(written) and set(written) <= settings
+
+
 def _is_our_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
 
@@ -308,9 +319,13 @@ def check_run_folder(out: Path, cfg: DistillConfig) -> None:
         raise FileExistsError(
             f"{out} already holds a distillation run: pass --resume to continue it, or choose another --out"
         )
-    # what a run that stopped before its first checkpoint leaves (config.yaml, temporaries) is ours to replace
+    # what a run that stopped before its first checkpoint leaves (its config.yaml, temporaries) is ours to
+    # replace; a config.yaml of the user's own is not
     others = sorted(
-        p.name for p in out.iterdir() if p.name not in RUN_FILES and not _is_our_temporary(p.name)
+        p.name
+        for p in out.iterdir()
+        if not _is_our_temporary(p.name)
+        and not (p.name == "config.yaml" and _written_by_distill(p))
     )
     if others and not cfg.force:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")

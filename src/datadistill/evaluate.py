@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import RUN_FILES, DistilledData, check_writable, write_json
+from datadistill.artifacts import DistilledData, check_writable, write_json
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.distributed import resolve_device
@@ -62,19 +62,10 @@ def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageD
 
 
 def _check_json(json_path: str | Path | None, data: DistilledData | str | Path) -> None:
-    """Refuse a ``--json`` that cannot be written, or that is one of the evaluated run's own files: writing
-    the result over its manifest or tensors would destroy the run."""
-    if json_path is None:
-        return
-    check_writable(json_path, "--json")
-    if isinstance(data, DistilledData):
-        return  # no folder to protect
-    target = Path(json_path).resolve()
-    if target.parent == Path(data).resolve() and target.name in RUN_FILES:
-        raise FileExistsError(
-            f"--json {json_path} would overwrite the run's own {target.name}; write the result to "
-            f"another file, e.g. --json {Path(data) / 'eval.json'}"
-        )
+    """Refuse a ``--json`` that cannot be written, or that is one of a run's own files (``check_writable``):
+    writing the result over the evaluated run's manifest or tensors would destroy it."""
+    if json_path is not None:
+        check_writable(json_path, "--json")
 
 
 @dataclass
