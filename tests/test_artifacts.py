@@ -24,6 +24,7 @@ from datadistill.artifacts import (
     check_writable,
     remove_stale_temporaries,
     save_tensors,
+    write_json,
 )
 from datadistill.cli import main
 from datadistill.export import export_set
@@ -303,6 +304,24 @@ def test_check_writable_names_the_path_and_the_flag(tmp_path):
     check_writable(run / "eval.json", "--json")
     shutil.rmtree(tmp_path / "new")
     assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["file", "locked"]
+
+
+def test_loading_an_unfinished_run_says_how_to_finish_it(tmp_path):
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="has not finished .* --resume --out"):
+        DistilledData.load(tmp_path)
+
+
+def test_saved_files_follow_the_umask_like_any_other_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        save_tensors(tmp_path / "a.safetensors", {"x": torch.zeros(2)})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"a.json": 0o644, "a.safetensors": 0o644, "plain.txt": 0o644}
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):

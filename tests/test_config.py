@@ -226,3 +226,18 @@ def test_an_unknown_python_keyword_is_one_line_naming_the_closest_setting(
     ):
         call(**{typo: 3})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(objective="bogus"), "--objective must be task or poison"),
+        (dict(objective="poison"), "needs --source-class K and --target-class T"),
+        (dict(objective="poison", source_class=1, target_class=1), "both 1: poisoning a class"),
+        (dict(source_class=1), "add --objective poison, or drop them"),
+    ],
+)
+def test_the_objective_and_its_classes_are_checked_before_anything_runs(settings, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(dataset="digits", **settings).validate()
+    DistillConfig(dataset="digits", objective="poison", source_class=1, target_class=2).validate()

@@ -169,6 +169,11 @@ class DistilledData:
                 if not folder.exists() and len(folder.parts) == 1
                 else ""
             )
+            if (folder / "checkpoint.safetensors").is_file():
+                raise FileNotFoundError(
+                    f"{folder} holds a run that has not finished (a checkpoint, no {DISTILLED_FILE}): "
+                    f"finish it with `datadistill distill --resume --out {folder}`"
+                )
             raise FileNotFoundError(
                 f"no distilled set in {folder}: expected {DISTILLED_FILE} and {MANIFEST_FILE}; "
                 f"pass the --out folder of a finished `datadistill distill` run{released}"
@@ -428,11 +433,20 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it
+    os.umask(mask)
+    return mask
+
+
 def _replace_atomically(path: Path, write) -> None:
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(
+            tmp, 0o666 & ~_umask()
+        )  # mkstemp's (and safetensors') 0600 would hide a run from others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

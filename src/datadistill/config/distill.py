@@ -304,6 +304,7 @@ class DistillConfig:
             raise ValueError(
                 "--source-weight weighs class K in the poison objective; it needs --objective poison"
             )
+        self._validate_objective()
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(
                 f"--time-limit must be a positive number of minutes, got {self.time_limit!r}"
@@ -361,6 +362,25 @@ class DistillConfig:
             )
         if not 0 <= self.seed < 1_000_000_000:
             raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
+
+    def _validate_objective(self) -> None:
+        """Before the run folder is made: the objective is only built in the first iteration."""
+        if self.objective not in ("task", "poison"):
+            raise ValueError(f"--objective must be task or poison, got {self.objective!r}")
+        classes = (self.source_class, self.target_class)
+        if self.objective == "task" and classes != (None, None):
+            raise ValueError(
+                "--source-class and --target-class name the poison objective's classes: add "
+                "--objective poison, or drop them"
+            )
+        if self.objective == "poison":
+            if None in classes:
+                raise ValueError("--objective poison needs --source-class K and --target-class T")
+            if self.source_class == self.target_class:
+                raise ValueError(
+                    f"--source-class and --target-class are both {self.source_class}: poisoning a "
+                    "class into itself changes nothing; give two different classes"
+                )
 
     def _validate_extra_models(self) -> None:
         if isinstance(self.extra_models, str):  # Python callers may pass "lenet,mlp"
