@@ -8,6 +8,7 @@ moved into place with ``os.replace``, so a crash never leaves a half-written art
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -27,6 +28,7 @@ from datadistill.formation import decode_set, decode_steps
 from datadistill.types import Steps
 
 DISTILLED_FILE = "distilled.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
 MANIFEST_FILE = "manifest.json"
 LABEL_TARGETS = ("softmax", "free")
 # Our own files in a run folder; their atomic-write temporaries are ``.<name>.<random>.tmp``.
@@ -35,7 +37,7 @@ RUN_FILES = (
     MANIFEST_FILE,
     "config.yaml",
     "metrics.json",
-    "checkpoint.safetensors",
+    CHECKPOINT_FILE,
     "checkpoint.prev.safetensors",
 )
 
@@ -169,7 +171,7 @@ class DistilledData:
                 if not folder.exists() and len(folder.parts) == 1
                 else ""
             )
-            if (folder / "checkpoint.safetensors").is_file():
+            if (folder / CHECKPOINT_FILE).is_file():
                 raise FileNotFoundError(
                     f"{folder} holds a run that has not finished (a checkpoint, no {DISTILLED_FILE}): "
                     f"finish it with `datadistill distill --resume --out {folder}`"
@@ -398,9 +400,7 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
         )
     if not folder and path.is_dir():
         raise FileExistsError(f"{path} is a folder; give {flag} a file path")
-    holds_run = any(
-        (path.parent / name).is_file() for name in (DISTILLED_FILE, "checkpoint.safetensors")
-    )
+    holds_run = any((path.parent / name).is_file() for name in (DISTILLED_FILE, CHECKPOINT_FILE))
     if not folder and path.name in RUN_FILES and holds_run:
         raise FileExistsError(
             f"{flag} {path} would overwrite the run's own {path.name}; write it to another file, "
@@ -420,12 +420,18 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporaries of our atomic writes (``.<name>.*.tmp``) that a killed process left in
     ``folder``; other files are never touched. Returns the paths removed."""
-    removed = []
-    for name in RUN_FILES:
-        for tmp in Path(folder).glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    folder = Path(folder)
+    removed = (
+        sorted(p for p in folder.iterdir() if is_run_temporary(p.name)) if folder.is_dir() else []
+    )
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
     return removed
+
+
+def is_run_temporary(name: str) -> bool:
+    """True for the name of an atomic-write temporary of one of our run files (``.<name>.*.tmp``)."""
+    return any(fnmatch.fnmatchcase(name, f".{run_file}.*.tmp") for run_file in RUN_FILES)
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -444,9 +450,8 @@ def _replace_atomically(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(
-            tmp, 0o666 & ~_umask()
-        )  # mkstemp's (and safetensors') 0600 would hide a run from others
+        # mkstemp's (and safetensors') 0600 would hide a run from the user's group
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

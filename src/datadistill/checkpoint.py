@@ -17,26 +17,27 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from datadistill._version import __version__
 from datadistill.artifacts import (
+    CHECKPOINT_FILE,
     DISTILLED_FILE,
-    RUN_FILES,
     check_writable,
+    is_run_temporary,
     label_targets,
     load_tensors,
     save_tensors,
 )
 from datadistill.config import DistillConfig, to_dict
+from datadistill.config.presets import read_yaml
 from datadistill.data.sources import looks_like_path
 from datadistill.models.user import factory_root, make_importable
 from datadistill.types import Steps
 
-CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT = CHECKPOINT_FILE
 PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 # Settings that may differ between a run and its resumption (they do not change the distilled result).
 RESUMABLE_CHANGES = {
@@ -200,7 +201,7 @@ def import_recorded_models(folder: Path, cfg: DistillConfig) -> None:
         try:
             with safe_open(path, framework="pt") as f:
                 meta = f.metadata() or {}
-        except Exception:  # missing or unreadable: load_checkpoint says which  # noqa: BLE001
+        except (SafetensorError, OSError):  # missing or unreadable: load_checkpoint says which
             continue
         roots = json.loads(meta.get("model_roots", "{}"))
         for spec in (cfg.model, *cfg.extra_models):
@@ -285,15 +286,11 @@ def _refuse_out_in_data(out: Path, cfg: DistillConfig) -> None:
 def _written_by_distill(path: Path) -> bool:
     """True for a ``config.yaml`` that holds distill's settings (the one every run writes first)."""
     try:
-        written = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        written = read_yaml(path)
+    except (OSError, ValueError):  # not YAML: not ours
         return False
     settings = {f.name for f in dataclasses.fields(DistillConfig)}
     return isinstance(written, dict) and bool(written) and set(written) <= settings
-
-
-def _is_our_temporary(name: str) -> bool:
-    return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
 
 
 def check_run_folder(out: Path, cfg: DistillConfig) -> None:
@@ -324,8 +321,7 @@ def check_run_folder(out: Path, cfg: DistillConfig) -> None:
     others = sorted(
         p.name
         for p in out.iterdir()
-        if not _is_our_temporary(p.name)
-        and not (p.name == "config.yaml" and _written_by_distill(p))
+        if not is_run_temporary(p.name) and not (p.name == "config.yaml" and _written_by_distill(p))
     )
     if others and not cfg.force:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")

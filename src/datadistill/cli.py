@@ -517,8 +517,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         resumable = hasattr(args, "resume")  # distill checkpoints as it goes
         tail = "; the last checkpoint is kept (continue with --resume)" if resumable else ""
+        from datadistill.artifacts import CHECKPOINT_FILE
+
         out = getattr(args, "out", None)
-        if resumable and out is not None and not (Path(out) / "checkpoint.safetensors").exists():
+        if resumable and out is not None and not (Path(out) / CHECKPOINT_FILE).exists():
             tail = "; no checkpoint was written yet: run the same command again to start over"
         print(f"interrupted{tail}", file=sys.stderr)
         return 130

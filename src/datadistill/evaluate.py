@@ -61,7 +61,7 @@ def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageD
     )
 
 
-def _check_json(json_path: str | Path | None, data: DistilledData | str | Path) -> None:
+def _check_json(json_path: str | Path | None) -> None:
     """Refuse a ``--json`` that cannot be written, or that is one of a run's own files (``check_writable``):
     writing the result over the evaluated run's manifest or tensors would destroy it."""
     if json_path is not None:
@@ -284,7 +284,7 @@ def evaluate(
     Returns:
         ``EvalResult`` with accuracies in percent.
     """
-    _check_json(json_path, data)  # before the networks are trained, not after
+    _check_json(json_path)  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     manifest = data.manifest
@@ -376,7 +376,7 @@ def evaluate_as_dataset(
     Returns:
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
-    _check_json(json_path, data)  # before the networks are trained, not after
+    _check_json(json_path)  # before the networks are trained, not after
     if not isinstance(data, DistilledData):
         data = DistilledData.load(data)
     recipe = recipe or FieldRecipe()
@@ -566,7 +566,7 @@ def evaluate_run(cfg: EvaluateConfig) -> EvalResult:
     The replay protocol trains the run's own network (``cfg.model`` and ``cfg.epochs`` belong to the dataset
     protocol and are refused with it); the dataset protocol uses ``evaluate_as_dataset``.
     """
-    _check_json(cfg.json, cfg.run)
+    _check_json(cfg.json)
     data = DistilledData.load(cfg.run)
     protocol = cfg.protocol or data.manifest.get("protocol") or "replay"
     if protocol == "dataset":

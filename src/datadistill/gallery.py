@@ -63,9 +63,8 @@ def _released_names() -> list[str]:
     return sorted(p.parent.name for p in GALLERY_DIR.glob(f"*/{DISTILLED_FILE}"))
 
 
-def _did_you_mean(name: str) -> str:
-    """``"did you mean a, b?"`` for the released names closest to ``name``, else ``""``."""
-    names = _released_names()
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """``"did you mean a, b?"`` for the ``names`` closest to ``name``, else ``""``."""
     # a prefix ("mnist-10") names what the user meant better than a similar spelling does
     close = [n for n in names if n.startswith(name)] + difflib.get_close_matches(name, names, n=3)
     close = list(dict.fromkeys(close))[:3]
@@ -73,14 +72,14 @@ def _did_you_mean(name: str) -> str:
 
 
 def _entry(name: str) -> Path:
-    folder = GALLERY_DIR / name
-    if name not in _released_names():  # also refuses "../elsewhere": a name, never a path
-        hint = _did_you_mean(name)
+    names = _released_names()
+    if name not in names:  # also refuses "../elsewhere": a name, never a path
+        hint = _did_you_mean(name, names)
         raise ValueError(
             f"no released set named {name!r}{f' ({hint})' if hint else ''}; "
-            f"available: {', '.join(_released_names()) or 'none'}"
+            f"available: {', '.join(names) or 'none'}"
         )
-    return folder
+    return GALLERY_DIR / name
 
 
 def locate(run: str | Path) -> Path:
@@ -91,7 +90,7 @@ def locate(run: str | Path) -> Path:
         return path
     if (GALLERY_DIR / path.name / DISTILLED_FILE).is_file():
         return GALLERY_DIR / path.name
-    hint = _did_you_mean(str(run))
+    hint = _did_you_mean(str(run), _released_names())
     raise ValueError(
         f"{run}: no such run folder, and no released set by that name; {hint + ' ' if hint else ''}"
         f"`datadistill gallery` lists the released sets"
