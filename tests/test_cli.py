@@ -362,3 +362,26 @@ def test_ctrl_c_in_a_command_without_checkpoints_says_only_interrupted(
     )
     assert main(["evaluate", str(tiny_set)]) == 130
     assert capsys.readouterr().err == "interrupted\n"  # no --resume to offer
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["linear", "--iterations", "1"],
+        ["gallery"],
+        ["attack", "--dataset", "digits", "--source-class", "0", "--target-class", "1"],
+    ],
+    ids=["linear", "gallery", "attack"],
+)
+def test_figure_flags_are_checked_before_the_work(command, tmp_path, capsys):
+    flag = {"linear": "--plot", "gallery": "--thumbnails", "attack": "--heatmap"}[command[0]]
+    blocker = tmp_path / "FILE"
+    blocker.write_text("mine")
+    if command[0] == "attack":
+        command = [*command, "--pretrained", str(tmp_path / "pool"), "--out", str(tmp_path / "run")]
+    assert main([*command, flag, str(tmp_path / "out.txt")]) == 1
+    _one_line_error(capsys, f"{flag} {tmp_path / 'out.txt'}: a figure must end in one of .png")
+    assert main([*command, flag, str(blocker / "x.png")]) == 1
+    _one_line_error(capsys, f"cannot write {blocker / 'x.png'}: {blocker} is a file, not a folder")
+    assert blocker.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]  # no pool pre-trained, no run begun

@@ -417,6 +417,25 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
         raise ValueError(f"cannot write {path}: {existing} is read-only; choose another {flag}")
 
 
+# What matplotlib's Agg backend writes; the figures' flags take any of them (PNG is what the docs show).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_figure_path(path: str | Path, flag: str) -> None:
+    """``check_writable`` for a figure, plus a file type matplotlib can write (say so before the work).
+
+    Raises:
+        ValueError: the name does not end in one of ``FIGURE_SUFFIXES``, or the path cannot be written.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        kinds = ", ".join(FIGURE_SUFFIXES)
+        raise ValueError(
+            f"{flag} {path}: a figure must end in one of {kinds}; e.g. {flag} {path.with_suffix('.png')}"
+        )
+    check_writable(path, flag)
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporaries of our atomic writes (``.<name>.*.tmp``) that a killed process left in
     ``folder``; other files are never touched. Returns the paths removed."""

@@ -486,13 +486,16 @@ COMMANDS = {
 
 
 def _check_destinations(args: argparse.Namespace) -> None:
-    """Every command's --json file and --out folder can be written: say so before any work is done."""
-    from datadistill.artifacts import check_writable
+    """Every command's --json file, --out folder and figure can be written: say so before any work is done."""
+    from datadistill.artifacts import check_figure_path, check_writable
 
     if getattr(args, "json", None) is not None:
         check_writable(args.json, "--json")
     if getattr(args, "out", None) is not None:
         check_writable(args.out, "--out", folder=True)
+    for figure in ("plot", "thumbnails", "heatmap"):  # linear, gallery, attack
+        if getattr(args, figure, None) is not None:
+            check_figure_path(getattr(args, figure), f"--{figure}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData
+from datadistill.artifacts import DISTILLED_FILE, MANIFEST_FILE, DistilledData, check_figure_path
 
 GALLERY_DIR = Path(__file__).parent / "gallery"
 PRETRAINED_DIR = "pretrained"  # the pre-trained network of an adaptation entry
@@ -192,6 +192,7 @@ def save_thumbnails(path: str | Path) -> Path:
     """Draw the first images of every released set, one row each, titled with its name and accuracy."""
     from datadistill.viz import save_thumbnail_sheet
 
+    check_figure_path(path, "--thumbnails")
     rows = []
     for r in list_gallery():
         first = load_pretrained(r["name"]).pixels().flatten(0, 1)[:10]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datadistill.artifacts import write_json
+from datadistill.artifacts import check_figure_path, write_json
 from datadistill.config import (
     AttackConfig,
 )
@@ -45,6 +45,8 @@ def attack_heatmap(
         panel, and ``<out>/heatmap.json`` a second matrix: the other classes' accuracy drop (points), without
         which a high success could hide a step that wrecks the network.
     """
+    if path is not None:
+        check_figure_path(path, "--heatmap")
     cfg, out, train = resolve(cfg)
     ensure_pool(cfg, Path(cfg.pretrained))
     num = train.num_classes

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datadistill.artifacts import check_figure_path, check_writable
 from datadistill.config import LINEAR_RATIOS, LinearConfig
 from datadistill.experiments.linear_theory import (
     LinearProblem,
@@ -416,6 +417,10 @@ def plot_sweep(
 def run_linear(cfg: LinearConfig) -> tuple[LinearProblem, list[SweepRow]]:
     """``datadistill linear``: the sweep over ``cfg.ratios`` on the synthetic or MNIST problem; writes
     ``cfg.json`` and ``cfg.plot`` when given. Returns the problem and its rows."""
+    if cfg.json is not None:
+        check_writable(cfg.json, "--json")
+    if cfg.plot is not None:
+        check_figure_path(cfg.plot, "--plot")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.data == "mnist":
