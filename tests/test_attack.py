@@ -210,9 +210,16 @@ def test_cli_prints_the_table(pool_dir, tmp_path, capsys):
         str(tmp_path / "a.json"),
     ]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "| distilled |" in out and "success K→T" in out and "class 2 -> 5" in out
+    assert "held-out" not in err
     assert json.loads((tmp_path / "a.json").read_text())["rows"][0]["target_class"] == 5
+    more = argv[:]
+    more[more.index("--models") + 1] = "5"  # the pool holds 3 victims: said, and the rows say 3
+    more[more.index("--out") + 1] = str(tmp_path / "run-5")
+    assert main(more) == 0
+    assert "--models 5 but the pool holds 3 held-out networks" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a.json").read_text())["rows"][0]["n_models"] == 3
     bad = argv[:]
     bad[bad.index("5", bad.index("--target-class"))] = "2"
     assert main(bad) == 1

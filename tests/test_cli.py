@@ -384,4 +384,6 @@ def test_figure_flags_are_checked_before_the_work(command, tmp_path, capsys):
     assert main([*command, flag, str(blocker / "x.png")]) == 1
     _one_line_error(capsys, f"cannot write {blocker / 'x.png'}: {blocker} is a file, not a folder")
     assert blocker.read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]  # no pool pre-trained, no run begun
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "FILE"
+    ]  # no pool pre-trained, no run begun

@@ -241,3 +241,32 @@ def test_the_objective_and_its_classes_are_checked_before_anything_runs(settings
     with pytest.raises(ValueError, match=message):
         DistillConfig(dataset="digits", **settings).validate()
     DistillConfig(dataset="digits", objective="poison", source_class=1, target_class=2).validate()
+
+
+@pytest.mark.parametrize("seed", [-1, 10**9, 99999999999999999999999])
+@pytest.mark.parametrize(
+    "command",
+    ["DistillConfig", "BaselinesConfig", "LinearConfig", "PretrainConfig", "AttackConfig"],
+)
+def test_every_commands_seed_is_a_whole_number_in_range(command, seed):
+    """A seed torch cannot take (or a negative one, accepted before by baselines and pretrain) is refused
+    up front, in the same words by every command."""
+    import datadistill.config as config
+
+    required = {
+        "PretrainConfig": {"dataset": "digits", "model": "mlp", "out": "pool", "count": 2},
+        "AttackConfig": {
+            "dataset": "digits",
+            "pretrained": "pool",
+            "source_class": 0,
+            "target_class": 1,
+        },
+    }.get(command, {})
+    with pytest.raises(ValueError, match=r"--seed must be a whole number in \[0, 1e9\)"):
+        load_config(getattr(config, command), None, {**required, "seed": seed})
+
+
+def test_learning_nothing_is_refused_naming_both_flags():
+    with pytest.raises(ValueError, match="--learn lrs with --no-learn-lr leaves nothing to learn"):
+        load_config(DistillConfig, None, {"learn": "lrs", "learn_lr": False})
+    load_config(DistillConfig, None, {"learn": "lrs", "learn_lr": False, "learn_labels": True})

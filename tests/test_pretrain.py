@@ -212,3 +212,24 @@ def test_learned_labels_work_with_pretrained_inits(pool_dir, tmp_path, init):
     assert not torch.allclose(data.labels.sum(-1), torch.ones(1, 5))  # learned, not a distribution
     again = evaluate(out, progress=False)  # held-out pool nets for pretrained-random
     assert again.accuracy_mean == pytest.approx(data.manifest["accuracy"]["accuracy_mean"])
+
+
+def test_a_pool_of_your_own_network_pretrains_and_initialises_distill(tmp_path, monkeypatch):
+    """`--model module:factory` works for pretrain as for distill, and the pool then serves --init pretrained."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "pool_nets.py").write_text(
+        "from torch import nn\n"
+        "def make(in_shape, num_classes):\n"
+        "    c, h, w = in_shape\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.ReLU(), nn.Linear(16, num_classes))\n"
+    )
+    manifest = pretrain(**{**POOL, "model": "pool_nets:make"}, out=tmp_path / "pool")
+    assert manifest["model"] == "pool_nets:make"
+    settings = {**ADAPT, "model": "pool_nets:make", "init": "pretrained-fixed"}
+    data = distill(**settings, pretrained=str(tmp_path / "pool"), out=str(tmp_path / "run"))
+    assert data.manifest["model"] == "pool_nets:make"
+    # The run starts from the pool's network 0: before training it scores what pretrain measured for it.
+    before = data.manifest["accuracy"]["accuracy_before_mean"]
+    assert before == pytest.approx(manifest["networks"][0]["test_accuracy"], abs=1e-3)
+    with pytest.raises(ValueError, match="holds pool_nets:make networks .* but the run needs mlp"):
+        distill(**{**ADAPT, "init": "pretrained-fixed"}, pretrained=str(tmp_path / "pool"))

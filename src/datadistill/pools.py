@@ -47,7 +47,14 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_pool(folder: str | Path, net: nn.Module) -> tuple[list[Params], list[Params]]:
+def load_pool(
+    folder: str | Path,
+    net: nn.Module,
+    *,
+    spec: str | None = None,
+    in_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+) -> tuple[list[Params], list[Params]]:
     """Load a pool for ``net``: ``(training part, held-out part)``, each a list of parameter dicts.
 
     The dicts have the names, shapes and dtype of ``net.named_parameters()`` and live on the CPU. The training
@@ -56,6 +63,8 @@ def load_pool(folder: str | Path, net: nn.Module) -> tuple[list[Params], list[Pa
     Args:
         folder: a pool folder written by ``pretrain``.
         net: the network the pool will initialise (its architecture and input shape are checked).
+        spec, in_shape, num_classes: what ``net`` is, for a network of your own (``module:factory``), which
+            does not carry them as a registered one does; recorded by ``pretrain`` as the pool's model.
 
     Returns:
         ``(pool, heldout)``.
@@ -68,8 +77,12 @@ def load_pool(folder: str | Path, net: nn.Module) -> tuple[list[Params], list[Pa
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    arch = getattr(net, "arch", type(net).__name__.lower())
-    requested = (arch, tuple(getattr(net, "in_shape", ())), getattr(net, "num_classes", None))
+    arch = getattr(net, "arch", None) or spec or type(net).__name__.lower()
+    requested = (
+        arch,
+        tuple(getattr(net, "in_shape", None) or in_shape or ()),
+        getattr(net, "num_classes", None) or num_classes,
+    )
     have = (manifest["model"], tuple(manifest["in_shape"]), manifest["num_classes"])
     if requested != have:
         raise ValueError(

@@ -140,7 +140,9 @@ def make_setting(
             raise ValueError(
                 f"--init {init} needs --pretrained DIR (a `datadistill pretrain` pool)"
             )
-        pool, heldout = load_pool(pretrained, net)
+        pool, heldout = load_pool(
+            pretrained, net, spec=spec, in_shape=tuple(image_shape), num_classes=num_classes
+        )
     inits = InitDistribution(init, net, init_scheme, seed, pool, heldout)
     return Setting(
         net,

@@ -14,6 +14,7 @@ from datadistill.config.settings import (
     _setting,
     check_device,
     check_init_noise,
+    check_seed,
     check_source_weight,
     comma_separated,
     flag,
@@ -144,6 +145,7 @@ class BaselinesConfig:
     def validate(self) -> BaselinesConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
         check_device(self.device)
+        check_seed(self.seed)
         for name in (
             "steps",
             "epochs",
@@ -200,7 +202,7 @@ class AttackConfig:
 
     dataset: str = _setting("mnist", "data set (default mnist)")
     model: str | None = _setting(
-        None, "registered model (default: the data set's, lenet for MNIST)"
+        None, "registered model or module:factory (default: the data set's, lenet for MNIST)"
     )
     pretrained: str | None = _setting(
         None,
@@ -284,6 +286,7 @@ class AttackConfig:
         """
         check_pair(self.source_class, self.target_class, num_classes, self.dataset)
         check_device(self.device)
+        check_seed(self.seed)
         if self.init not in ATTACK_INITS:
             raise ValueError(
                 f"--init {self.init!r}: the attack targets pre-trained networks; choose one of "
@@ -351,7 +354,9 @@ class PretrainConfig:
     """Settings of ``datadistill pretrain``: the pool's data, network, size and training recipe."""
 
     dataset: str | None = _setting(None, "source data set, e.g. mnist", required=True)
-    model: str | None = _setting(None, "registered model, e.g. lenet", required=True)
+    model: str | None = _setting(
+        None, "registered model, e.g. lenet, or module:factory (your own)", required=True
+    )
     count: int | None = _setting(None, "networks in the pool (all parts)", required=True)
     heldout: int | None = _setting(None, "networks held out for evaluation (default count//10)")
     epochs: int = _setting(1, "passes over the training set (default 1)")
@@ -389,6 +394,7 @@ class PretrainConfig:
         for name in ("count", "epochs", "batch_size", "group_size"):
             positive_int(name, getattr(self, name))
         check_device(self.device)
+        check_seed(self.seed)
         if self.heldout is None:
             self.heldout = self.count // 10
         if not 0 <= self.heldout < self.count:
@@ -433,6 +439,7 @@ class LinearConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
         if self.dim < 1:
             raise ValueError(f"--dim must be positive, got {self.dim}")
+        check_seed(self.seed)
         for name in ("iterations", "inits", "eval_inits"):
             positive_int(name, getattr(self, name))
         if self.threads is not None:

@@ -17,6 +17,7 @@ from datadistill.config.settings import (
     _setting,
     check_device,
     check_init_noise,
+    check_seed,
     check_source_weight,
     comma_separated,
     is_finite_number,
@@ -339,6 +340,10 @@ class DistillConfig:
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
         if self.learn not in ("all", "lrs"):
             raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
+        if self.learn == "lrs" and not self.learn_lr and not self.learn_labels:
+            raise ValueError(
+                "--learn lrs with --no-learn-lr leaves nothing to learn: drop --no-learn-lr, or use --learn all"
+            )
         # On --resume the checkpoint holds all the folder gave, so it may since have moved.
         folder = self.init_images not in INIT_IMAGE_KINDS
         if folder and not self.resume and not Path(self.init_images).is_dir():
@@ -360,8 +365,7 @@ class DistillConfig:
             raise ValueError(
                 f"--label-targets {self.label_targets} needs --learn-labels (fixed labels are classes)"
             )
-        if not 0 <= self.seed < 1_000_000_000:
-            raise ValueError(f"--seed must be in [0, 1e9), got {self.seed!r}")
+        check_seed(self.seed)
 
     def _validate_objective(self) -> None:
         """Before the run folder is made: the objective is only built in the first iteration."""

@@ -91,6 +91,17 @@ def positive_number(name: str, value: Any) -> None:
         raise ValueError(f"{flag(name)} must be a positive number, got {value!r}")
 
 
+MAX_SEED = (
+    1_000_000_000  # seeds derived from --seed (seed + i, seed · k + j) stay within torch's range
+)
+
+
+def check_seed(value: Any) -> None:
+    """Raise ValueError unless ``--seed`` is a whole number in [0, 1e9) (every command's seed)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_SEED:
+        raise ValueError(f"--seed must be a whole number in [0, 1e9), got {value!r}")
+
+
 DEVICE_NAMES = re.compile(r"cpu|cuda(:[0-9]+)?")  # where a command computes
 
 

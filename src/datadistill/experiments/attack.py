@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -227,6 +228,12 @@ def run_attack(cfg: AttackConfig | None = None, **overrides: Any) -> dict[str, A
     resolve_device(cfg.device)  # before a pool is pre-trained or a folder written
     cfg, out, _ = resolve(cfg)
     pool = ensure_pool(cfg, Path(cfg.pretrained))
+    if cfg.init == "pretrained-random" and cfg.models > pool["heldout"]:
+        print(
+            f"attack: --models {cfg.models} but the pool holds {pool['heldout']} held-out networks; "
+            f"reporting over those {pool['heldout']} (pre-train a pool with more held out for more)",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     data = distill_attack(cfg, out / f"distilled-{cfg.source_class}to{cfg.target_class}")
     distill_seconds = time.perf_counter() - started

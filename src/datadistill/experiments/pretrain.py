@@ -46,7 +46,8 @@ from datadistill.config import PRETRAIN_BETAS, PretrainConfig, with_overrides
 from datadistill.data import ImageDataset, load_dataset
 from datadistill.distributed import resolve_device
 from datadistill.evaluate import accuracy
-from datadistill.models import build_model, init_params
+from datadistill.models import init_params
+from datadistill.models.user import resolve_model
 from datadistill.pools import NET_FILE, POOL_KIND
 from datadistill.seeds import generator
 from datadistill.train import train_networks
@@ -82,7 +83,7 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
 
     Args (the fields of ``PretrainConfig``, given as ``cfg`` and/or keyword ``overrides``):
         dataset: registered source data set, e.g. ``"mnist"``.
-        model: registered model, e.g. ``"lenet"``.
+        model: registered model, e.g. ``"lenet"``, or your own ``module:factory`` (as for distill).
         count: networks in the pool (training + held-out).
         epochs: passes over the training set per network.
         heldout: networks held out for evaluation; default ``count // 10`` (the paper: 200 next to 2000).
@@ -130,7 +131,7 @@ def _train_pool(
     cfg: PretrainConfig, train: ImageDataset, test: ImageDataset, dev: torch.device, out: Path
 ) -> list[dict[str, Any]]:
     """Train and save the ``cfg.count`` networks, ``cfg.group_size`` at a time; one record per network."""
-    net = build_model(cfg.model, train.image_shape, train.num_classes)
+    net, _ = resolve_model(cfg.model, tuple(train.image_shape), train.num_classes)
     train_x, train_y = train.images.to(dev), train.labels.to(dev)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     seeds = [cfg.seed + i for i in range(cfg.count)]
