@@ -387,3 +387,10 @@ def test_figure_flags_are_checked_before_the_work(command, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "FILE"
     ]  # no pool pre-trained, no run begun
+
+
+def test_a_bare_dataset_protocol_run_says_the_default_preset_is_for_replay(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["distill", "--protocol", "dataset", "--iterations", "1", "--out", str(out)]) == 1
+    _one_line_error(capsys, "the 'digits' preset runs, and it is made for the replay protocol")
+    assert not out.exists()

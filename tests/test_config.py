@@ -84,6 +84,10 @@ def test_unknown_preset_lists_the_shipped_ones():
         ({"source_weight": 3.0}, "--objective poison"),
         ({"betas": (0.9, 1.5)}, "--betas"),
         ({"batch_per_rank": "on"}, "--batch-per-rank"),
+        (
+            {"init": "fixed", "pretrained": "pools/mnist"},
+            "--pretrained is a pool for --init pretrained",
+        ),
     ],
 )
 def test_validate_names_the_bad_setting(overrides, flag):

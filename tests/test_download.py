@@ -152,6 +152,17 @@ def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- downloads
 
 
+def test_a_data_dir_that_is_a_file_is_refused_naming_where_it_came_from(tmp_path, monkeypatch):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ValueError, match="--data-dir .*notes.txt is a file, not a folder"):
+        resolve_data_dir(notes)
+    monkeypatch.setenv("DATADISTILL_DATA", str(notes))
+    with pytest.raises(ValueError, match=r"\$DATADISTILL_DATA .*notes.txt is a file"):
+        resolve_data_dir()
+    assert notes.read_text() == "mine"
+
+
 def test_download_verify_and_load(server, tmp_path, register):
     base, served = server
     blobs = _tiny_mnist(served / "tiny")

@@ -352,6 +352,14 @@ def _bad_train_val_split(tmp: Path) -> tuple[Path, str]:
     )
 
 
+def _bad_test_missing_a_class(tmp: Path) -> tuple[Path, str]:
+    # scored on the classes present only: with one class left the accuracy read 100%
+    _write_folder(tmp / "d" / "train", *_images(3, 0))
+    x, y = _images(2, 1)
+    _write_folder(tmp / "d" / "test", x[y == 1], y[y == 1])
+    return tmp / "d", "no folder for class(es) ant, cat of"
+
+
 def _bad_not_an_image(tmp: Path) -> tuple[Path, str]:
     root = _write_folder(tmp / "d", *_images(3, 0))
     (root / "bee" / "notes.txt").write_text("not a picture")
@@ -402,6 +410,7 @@ def _bad_pickled_code(tmp: Path) -> tuple[Path, str]:
         _bad_single_class,
         _bad_mixed_sizes,
         _bad_train_val_split,
+        _bad_test_missing_a_class,
         _bad_not_an_image,
         _bad_labels,
         _bad_lengths,

@@ -240,6 +240,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues the run in --out: give --out RUN_DIR as well")
     if args.config is None and args.dataset is None:
         args.config = DEFAULT_PRESET  # the default job: the embedded data set, offline
+        if args.protocol == "dataset" and (args.steps is None or args.epochs is None):
+            raise ValueError(
+                f"with neither --config nor --dataset the {DEFAULT_PRESET!r} preset runs, and it is made for "
+                "the replay protocol (10 steps x 3 epochs): for --protocol dataset add --steps 1 --epochs 1 "
+                "--images-per-class N, or start from a preset made for it, e.g. --config mnist_10_per_class"
+            )
     cfg = _config_from_args(DistillConfig, args, args.config)
     data = distill(cfg)
     if int(os.environ.get("RANK", "0")) != 0:

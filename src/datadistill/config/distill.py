@@ -340,6 +340,11 @@ class DistillConfig:
             raise ValueError(f"--meta-grad must be 'autograd' or 'reverse', got {self.meta_grad!r}")
         if self.learn not in ("all", "lrs"):
             raise ValueError(f"--learn must be 'all' or 'lrs', got {self.learn!r}")
+        if self.pretrained is not None and not self.init.startswith("pretrained"):
+            raise ValueError(
+                f"--pretrained is a pool for --init pretrained-fixed or pretrained-random, and --init "
+                f"{self.init} would ignore it: choose one of those inits, or drop --pretrained"
+            )
         if self.learn == "lrs" and not self.learn_lr and not self.learn_labels:
             raise ValueError(
                 "--learn lrs with --no-learn-lr leaves nothing to learn: drop --no-learn-lr, or use --learn all"

@@ -53,13 +53,26 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
     Returns:
         An absolute path (it may not exist yet).
+
+    Raises:
+        ValueError: the path exists and is a file.
     """
+    source = "--data-dir"
     if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(_ENV_DATA) or None
+        data_dir, source = os.environ.get(_ENV_DATA) or None, f"${_ENV_DATA}"
     if data_dir is None:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        data_dir = Path(cache) / "datadistill"
-    return Path(data_dir).expanduser().resolve()
+        data_dir, source = (
+            Path(cache) / "datadistill",
+            "the cache folder ($XDG_CACHE_HOME/datadistill)",
+        )
+    folder = Path(data_dir).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"{source} {data_dir} is a file, not a folder: point it to the folder holding one sub-folder "
+            "per data set (see `datadistill datasets`)"
+        )
+    return folder
 
 
 def _expected_digests(fspec: FileSpec) -> dict[str, str]:

@@ -41,6 +41,13 @@ def _decode_folder(
                 f"{root / 'test'}: class folder(s) {', '.join(extra)} have no counterpart in "
                 f"{root / 'train'}; the two must hold the same classes"
             )
+        missing = sorted(set(names) - set(test_names))
+        if missing:
+            raise ValueError(
+                f"{root / 'test'}: no folder for class(es) {', '.join(missing)} of {root / 'train'}, so the "
+                "test accuracy would leave them out; add their test images, or hold out a share of one "
+                "tree of class folders with --test-fraction"
+            )
         train = _read_images(root / "train", names, digest, "train/")
         test = _read_images(root / "test", test_names, digest, "test/", names.index)
         fraction = None
