@@ -17,6 +17,7 @@ from datadistill.data.loading import (
     ImageDataset,
     _convert_channels,
     _resize,
+    check_converted_size,
 )
 
 DEFAULT_TEST_FRACTION = (
@@ -231,6 +232,8 @@ def finish_split(
         0
     ]
     if pad:
+        _, c, h, w = pixels.shape
+        check_converted_size(f"{name} {split}", len(pixels), (c, h + 2 * pad, w + 2 * pad), 4)
         pixels = F.pad(pixels, (pad, pad, pad, pad), value=0.0)
     view = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     return ImageDataset(

@@ -19,6 +19,7 @@ from datadistill.data.arrays import (
 )
 from datadistill.data.loading import (
     _resize,
+    check_converted_size,
 )
 
 
@@ -70,6 +71,8 @@ def _decode_folder(
         )
 
     def stack(part):
+        if size is not None:
+            check_converted_size(f"{root}", len(part), (channels, *size), 4)
         tensors = [_to_channels(img, channels) for _, img, _ in part]
         if size is not None:
             tensors = [_resize(t.unsqueeze(0), size)[0] for t in tensors]

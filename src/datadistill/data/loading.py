@@ -19,6 +19,7 @@ from datadistill.data.files import (
     resolve_data_dir,
 )
 from datadistill.data.registry import get_dataset_spec, list_datasets
+from datadistill.memory import check_fits_in_memory
 
 # ITU-R BT.601 luma weights, the ones PIL's "L" mode and torchvision's rgb_to_grayscale use.
 _LUMA = (0.299, 0.587, 0.114)
@@ -205,6 +206,21 @@ def _check_pad(pad: int | None) -> None:
         )
 
 
+def check_converted_size(
+    what: str, count: int, shape: tuple[int, int, int], bytes_per_value: int
+) -> None:
+    """Refuse ``count`` images of ``shape`` (C, H, W after resize and pad) that would not fit in memory.
+
+    The estimate is twice the result: resizing or padding writes a new tensor beside its source.
+    """
+    c, h, w = shape
+    check_fits_in_memory(
+        2 * count * c * h * w * bytes_per_value,
+        f"{what}: {count} images of {c}x{h}x{w}",
+        "choose a smaller --resize or --pad",
+    )
+
+
 def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear resize of ``[N, C, H, W]`` pixels, antialiased so downsampling does not alias.
 
@@ -212,6 +228,7 @@ def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     """
     if tuple(images.shape[-2:]) == size:
         return images
+    check_converted_size("resizing", len(images), (images.shape[1], *size), 4)
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
@@ -345,12 +362,18 @@ def load_dataset(
 
     mean, std = tuple(spec.mean), tuple(spec.std)
     target = channels or images.shape[1]
+    h, w = size or tuple(images.shape[-2:])
+    compact = images.dtype == torch.uint8 and size is None and target >= images.shape[1]
+    border = 2 * (pad or 0)
+    check_converted_size(
+        f"{name} {split}", n, (target, h + border, w + border), 1 if compact else 4
+    )
     meta = dict(
         name=spec.name,
         num_classes=spec.num_classes,
         class_names=spec.class_names,
     )
-    if images.dtype == torch.uint8 and size is None and target >= images.shape[1]:
+    if compact:
         # Padding with 0 and repeating a gray plane are exact in 8 bits: keep the pixels as they are
         # (a quarter of float32's memory) and normalise them when read (see ImageDataset).
         if pad:

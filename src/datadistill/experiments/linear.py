@@ -32,6 +32,7 @@ from datadistill.experiments.linear_theory import (
     regression_loss,
     synthetic_problem,
 )
+from datadistill.memory import check_fits_in_memory
 from datadistill.unroll import MetaGrads, Objective, Params, Steps, meta_grad, unroll
 
 __all__ = [
@@ -423,6 +424,14 @@ def run_linear(cfg: LinearConfig) -> tuple[LinearProblem, list[SweepRow]]:
         check_figure_path(cfg.plot, "--plot")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if (
+        cfg.data == "synthetic"
+    ):  # 32·D points of D float64 values, and a few D x D matrices beside them
+        check_fits_in_memory(
+            (32 + 8) * cfg.dim**2 * 8,
+            f"the synthetic problem of --dim {cfg.dim}",
+            "choose a smaller --dim",
+        )
     if cfg.data == "mnist":
         problem = mnist_problem(cfg.dim, data_dir=cfg.data_dir, seed=cfg.seed)
     else:
