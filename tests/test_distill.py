@@ -293,6 +293,21 @@ def test_a_run_that_diverges_before_its_first_checkpoint_can_be_run_again(tmp_pa
     assert (out / "distilled.safetensors").is_file()
 
 
+def test_the_last_good_checkpoint_is_one_whose_next_step_was_finite(tmp_path, monkeypatch):
+    """A state whose very next meta-loss is NaN is never checkpointed: resuming from it would diverge
+    again at once whatever --lr (the lower lr acts only after that loss)."""
+    from safetensors import safe_open
+
+    out = tmp_path / "run"
+    _poison_meta_grad(
+        monkeypatch, after_calls=2
+    )  # the steps from states 0 and 1 are finite, 2's not
+    with pytest.raises(DistillationDiverged, match="at iteration 2; last good checkpoint"):
+        distill(**TINY, iterations=8, checkpoint_every=1, out=str(out), progress=False)
+    with safe_open(str(out / CHECKPOINT), "pt") as saved:
+        assert saved.metadata()["iteration"] == "1"
+
+
 def test_a_rank_that_writes_no_checkpoints_names_rank_0s_when_the_run_diverges(
     tmp_path, monkeypatch
 ):

@@ -112,8 +112,19 @@ class DistillState:
         return torch.autograd.grad(label_targets(labels, self.label_kind), labels, d_targets)[0]
 
 
+CheckpointContents = tuple[
+    dict[str, Tensor], dict[str, str]
+]  # (tensors, metadata) of one checkpoint
+
+
 def save_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Path:
     """Write ``state`` (and ``cfg``) to ``folder/checkpoint.safetensors``, keeping the one before it."""
+    return write_checkpoint(folder, checkpoint_contents(state, cfg))
+
+
+def checkpoint_contents(state: DistillState, cfg: DistillConfig) -> CheckpointContents:
+    """What ``save_checkpoint`` writes for ``state``, as copies: ``state`` and its optimizer move on in
+    place, and ``distill`` writes a checkpoint only once the next meta-gradient from it came out finite."""
     tensors = {
         "images": state.images,
         "raw_lrs": state.raw_lrs,
@@ -140,6 +151,13 @@ def save_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
         metadata["iterations_before"] = str(state.iterations_before)
     if state.best is not None:
         metadata["best"] = json.dumps({k: state.best[k] for k in ("iteration", "val_accuracy")})
+    return {name: t.detach().clone() for name, t in tensors.items()}, metadata
+
+
+def write_checkpoint(folder: Path, contents: CheckpointContents) -> Path:
+    """Write ``checkpoint_contents``' result to ``folder/checkpoint.safetensors``, keeping the one before
+    it as ``checkpoint.prev.safetensors``."""
+    tensors, metadata = contents
     path, previous = folder / CHECKPOINT, folder / PREVIOUS_CHECKPOINT
     if path.exists():
         os.replace(path, previous)

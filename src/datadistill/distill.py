@@ -40,13 +40,16 @@ from datadistill.artifacts import (
 from datadistill.checkpoint import (
     CHECKPOINT,
     PREVIOUS_CHECKPOINT,
+    CheckpointContents,
     DistillState,
     anchor_paths,
     check_run_folder,
+    checkpoint_contents,
     describe_changes,
     import_recorded_models,
     load_checkpoint,
     save_checkpoint,
+    write_checkpoint,
 )
 from datadistill.config import DistillConfig, eval_networks, save_config, with_overrides
 from datadistill.data import ImageDataset, load_dataset
@@ -407,6 +410,7 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
     cfg, world, out = run.cfg, run.world, run.out
     writer = _tensorboard(out) if cfg.tensorboard and world.is_main else None
     last_good = out / CHECKPOINT if (out / CHECKPOINT).exists() else None
+    pending: CheckpointContents | None = None  # the last checkpoint's contents, until the next step
     started = time.perf_counter()
     step_seconds, first_iteration = 0.0, state.iteration  # time in meta-gradients + updates only
     # Distillation time without the test-curve evaluations, carried over from earlier sessions (history).
@@ -438,6 +442,11 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
         step_start = time.perf_counter()
         record = outer_step(run, state, last_good=last_good)
         step_seconds += time.perf_counter() - step_start
+        if pending is not None:  # the meta-gradient from it was finite: a good state to resume from
+            if world.is_main:
+                write_checkpoint(out, pending)
+            world.barrier()
+            last_good, pending = out / CHECKPOINT, None  # every rank names it if the run diverges
         # wall time of distillation so far, all sessions, without the test-curve evaluations
         record["elapsed_seconds"] = elapsed_before + time.perf_counter() - started - curve_seconds
         if state.iteration % cfg.eval_every == 0 or state.iteration == cfg.iterations:
@@ -446,11 +455,14 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
         _log(writer, bar, record, lrs)
         if not warned_collapse and state.iteration % (COLLAPSE_WINDOW // 4) == 0:
             warned_collapse = _warn_if_collapsed(run, state)
-        if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.iterations:
+        if state.iteration == cfg.iterations:
             if world.is_main:
                 save_checkpoint(out, state, cfg)
             world.barrier()
-            last_good = out / CHECKPOINT  # rank 0 wrote it; every rank names it if the run diverges
+        elif state.iteration % cfg.checkpoint_every == 0:
+            # Written after the next step, if its meta-loss and gradient are finite: a state whose next
+            # step diverges would make "resume from the last good checkpoint" diverge again at once.
+            pending = checkpoint_contents(state, cfg)
     bar.close()
     if writer is not None:
         writer.close()

@@ -188,7 +188,10 @@ class DistillConfig:
     time_limit: float | None = _setting(
         None, "stop after this many minutes of distillation (then evaluate and save as usual)"
     )
-    checkpoint_every: int = _setting(100, "write a resumable checkpoint every N iterations")
+    checkpoint_every: int = _setting(
+        100,
+        "write a resumable checkpoint every N iterations (once the step after it came out finite)",
+    )
     data_dir: str | None = _setting(
         None, "data folder; None: $DATADISTILL_DATA, else the user cache"
     )
