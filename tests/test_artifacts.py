@@ -49,6 +49,16 @@ def _tiny_set(labels: torch.Tensor | None = None, **manifest) -> DistilledData:
     return DistilledData(images, labels, torch.full((STEPS * EPOCHS,), 0.1), {**base, **manifest})
 
 
+def _save_unchecked(data: DistilledData, folder: Path) -> Path:
+    """Write ``data`` as ``save`` would, without its checks: a damaged set on disk, for ``load`` to refuse."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(
+        folder / DISTILLED_FILE, {"images": data.images, "labels": data.labels, "lrs": data.lrs}
+    )
+    write_json(folder / MANIFEST_FILE, data._manifest_to_write())
+    return folder
+
+
 @pytest.fixture
 def saved(tmp_path) -> Path:
     return _tiny_set().save(tmp_path / "set")
@@ -144,7 +154,9 @@ def test_manifest_that_is_not_json_names_the_file(saved):
 def test_non_finite_pixels_and_non_positive_step_sizes_are_refused(tmp_path, tensor, bad, words):
     data = _tiny_set()
     getattr(data, tensor).view(-1)[1] = bad
-    folder = data.save(tmp_path / "bad")  # sha256 matches: the values themselves are wrong
+    folder = _save_unchecked(
+        data, tmp_path / "bad"
+    )  # sha256 matches: the values themselves are wrong
     with pytest.raises(InvalidArtifact, match=words):
         DistilledData.load(folder)
 
@@ -152,10 +164,12 @@ def test_non_finite_pixels_and_non_positive_step_sizes_are_refused(tmp_path, ten
 def test_labels_of_the_wrong_kind_are_refused(tmp_path):
     int32 = torch.arange(PER_STEP, dtype=torch.int32).repeat(STEPS, 1)
     with pytest.raises(InvalidArtifact, match="labels are int32 .* expected int64 classes"):
-        DistilledData.load(_tiny_set(int32).save(tmp_path / "a"))
+        DistilledData.load(_save_unchecked(_tiny_set(int32), tmp_path / "a"))
     soft = torch.randn(STEPS, PER_STEP, 7)  # 7 label entries for 10 classes
-    with pytest.raises(InvalidArtifact, match=r"expected finite values of shape \[2, 10, 10\]"):
-        DistilledData.load(_tiny_set(soft).save(tmp_path / "b"))
+    with pytest.raises(
+        InvalidArtifact, match=r"expected finite float32 values of shape \[2, 10, 10\]"
+    ):
+        DistilledData.load(_save_unchecked(_tiny_set(soft), tmp_path / "b"))
 
 
 def test_missing_tensor_is_refused(saved):
@@ -176,7 +190,7 @@ def test_cli_prints_one_line_and_exits_1_on_a_bad_set(saved, capsys, command, ch
 def test_cli_refuses_nan_pixels_instead_of_reporting_chance(tmp_path, capsys):
     data = _tiny_set()
     data.images[0, 0, 0, 0, 0] = float("nan")
-    folder = data.save(tmp_path / "nan")
+    folder = _save_unchecked(data, tmp_path / "nan")
     assert main(["evaluate", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "NaN or infinite pixels" in err and err.count("\n") == 1
@@ -370,3 +384,87 @@ def test_a_write_killed_midway_leaves_the_old_file_and_a_temporary_that_is_clean
     assert target.read_bytes() == before
     remove_stale_temporaries(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            lambda d: setattr(d, "lrs", torch.tensor([])),
+            r"DistilledData.lrs is \[0\]; expected one step size",
+        ),
+        (
+            lambda d: setattr(d, "lrs", torch.full((5,), 0.1)),
+            r"DistilledData.lrs is \[5\]; .*steps = 2",
+        ),
+        (lambda d: d.lrs.fill_(-1.0), "lrs hold the step size -1.0"),
+        (lambda d: d.images.view(-1).__setitem__(0, float("nan")), "NaN or infinite pixels"),
+        (
+            lambda d: setattr(d, "images", d.images.double()),
+            "images are float64 .* expected float32 images",
+        ),
+        (lambda d: d.images.mul_(2), None),  # any finite float32 pixels are a set
+        (lambda d: setattr(d, "images", d.images[0]), r"DistilledData.images is \[10, 1, 8, 8\]"),
+        (lambda d: setattr(d, "images", d.images.numpy()), "must be a torch.Tensor, got ndarray"),
+        (lambda d: setattr(d, "labels", d.labels[:, :5]), "labels are int64 \\[2, 5\\]"),
+        (lambda d: setattr(d, "labels", d.labels.int()), "expected int64 classes"),
+        (lambda d: setattr(d, "labels", torch.full((2, 10), 42)), "classes outside 0…9"),
+        (lambda d: setattr(d, "manifest", {}), "DistilledData.manifest: key 'dataset' is missing"),
+        (lambda d: d.manifest.update(formation=3), "key 'formation' is 3 but the images are 8x8"),
+    ],
+)
+def test_a_set_made_in_python_is_checked_before_it_is_saved_or_evaluated(tmp_path, change, words):
+    """What ``load`` refuses on disk, ``check`` refuses in memory: ``save``, ``evaluate`` and ``replay`` call
+    it, so a hand-made set can neither be written unreadable nor scored as a silent wrong number."""
+    from datadistill import evaluate
+
+    data = _tiny_set()
+    change(data)
+    if words is None:
+        data.check()
+        return
+    with pytest.raises(InvalidArtifact, match=words):
+        data.check()
+    with pytest.raises(InvalidArtifact, match=words):
+        data.save(tmp_path / "set")
+    assert not (tmp_path / "set").exists()  # refused before anything was written
+    with pytest.raises(InvalidArtifact, match=words):
+        evaluate(data, models=1)
+
+
+def test_save_never_replaces_a_set_unless_told_and_writes_nothing_it_cannot_finish(saved, tmp_path):
+    import numpy as np
+
+    before = {name: (saved / name).read_bytes() for name in (DISTILLED_FILE, MANIFEST_FILE)}
+    other = _tiny_set()
+    other.images.zero_()
+    with pytest.raises(FileExistsError, match="already holds a distilled set .* overwrite=True"):
+        other.save(saved)
+    odd = _tiny_set(note=np.float32(1.0))  # a numpy number JSON cannot store
+    with pytest.raises(
+        InvalidArtifact, match=r"manifest\['note'\] holds a float32, which JSON cannot store"
+    ):
+        odd.save(saved, overwrite=True)
+    assert before == {name: (saved / name).read_bytes() for name in before}
+    other.save(saved, overwrite=True)
+    assert torch.equal(DistilledData.load(saved).images, other.images)
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(FileExistsError, match="is an existing file, not a folder"):
+        other.save(tmp_path / "file")
+    with pytest.raises(ValueError, match="save takes a folder path, got NoneType"):
+        other.save(None)
+
+
+def test_evaluate_and_replay_say_what_they_take():
+    from datadistill import build_model, evaluate
+    from datadistill.evaluate import replay
+
+    with pytest.raises(
+        ValueError, match="expected a DistilledData or the path of a run folder, got int"
+    ):
+        evaluate(123)
+    net = build_model("mlp", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="replay takes a DistilledData, got str"):
+        replay("runs/x", net, dict(net.named_parameters()))
+    with pytest.raises(ValueError, match="replay needs θ_0's parameters, got an empty dict"):
+        replay(_tiny_set(), net, {})

@@ -274,3 +274,42 @@ def test_learning_nothing_is_refused_naming_both_flags():
     with pytest.raises(ValueError, match="--learn lrs with --no-learn-lr leaves nothing to learn"):
         load_config(DistillConfig, None, {"learn": "lrs", "learn_lr": False})
     load_config(DistillConfig, None, {"learn": "lrs", "learn_lr": False, "learn_labels": True})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"init": None}, "--init needs a value, got None"),
+        ({"betas": 0.9}, r"--betas takes a list, e.g. \[0.9, 0.999\], got 0.9"),
+        ({"betas": (0.9, "a")}, r"--betas takes a list of numbers, got \(0.9, 'a'\)"),
+        ({"time_limit": "5"}, "--time-limit must be a number, got '5'"),
+        ({"learn_labels": "no"}, "--learn-labels is a switch: true or false, got 'no'"),
+        ({"out": 123}, "--out must be text, got 123"),
+        ({"lr": True}, "--lr must be a number, got True"),
+        ({"config": "x.yaml"}, "a DistillConfig is passed as the first argument, cfg="),
+        (
+            {"inner_optimizer": "adam"},
+            "--inner-optimizer sets the dataset protocol's inner training",
+        ),
+        ({"window": 5}, "--window sets the dataset protocol's inner training"),
+    ],
+)
+def test_python_callers_get_the_same_one_line_refusals(settings, message, tmp_path):
+    """distill(**settings) checks every setting's kind as YAML and the command line do, before any folder."""
+    from datadistill import distill
+
+    with pytest.raises(ValueError, match=message):
+        distill(
+            dataset="digits",
+            iterations=1,
+            progress=False,
+            **{"out": str(tmp_path / "r"), **settings},
+        )
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="the first argument is a DistillConfig .*got a str"):
+        distill("digits")
+
+
+def test_a_path_setting_may_be_a_path_and_is_kept_as_text(tmp_path):
+    cfg = DistillConfig(out=tmp_path / "run").validate()
+    assert cfg.out == str(tmp_path / "run")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -1137,3 +1138,47 @@ def test_an_unknown_keyword_is_one_value_error_naming_the_closest_setting():
         ValueError, match=r"'augment' is not one of the DistillConfig settings.*'inner_augment'"
     ):
         distill(dataset="digits", protocol="dataset", augment="dsa", progress=False)
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (
+            np.zeros((1, 10, 1, 8, 8), np.float32),
+            "images= takes the starting pixels as a float torch.Tensor",
+        ),
+        (torch.zeros(1, 10, 1, 8, 8, dtype=torch.int64), "got a torch.int64 tensor"),
+        (torch.full((1, 10, 1, 8, 8), float("nan")), "images= holds NaN or infinite pixels"),
+    ],
+)
+def test_starting_images_of_the_wrong_kind_are_refused_before_the_run(images, message, tmp_path):
+    # NaN pixels were reported as a divergence with "lower --lr", which cannot help
+    with pytest.raises(ValueError, match=message):
+        distill(
+            **{**TINY, "steps": 1},
+            iterations=1,
+            images=images,
+            out=str(tmp_path / "r"),
+            progress=False,
+        )
+    assert not (tmp_path / "r").exists()
+
+
+def test_float64_starting_images_are_taken_as_float32(tmp_path):
+    images = torch.randn(1, 10, 1, 8, 8, dtype=torch.float64)
+    data = distill(
+        **{**TINY, "steps": 1}, iterations=1, images=images, out=str(tmp_path / "r"), progress=False
+    )
+    assert data.images.dtype == torch.float32
+
+
+def test_a_set_too_large_for_memory_is_refused_naming_the_flag(tmp_path, monkeypatch):
+    from datadistill import memory
+
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda: 2**20)
+    with pytest.raises(
+        ValueError, match=r"2 steps x 10000 images of 1x8x8 .*choose fewer --images-per-class"
+    ):
+        distill(
+            **TINY, images_per_class=1000, iterations=1, out=str(tmp_path / "r"), progress=False
+        )

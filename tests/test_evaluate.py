@@ -127,6 +127,8 @@ def test_field_recipe_matches_torch_sgd_with_weight_decay_and_the_drop_at_half_w
         ({"epochs": 0}, "--epochs must be a positive integer"),
         ({"lr": -1.0}, "lr must be a positive number"),
         ({"augment": "flip"}, "--augment must be one of none, dsa"),
+        ({"momentum": float("nan")}, r"momentum must be a number in \[0, 1\), got nan"),
+        ({"weight_decay": -5.0}, "weight_decay must be a finite number >= 0, got -5.0"),
     ],
 )
 def test_field_recipe_refuses_nonsense(kwargs, message):
@@ -337,3 +339,19 @@ def test_json_over_the_runs_own_files_is_refused_and_the_run_kept(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"would overwrite the run's own {name}" in err
     assert (folder / name).read_bytes() == before
+
+
+def test_replay_keeps_the_set_on_its_own_network_and_its_own_init(tmp_path):
+    """Replaying a LeNet set's steps on an MLP, or asking a fixed-init set for 5 networks, gave a number
+    that looked like the set's own; both are refused with the call that does what was meant."""
+    from datadistill.evaluate import evaluate_as_dataset
+
+    data = datadistill.load_pretrained("mnist-fixed-10")
+    with pytest.raises(
+        ValueError, match=r"model='mlp': .*\(lenet\); .*evaluate_as_dataset\(data, model='mlp'\)"
+    ):
+        datadistill.evaluate(data, model="mlp", models=1)
+    with pytest.raises(ValueError, match="--models 5: this set was distilled for one fixed init"):
+        datadistill.evaluate(data, models=5)
+    with pytest.raises(ValueError, match="recipe= takes a FieldRecipe, got dict"):
+        evaluate_as_dataset(data, recipe={"epochs": 1})

@@ -201,3 +201,12 @@ def test_a_formation_entry_lists_its_decoded_training_images(tmp_path, monkeypat
     capsys.readouterr()
     assert main(["gallery"]) == 0
     assert "| 10 (40 decoded) |" in capsys.readouterr().out
+
+
+def test_a_name_that_is_not_text_or_is_a_folder_gets_the_right_pointer(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="a released set is named by text, got NoneType"):
+        load_pretrained(None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myrun").mkdir()
+    with pytest.raises(ValueError, match=r"for a run folder: DistilledData.load\(path\)"):
+        load_pretrained("myrun")

@@ -320,3 +320,30 @@ def test_a_factory_module_that_does_not_import_is_named_in_one_line(tmp_path, mo
         resolve_model("broken_nets:make", (1, 8, 8), 10)
     with pytest.raises(ValueError, match="cannot import 'absent_nets'.*PYTHONPATH"):
         resolve_model("absent_nets:make", (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((None, (1, 8, 8), 10), {}, "a model is named by text, got NoneType"),
+        (("mlp", (1, 8, 8), 2.7), {}, "num_classes must be a whole number >= 1, got 2.7"),
+        (("mlp", (1, 8, 8), "ten"), {}, "num_classes must be a whole number"),
+        (
+            ("mlp", (1, 8, 8.9), 10),
+            {},
+            r"in_shape must be \(channels, height, width\) with positive whole",
+        ),
+        (("mlp", None, 10), {}, "in_shape must be"),
+        (
+            ("mlp", (1, 8, 8), 10),
+            {"hidden": "x"},
+            "mlp hidden sizes must be positive whole numbers",
+        ),
+    ],
+)
+def test_build_model_refuses_what_it_would_truncate_or_crash_on(args, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model(*args, **kwargs)
+    import numpy as np
+
+    assert build_model("mlp", torch.Size([1, 8, 8]), np.int64(10)).num_classes == 10

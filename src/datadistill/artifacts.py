@@ -136,12 +136,43 @@ class DistilledData:
         targets and the learned lrs."""
         return decode_steps(Steps(self.images, self.targets(), self.lrs), self.formation)
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``distilled.safetensors`` and ``manifest.json`` into ``folder`` (created if needed)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"images": self.images, "labels": self.labels, "lrs": self.lrs}
-        save_tensors(folder / DISTILLED_FILE, tensors)
+    def check(self) -> None:
+        """Refuse a set built or edited in Python that training would misread, or that ``save`` would write
+        and ``load`` then refuse: ``check_distilled`` on the tensors and the manifest ``save`` writes.
+
+        Raises:
+            InvalidArtifact: one line naming the attribute or manifest key and what it must be.
+        """
+        where = "DistilledData"
+        for name in ("images", "labels", "lrs"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor):
+                raise InvalidArtifact(
+                    f"{where}.{name} must be a torch.Tensor, got {type(value).__name__}"
+                    + (" (convert it with torch.from_numpy)" if hasattr(value, "__array__") else "")
+                )
+        if not isinstance(self.manifest, dict):
+            raise InvalidArtifact(
+                f"{where}.manifest must be a dict, got {type(self.manifest).__name__}"
+            )
+        if self.images.dim() != 5:
+            raise InvalidArtifact(
+                f"{where}.images is {list(self.images.shape)}; expected [steps, per_step, C, H, W]"
+            )
+        if self.lrs.dim() != 1 or not self.lrs.numel() or self.lrs.shape[0] % self.num_steps:
+            raise InvalidArtifact(
+                f"{where}.lrs is {list(self.lrs.shape)}; expected one step size per update, "
+                f"[steps x epochs] with steps = {self.num_steps}"
+            )
+        check_distilled(
+            {"images": self.images, "labels": self.labels, "lrs": self.lrs},
+            self._manifest_to_write(),
+            tensor_path=where,
+            manifest_path=f"{where}.manifest",
+            fix="correct it before use",
+        )
+
+    def _manifest_to_write(self) -> dict[str, Any]:
         manifest = {"version": __version__, **self.manifest}
         manifest.update(
             steps=self.num_steps,
@@ -150,7 +181,35 @@ class DistilledData:
             soft_labels=self.soft_labels,
             label_targets=self.label_targets if self.soft_labels else None,
         )
-        write_json(folder / MANIFEST_FILE, manifest)
+        return manifest
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``distilled.safetensors`` and ``manifest.json`` into ``folder`` (created if needed).
+
+        Everything is checked before anything is written: the set (``check``), that the manifest is JSON,
+        and that ``folder`` holds no distilled set already (unless ``overwrite``).
+
+        Raises:
+            InvalidArtifact: the set is malformed, or a manifest value cannot be stored as JSON.
+            FileExistsError: ``folder`` already holds a distilled set, or is a file.
+        """
+        if not isinstance(folder, str | os.PathLike):
+            raise ValueError(f"save takes a folder path, got {type(folder).__name__}")
+        folder = Path(folder)
+        self.check()
+        manifest = self._manifest_to_write()
+        text = _json_text(manifest, "DistilledData.manifest")
+        if (folder / DISTILLED_FILE).exists() and not overwrite:
+            raise FileExistsError(
+                f"{folder} already holds a distilled set ({DISTILLED_FILE}); save to another folder, "
+                "or pass overwrite=True to replace it"
+            )
+        check_writable(folder, "the folder", folder=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_tensors(
+            folder / DISTILLED_FILE, {"images": self.images, "labels": self.labels, "lrs": self.lrs}
+        )
+        _replace_atomically(folder / MANIFEST_FILE, lambda tmp: Path(tmp).write_text(text))
         self.manifest = manifest
         return folder
 
@@ -262,7 +321,7 @@ _OPTIONAL_KEYS: dict[str, tuple[str, Any]] = {
     },
     **{
         key: ("a positive integer", lambda v: _is_int(v) and v > 0)
-        for key in ("resize", "channels")
+        for key in ("resize", "channels", "formation")
     },
     "pad": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
 }
@@ -274,6 +333,7 @@ def check_distilled(
     *,
     tensor_path: str | Path = DISTILLED_FILE,
     manifest_path: str | Path = MANIFEST_FILE,
+    fix: str = "restore the run from a copy, or distill it again",
 ) -> None:
     """Refuse a distilled set whose manifest or tensors are malformed or disagree with each other.
 
@@ -285,7 +345,6 @@ def check_distilled(
     Raises:
         InvalidArtifact: one line naming the file, the key and what was expected.
     """
-    fix = "restore the run from a copy, or distill it again"
     for key, (what, ok) in _REQUIRED_KEYS.items():
         if key not in manifest:
             raise InvalidArtifact(
@@ -314,6 +373,12 @@ def check_distilled(
                 f"{manifest_path}: key {key!r} has {len(values)} values; expected 1 or {channels} "
                 f"(the channels of images_shape {shape}); {fix}"
             )
+    formation = manifest.get("formation") or 1
+    if shape[3] % formation or shape[4] % formation:
+        raise InvalidArtifact(
+            f"{manifest_path}: key 'formation' is {formation} but the images are {shape[3]}x{shape[4]}; "
+            f"expected a factor that divides both (each image holds formation x formation tiles); {fix}"
+        )
     names = manifest.get("class_names")
     if names is not None and len(names) != num_classes:
         raise InvalidArtifact(
@@ -322,11 +387,11 @@ def check_distilled(
         )
 
     images, labels, lrs = tensors["images"], tensors["labels"], tensors["lrs"]
-    if not images.is_floating_point() or list(images.shape) != shape:
+    if images.dtype != torch.float32 or list(images.shape) != shape:
         raise InvalidArtifact(
             f"{tensor_path}: images are {str(images.dtype).removeprefix('torch.')} "
             f"{list(images.shape)} but {manifest_path} says images_shape {shape} (steps {steps}); "
-            f"expected float images of that shape; {fix}"
+            f"expected float32 images of that shape; {fix}"
         )
     if not torch.isfinite(images).all():
         raise InvalidArtifact(
@@ -334,9 +399,14 @@ def check_distilled(
         )
     if labels.is_floating_point():
         expected_labels = [steps, shape[1], num_classes]
-        if list(labels.shape) != expected_labels or not torch.isfinite(labels).all():
+        if (
+            labels.dtype != torch.float32
+            or list(labels.shape) != expected_labels
+            or not torch.isfinite(labels).all()
+        ):
             raise InvalidArtifact(
-                f"{tensor_path}: learned labels are {list(labels.shape)}; expected finite values of "
+                f"{tensor_path}: learned labels are {str(labels.dtype).removeprefix('torch.')} "
+                f"{list(labels.shape)}; expected finite float32 values of "
                 f"shape {expected_labels} (steps, per_step, num_classes from {manifest_path}); {fix}"
             )
     else:
@@ -475,6 +545,38 @@ def _replace_atomically(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _json_text(obj: dict[str, Any], where: str) -> str:
+    """``obj`` as the indented JSON ``write_json`` writes; ValueError naming the first key JSON cannot hold."""
+    try:
+        return json.dumps(obj, indent=2) + "\n"
+    except (TypeError, ValueError):
+        for key, value in obj.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise InvalidArtifact(
+                    f"{where}[{key!r}] holds a {type(value).__name__}, which JSON cannot store; convert it "
+                    "to plain numbers, text, lists or dicts (e.g. float(x), x.tolist())"
+                ) from None
+        raise
+
+
+def as_distilled(data: Any) -> DistilledData:
+    """A run folder or released set's path loaded, or a ``DistilledData`` checked (``DistilledData.check``).
+
+    Raises:
+        ValueError: ``data`` is neither; InvalidArtifact / FileNotFoundError as ``check`` and ``load``.
+    """
+    if isinstance(data, DistilledData):
+        data.check()
+        return data
+    if isinstance(data, str | os.PathLike):
+        return DistilledData.load(data)
+    raise ValueError(
+        f"expected a DistilledData or the path of a run folder, got {type(data).__name__}"
+    )
 
 
 def write_json(path: Path, obj: Any) -> None:

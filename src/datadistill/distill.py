@@ -166,6 +166,20 @@ def distill(
         DistillationDiverged: the meta-loss became NaN/inf (the message names the last good checkpoint).
     """
     cfg, model_arg = _resolve_config(cfg, overrides, train, test)
+    if images is not None:
+        if not isinstance(images, Tensor) or not images.is_floating_point():
+            got = (
+                type(images).__name__
+                if not isinstance(images, Tensor)
+                else f"a {images.dtype} tensor"
+            )
+            raise ValueError(
+                "images= takes the starting pixels as a float torch.Tensor [steps, per_step, C, H, W] "
+                f"in the data's normalised space, got {got}"
+            )
+        if not torch.isfinite(images).all():
+            raise ValueError("images= holds NaN or infinite pixels: give finite starting pixels")
+        images = images.float()
     if images is not None and cfg.init_images not in INIT_IMAGE_KINDS:
         raise ValueError(
             f"images= and --init-images {cfg.init_images} both give starting pixels: pass one"
@@ -440,7 +454,14 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
         state.progress = schedule_progress(state.iteration, cfg.iterations, used, progress_before)
         lrs = F.softplus(state.raw_lrs.detach())  # the step sizes this step starts from
         step_start = time.perf_counter()
-        record = outer_step(run, state, last_good=last_good)
+        try:
+            record = outer_step(run, state, last_good=last_good)
+        except KeyboardInterrupt:
+            if (
+                pending is not None and world.is_main
+            ):  # an interrupt is no divergence: keep that state
+                write_checkpoint(out, pending)
+            raise
         step_seconds += time.perf_counter() - step_start
         if pending is not None:  # the meta-gradient from it was finite: a good state to resume from
             if world.is_main:
@@ -596,7 +617,7 @@ def _finish(run: _Run, state: DistillState, timing: dict[str, float]) -> Distill
         ),
     )
     if world.is_main:
-        data.save(out)
+        data.save(out, overwrite=True)  # a finished run resumed for more iterations
         write_json(out / "metrics.json", state.history)
         from datadistill.viz import plot_curves, save_step_grids
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import DistilledData, check_writable, write_json
+from datadistill.artifacts import DistilledData, as_distilled, check_writable, write_json
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.distributed import resolve_device
@@ -33,7 +33,7 @@ from datadistill.formation import decode_set, decode_steps
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe, batch_order, train
 from datadistill.models.base import InputTooSmall
-from datadistill.models.user import ModelLike
+from datadistill.models.user import PYTHON_PREFIX, ModelLike
 from datadistill.seeds import generator as seeded_generator
 from datadistill.setting import Setting, setting_from_manifest
 from datadistill.train import FieldRecipe, train_as_dataset
@@ -120,6 +120,15 @@ def replay(data: DistilledData, model: nn.Module, params: Params) -> Params:
     The paper's protocol for one network: ``images [steps, per_step, C, H, W]`` are applied for all epochs,
     update t with step size ``lrs[t]``. ``params`` may live on any device; the schedule is moved there.
     """
+    if not isinstance(data, DistilledData):
+        raise ValueError(
+            f"replay takes a DistilledData, got {type(data).__name__}; load a run folder with "
+            "DistilledData.load(folder)"
+        )
+    if not params:
+        raise ValueError(
+            "replay needs θ_0's parameters, got an empty dict; e.g. dict(model.named_parameters())"
+        )
     steps = data.steps().to(next(iter(params.values())).device)
     final = unroll(model, params, steps, create_graph=False)[-1]
     return {name: p.detach() for name, p in final.items()}
@@ -285,17 +294,24 @@ def evaluate(
         ``EvalResult`` with accuracies in percent.
     """
     _check_json(json_path)  # before the networks are trained, not after
-    if not isinstance(data, DistilledData):
-        data = DistilledData.load(data)
+    data = as_distilled(data)
     manifest = data.manifest
+    recorded = manifest["model"]
+    if isinstance(model, str) and model != recorded and not recorded.startswith(PYTHON_PREFIX):
+        raise ValueError(
+            f"model={model!r}: this set replays on the network it was distilled for ({recorded}); to "
+            f"train a {model} on its images use evaluate_as_dataset(data, model={model!r})"
+        )
     setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
     n = _model_count(models, setting.inits)
     available = setting.inits.max_evaluation_models()
     if available is not None and n > available:
         if setting.inits.is_fixed:
-            n = 1  # a fixed init has exactly one network to train
-        else:
-            raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
+            raise ValueError(
+                f"--models {n}: this set was distilled for one fixed init, the one network it trains; "
+                "leave --models out (or use --protocol dataset for fresh networks)"
+            )
+        raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
     dev = resolve_device(device)
     recipe = distilled_recipe(manifest)
@@ -377,9 +393,12 @@ def evaluate_as_dataset(
         ``EvalResult`` with accuracies in percent and ``protocol == "dataset"``.
     """
     _check_json(json_path)  # before the networks are trained, not after
-    if not isinstance(data, DistilledData):
-        data = DistilledData.load(data)
+    data = as_distilled(data)
     recipe = recipe or FieldRecipe()
+    if not isinstance(recipe, FieldRecipe):
+        raise ValueError(
+            f"recipe= takes a FieldRecipe, got {type(recipe).__name__}; e.g. FieldRecipe(epochs=300)"
+        )
     if epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=epochs)
     if augment is not None:

@@ -73,10 +73,15 @@ def _did_you_mean(name: str, names: list[str]) -> str:
 
 def _entry(name: str) -> Path:
     names = _released_names()
+    if not isinstance(name, str):
+        raise ValueError(
+            f"a released set is named by text, got {type(name).__name__}; available: {', '.join(names)}"
+        )
     if name not in names:  # also refuses "../elsewhere": a name, never a path
         hint = _did_you_mean(name, names)
+        folder = " (for a run folder: DistilledData.load(path))" if Path(name).exists() else ""
         raise ValueError(
-            f"no released set named {name!r}{f' ({hint})' if hint else ''}; "
+            f"no released set named {name!r}{f' ({hint})' if hint else ''}{folder}; "
             f"available: {', '.join(names) or 'none'}"
         )
     return GALLERY_DIR / name
@@ -169,7 +174,7 @@ def publish(
     manifest["accuracy"]["measured_on"] = "cpu"
     manifest["description"] = description
     data.manifest = manifest
-    data.save(folder)  # writes the manifest too
+    data.save(folder, overwrite=True)  # writes the manifest too; publishing again replaces it
     return data.manifest
 
 

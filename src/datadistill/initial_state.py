@@ -13,6 +13,7 @@ from datadistill.artifacts import DistilledData
 from datadistill.checkpoint import DistillState
 from datadistill.config import INIT_IMAGE_KINDS, DistillConfig
 from datadistill.formation import encode
+from datadistill.memory import check_fits_in_memory
 from datadistill.seeds import generator
 
 LABEL_LOGIT_SCALE = 4.4  # learned labels start at softmax ≈ 0.9 on the class for 10 classes (ln 81)
@@ -175,6 +176,13 @@ def initial_state(
     num_classes = train.num_classes
     per_step = cfg.images_per_step or cfg.images_per_class * num_classes
     repeat = cfg.images_per_class if cfg.images_per_step is None else 1
+    shape = (cfg.steps, per_step * cfg.formation**2, *train.image_shape)  # as training decodes them
+    # The pixels, their gradient, Adam's two moments and the decoded copies the inner training reads.
+    check_fits_in_memory(
+        6 * math.prod(shape) * 4,
+        f"{shape[0]} steps x {shape[1]} images of {'x'.join(map(str, shape[2:]))}",
+        "choose fewer --images-per-class (or --steps, --formation)",
+    )
     cover = class_cover(per_step, repeat, num_classes)  # [n, K]
     if images is None:
         images = initial_images(cfg, train, cover)

@@ -238,6 +238,12 @@ class FieldRecipe:
             raise ValueError(f"batch size must be a positive integer, got {self.batch_size!r}")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.momentum, int | float) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if not (isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
         if self.augment not in AUGMENTATIONS:
             raise ValueError(
                 f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"

@@ -13,6 +13,7 @@ from datadistill.config.settings import (
     PROTOCOLS,
     _setting,
     check_device,
+    check_fields,
     check_init_noise,
     check_seed,
     check_source_weight,
@@ -79,6 +80,7 @@ class EvaluateConfig:
 
     def validate(self) -> EvaluateConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        check_fields(self)
         if self.run is None:
             raise ValueError("evaluate needs the run folder to evaluate (RUN_DIR)")
         check_device(self.device)
@@ -144,6 +146,7 @@ class BaselinesConfig:
 
     def validate(self) -> BaselinesConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        check_fields(self)
         check_device(self.device)
         check_seed(self.seed)
         for name in (
@@ -284,6 +287,7 @@ class AttackConfig:
         Args:
             num_classes: classes of the data set, to check K and T against (skipped when None).
         """
+        check_fields(self)
         check_pair(self.source_class, self.target_class, num_classes, self.dataset)
         check_device(self.device)
         check_seed(self.seed)
@@ -386,6 +390,7 @@ class PretrainConfig:
 
         Fills ``heldout`` left at None with ``count // 10``.
         """
+        check_fields(self)
         for name in ("dataset", "model", "out"):
             if getattr(self, name) is None:
                 raise ValueError(
@@ -437,6 +442,7 @@ class LinearConfig:
 
     def validate(self) -> LinearConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
+        check_fields(self)
         if self.dim < 1:
             raise ValueError(f"--dim must be positive, got {self.dim}")
         check_seed(self.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,10 +17,12 @@ from datadistill.config.settings import (
     VMAP_AUGMENT_CONFLICT,
     _setting,
     check_device,
+    check_fields,
     check_init_noise,
     check_seed,
     check_source_weight,
     comma_separated,
+    flag,
     is_finite_number,
     positive_int,
     positive_number,
@@ -231,6 +234,7 @@ class DistillConfig:
                 f"--dataset must be a registered name or a path, got a {type(self.dataset).__name__}; "
                 "to distil arrays or a torch Dataset pass train=(x, y) and test=(x, y) instead"
             )
+        check_fields(self)
         if self.test_fraction is not None and not (
             is_finite_number(self.test_fraction) and 0 < self.test_fraction < 1
         ):
@@ -252,6 +256,8 @@ class DistillConfig:
                 "--extra-models distils one set for several networks trained on it as a data set: add "
                 "--protocol dataset (or drop --extra-models)"
             )
+        else:
+            self._refuse_dataset_protocol_settings()
         return self
 
     def _validate_numbers(self) -> None:
@@ -411,6 +417,16 @@ class DistillConfig:
             raise ValueError(
                 f"--extra-models names {', '.join(repeated)} twice: list each network once"
             )
+
+    def _refuse_dataset_protocol_settings(self) -> None:
+        """Under replay, the dataset protocol's inner-training settings would be ignored: say so."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("inner_optimizer", "unroll", "window", "inner_batch"):
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(
+                    f"{flag(name)} sets the dataset protocol's inner training, which the replay protocol "
+                    f"does not use: add --protocol dataset (or drop {flag(name)})"
+                )
 
     def _validate_dataset_protocol(self) -> None:
         if self.learn_labels and self.label_targets == "free":

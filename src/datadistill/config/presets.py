@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from datadistill.config.settings import flag
+from datadistill.config.settings import check_kinds
 
 PRESET_DIR = Path(__file__).parent.parent / "configs"
 
@@ -70,7 +68,7 @@ def load_config(cls, preset: str | Path | None = None, overrides: dict[str, Any]
                 if dependent not in given:
                     values.pop(dependent, None)
     values.update(given)
-    _check_switches(cls, values)
+    check_kinds(cls, values)
     cfg = cls(**values)
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
@@ -90,46 +88,6 @@ def read_yaml(path: Path) -> Any:
         raise ValueError(
             f"{path} is not valid YAML ({problem}{where}); fix or replace it"
         ) from None
-
-
-# what a setting's type hint accepts, and how to name it in a message
-_KINDS = {
-    int: ((int,), "a whole number"),
-    float: ((int, float), "a number"),
-    str: ((str,), "text"),
-}
-
-
-def _check_switches(cls, values: dict[str, Any]) -> None:
-    """Refuse a value of the wrong kind for its setting, e.g. from YAML: a switch (a ``bool`` setting) set to
-    anything but true / false (a ``3`` or ``maybe`` would otherwise switch it on silently), a number given as
-    text, a list given as one number. Settings with richer hints are left to ``validate``."""
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        hint = hints.get(name)  # an unknown name is cls's to refuse
-        if hint is None or value is None:
-            continue
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
-        if bool in options:
-            if not isinstance(value, bool):
-                raise ValueError(
-                    f"{flag(name)} is a switch: true or false, got {value!r} (on the command line: "
-                    f"{flag(name)} or --no-{flag(name)[2:]})"
-                )
-            continue
-        if len(options) != 1:
-            continue
-        kind = options[0]
-        if typing.get_origin(kind) is tuple:
-            comma_separated = typing.get_args(kind)[:1] == (str,) and isinstance(value, str)
-            if not isinstance(value, (tuple, list)) and not comma_separated:
-                raise ValueError(f"{flag(name)} takes a list, e.g. [0.9, 0.999], got {value!r}")
-            continue
-        if kind in _KINDS:
-            accepted, described = _KINDS[kind]
-            if isinstance(value, bool) or not isinstance(value, accepted):
-                raise ValueError(f"{flag(name)} must be {described}, got {value!r}")
 
 
 def parse_assignments(cls, items: list[str]) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
+import types
+import typing
 from typing import Any
 
 
@@ -62,11 +65,18 @@ def with_overrides(cls: type, cfg: Any, overrides: dict[str, Any], command: str)
     or flag is), not a TypeError from the dataclass's ``__init__``. ``command``: the CLI command whose flags
     the settings are, e.g. ``distill``.
     """
+    if cfg is not None and not isinstance(cfg, cls):
+        raise ValueError(
+            f"the first argument is a {cls.__name__} (cfg=), got a {type(cfg).__name__}; pass the settings "
+            f"as keywords instead, e.g. {command}(dataset='digits')"
+        )
     names = [f.name for f in dataclasses.fields(cls)]
     for key in overrides:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if key in ("config", "cfg_file", "preset"):
+                hint = f" (a {cls.__name__} is passed as the first argument, cfg=)"
             raise ValueError(
                 f"{key}=...: {key!r} is not one of the {cls.__name__} settings{hint}; they are the flags "
                 f"of `datadistill {command} --help` with _ for -"
@@ -129,3 +139,65 @@ def check_source_weight(value: Any) -> None:
     """Raise ValueError unless ``--source-weight`` is a finite number > 0 (shared by distill and attack)."""
     if not (is_finite_number(value) and value > 0):
         raise ValueError(f"--source-weight must be a positive number, got {value!r}")
+
+
+# what a setting's type hint accepts, and how to name it in a message
+_KINDS = {
+    int: ((int,), "a whole number"),
+    float: ((int, float), "a number"),
+    str: ((str, os.PathLike), "text"),  # a path setting may be given as a Path
+}
+_PLURAL = {int: "whole numbers", float: "numbers", str: "texts"}
+
+
+def check_kinds(cls: type, values: dict[str, Any]) -> None:
+    """Refuse a value of the wrong kind for its setting, e.g. from YAML: a switch (a ``bool`` setting) set to
+    anything but true / false (a ``3`` or ``maybe`` would otherwise switch it on silently), a number given as
+    text, a list given as one number, None for a setting that must have a value. Settings with richer hints
+    are left to ``validate``. ``values``: setting name -> value (unknown names are ``cls``'s to refuse)."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        hint = hints.get(name)  # an unknown name is cls's to refuse
+        if hint is None:
+            continue
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        if value is None:
+            if not (union and type(None) in typing.get_args(hint)):
+                raise ValueError(f"{flag(name)} needs a value, got None")
+            continue
+        if bool in options:
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"{flag(name)} is a switch: true or false, got {value!r} (on the command line: "
+                    f"{flag(name)} or --no-{flag(name)[2:]})"
+                )
+            continue
+        if len(options) != 1:
+            continue
+        kind = options[0]
+        if typing.get_origin(kind) is tuple:
+            comma_separated = typing.get_args(kind)[:1] == (str,) and isinstance(value, str)
+            if not isinstance(value, (tuple, list)) and not comma_separated:
+                raise ValueError(f"{flag(name)} takes a list, e.g. [0.9, 0.999], got {value!r}")
+            element = typing.get_args(kind)[0]
+            if isinstance(value, (tuple, list)) and element in _KINDS:
+                accepted = _KINDS[element][0]
+                if any(isinstance(v, bool) or not isinstance(v, accepted) for v in value):
+                    raise ValueError(
+                        f"{flag(name)} takes a list of {_PLURAL[element]}, got {value!r}"
+                    )
+            continue
+        if kind in _KINDS:
+            accepted, described = _KINDS[kind]
+            if isinstance(value, bool) or not isinstance(value, accepted):
+                raise ValueError(f"{flag(name)} must be {described}, got {value!r}")
+
+
+def check_fields(cfg: Any) -> None:
+    """``check_kinds`` on every setting of the config dataclass ``cfg`` (its ``validate`` calls this first, so
+    that Python callers get the one-line refusals YAML and the command line get)."""
+    check_kinds(type(cfg), {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    for f in dataclasses.fields(cfg):
+        if isinstance(getattr(cfg, f.name), os.PathLike):  # stored, and written to YAML, as text
+            setattr(cfg, f.name, os.fspath(getattr(cfg, f.name)))

@@ -26,13 +26,18 @@ class InputTooSmall(ValueError):
         self.min_hw = min_hw
 
 
+def _whole(value: object) -> bool:
+    """An integer (Python's or numpy's / torch's integer scalars), not a bool or a float like 2.7."""
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
 def _as_shape(in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in in_shape)
-    if len(shape) != 3 or min(shape) < 1:
+    sizes = tuple(in_shape) if isinstance(in_shape, tuple | list) else ()
+    if len(sizes) != 3 or not all(_whole(s) and s >= 1 for s in sizes):
         raise ValueError(
-            f"in_shape must be (channels, height, width) with positive sizes, got {in_shape!r}"
+            f"in_shape must be (channels, height, width) with positive whole sizes, got {in_shape!r}"
         )
-    return shape  # type: ignore[return-value]
+    return tuple(int(s) for s in sizes)  # type: ignore[return-value]
 
 
 class ImageClassifier(nn.Module):
@@ -51,8 +56,8 @@ class ImageClassifier(nn.Module):
     def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()
         self.in_shape = _as_shape(in_shape)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes!r}")
+        if not _whole(num_classes) or num_classes < 1:
+            raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
         self.num_classes = int(num_classes)
         self.features: nn.Module = nn.Identity()
         self.classifier: nn.Module = nn.Identity()

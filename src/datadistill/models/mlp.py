@@ -41,9 +41,12 @@ class MLP(ImageClassifier):
         # build_model("mlp", ..., hidden=64) means one layer of 64, not a TypeError from tuple(64).
         if isinstance(hidden, int):
             hidden = (hidden,)
-        self.hidden = tuple(int(n) for n in hidden)
-        if any(n < 1 for n in self.hidden):
-            raise ValueError(f"mlp hidden sizes must be positive, got {tuple(hidden)}")
+        sizes_given = tuple(hidden) if isinstance(hidden, tuple | list) else (hidden,)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes_given):
+            raise ValueError(
+                f"mlp hidden sizes must be positive whole numbers, e.g. hidden=(256, 256), got {hidden!r}"
+            )
+        self.hidden = tuple(sizes_given)
         sizes = (math.prod(self.in_shape), *self.hidden)
         layers: list[nn.Module] = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):

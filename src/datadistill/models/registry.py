@@ -71,6 +71,10 @@ def get_model_spec(name: str) -> ModelSpec:
         ValueError: If no model has that name; the message lists the registered names and the
             closest matches.
     """
+    if not isinstance(name, str):
+        raise ValueError(
+            f"a model is named by text, got {type(name).__name__}; registered models: {', '.join(list_models())}"
+        )
     key = name.lower()
     if key not in _MODELS:
         close = difflib.get_close_matches(key, _MODELS, n=3, cutoff=0.5)
