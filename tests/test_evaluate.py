@@ -355,3 +355,41 @@ def test_replay_keeps_the_set_on_its_own_network_and_its_own_init(tmp_path):
         datadistill.evaluate(data, models=5)
     with pytest.raises(ValueError, match="recipe= takes a FieldRecipe, got dict"):
         evaluate_as_dataset(data, recipe={"epochs": 1})
+
+
+def test_a_manifest_that_does_not_describe_its_set_is_refused_not_scored(tmp_path):
+    import copy
+
+    from datadistill.artifacts import InvalidArtifact
+
+    base = datadistill.distill(
+        dataset="digits", steps=1, epochs=1, iterations=1, progress=False, out=str(tmp_path / "r")
+    )
+
+    def edited(**changes) -> DistilledData:
+        manifest = copy.deepcopy(base.manifest)
+        manifest.update(changes)
+        return DistilledData(base.images, base.labels, base.lrs, manifest)
+
+    # a 20-class network was built for the 10 digits classes and scored
+    with pytest.raises(
+        InvalidArtifact, match="says 20 classes of 1x8x8 images, but its data set 'digits' has 10"
+    ):
+        datadistill.evaluate(edited(num_classes=20, class_names=None), models=1, progress=False)
+    with pytest.raises(
+        InvalidArtifact, match="key 'protocol' is 'bogus'; expected one of replay, dataset"
+    ):
+        datadistill.evaluate(edited(protocol="bogus"), models=1, progress=False)
+    # null seeds read as absent (manual_seed(None) raised), and the same fixed init is replayed
+    nulls = datadistill.evaluate(edited(seed=None, init_seed=None), models=1, progress=False)
+    assert (
+        nulls.accuracy_mean
+        == datadistill.evaluate(edited(init_seed=0), models=1, progress=False).accuracy_mean
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"built for inputs of shape \(1, 28, 28\), but the images are \(1, 8, 8\): build it with in_shape=\(1, 8, 8\)$",
+    ):
+        datadistill.evaluate(
+            base, model=build_model("lenet", (1, 28, 28), 10), models=1, progress=False
+        )

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from datadistill._version import __version__
+from datadistill.config.settings import PROTOCOLS
 from datadistill.formation import decode_set, decode_steps
 from datadistill.types import Steps
 
@@ -314,6 +315,7 @@ _OPTIONAL_KEYS: dict[str, tuple[str, Any]] = {
         lambda v: v in LABEL_TARGETS,
     ),
     "soft_labels": ("true or false", lambda v: isinstance(v, bool)),
+    "protocol": (f"one of {', '.join(PROTOCOLS)}", lambda v: v in PROTOCOLS),
     "accuracy": ("an object of measured accuracies", lambda v: isinstance(v, dict)),
     **{
         key: ("an integer", _is_int)

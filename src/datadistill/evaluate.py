@@ -25,7 +25,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from datadistill.artifacts import DistilledData, as_distilled, check_writable, write_json
+from datadistill.artifacts import (
+    DistilledData,
+    InvalidArtifact,
+    as_distilled,
+    check_writable,
+    write_json,
+)
 from datadistill.config import EVAL_NETWORKS, EvaluateConfig, eval_networks, positive_int
 from datadistill.data import ImageDataset
 from datadistill.distributed import resolve_device
@@ -53,7 +59,17 @@ def _model_count(models: int | None, inits: InitDistribution) -> int:
 def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageDataset:
     """The real test split: ``test`` from Python (normalised like the run), else loaded by the setting."""
     if test is None:
-        return setting.load("test")
+        split = setting.load("test")
+        if split.num_classes != manifest["num_classes"] or tuple(split.image_shape) != tuple(
+            manifest["images_shape"][2:]
+        ):
+            raise InvalidArtifact(
+                f"the set's manifest says {manifest['num_classes']} classes of "
+                f"{'x'.join(map(str, manifest['images_shape'][2:]))} images, but its data set "
+                f"{manifest['dataset']!r} has {split.num_classes} of "
+                f"{'x'.join(map(str, split.image_shape))}: the manifest does not describe this set"
+            )
+        return split
     from datadistill.data.sources import test_split_from_python
 
     return test_split_from_python(

@@ -175,8 +175,11 @@ def setting_from_manifest(
         dataset=source["path"] if source and source.get("path") else manifest["dataset"],
         model=model if model is not None else manifest["model"],
         init=manifest["init"],
-        init_scheme=manifest.get("init_scheme", "xavier"),
-        seed=manifest.get("init_seed", manifest.get("seed", 0)),
+        init_scheme=manifest.get("init_scheme") or "xavier",
+        # null in a hand-edited manifest reads as absent, as a missing key does
+        seed=next(
+            (v for v in (manifest.get("init_seed"), manifest.get("seed")) if v is not None), 0
+        ),
         pretrained=manifest.get("pretrained"),
         resize=manifest.get("resize"),
         pad=manifest.get("pad"),  # absent from manifests written before the option existed

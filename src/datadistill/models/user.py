@@ -108,6 +108,12 @@ def check_functional(net: nn.Module, in_shape, num_classes: int, spec: str) -> N
         )
     if not any(True for _ in net.parameters()):
         raise ValueError(f"network {spec} has no parameters to train")
+    built_for = getattr(net, "in_shape", None)  # one of ours knows its input shape: say it plainly
+    if built_for is not None and tuple(built_for) != tuple(in_shape):
+        raise ValueError(
+            f"network {spec} was built for inputs of shape {tuple(built_for)}, but the images are "
+            f"{tuple(in_shape)}: build it with in_shape={tuple(in_shape)}"
+        )
     param = next(net.parameters())
     probe = torch.zeros(2, *in_shape, dtype=param.dtype, device=param.device)
     try:
