@@ -1016,7 +1016,7 @@ def test_replay_with_formation_distils_resumes_and_evaluates_on_decoded_steps(tm
     straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
     assert straight.images.shape == (2, 10, 1, 8, 8) and straight.manifest["formation"] == 2
     assert straight.steps().images.shape == (2, 40, 1, 8, 8)  # every step replays 40 decoded images
-    again = evaluate(str(tmp_path / "a"), models=3, progress=False)
+    again = evaluate(str(tmp_path / "a"), progress=False)  # a fixed init: its one network
     assert again.accuracy_mean == pytest.approx(straight.manifest["accuracy"]["accuracy_mean"])
     plain = distill(
         **{**cfg, "formation": 1}, iterations=6, out=str(tmp_path / "p"), progress=False
@@ -1182,3 +1182,4 @@ def test_a_set_too_large_for_memory_is_refused_naming_the_flag(tmp_path, monkeyp
         distill(
             **TINY, images_per_class=1000, iterations=1, out=str(tmp_path / "r"), progress=False
         )
+    assert not (tmp_path / "r").exists()  # refused before the run folder was made

@@ -299,13 +299,15 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     """The state to distil from: a fresh one, or the last checkpoint's with ``--resume``; writes the run
     folder's ``config.yaml`` (with the settings changed on resume as comments)."""
     cfg, world, out = run.cfg, run.world, run.out
-    world.barrier()  # every rank has checked the folder before rank 0 writes into it
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     lrs = None
     if run.start is not None:  # distill() refused images= beside it
         images, lrs = run.start.images.float(), run.start.lrs.float()
-    state = initial_state(cfg, run.train, run.device, images, lrs)
+    state = initial_state(
+        cfg, run.train, run.device, images, lrs
+    )  # refusals before any folder is made
+    world.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     if run.start is not None:  # its own iterations and those of any set it went on from
         m = run.start.manifest
         state.iterations_before = (m.get("iterations") or 0) + (m.get("iterations_before") or 0)
