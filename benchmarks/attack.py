@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from datadistill.cli import run_script
 from datadistill.config import AttackConfig
 from datadistill.experiments.attack import attack_table, run_attack
 from datadistill.experiments.attack_heatmap import attack_heatmap
@@ -245,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

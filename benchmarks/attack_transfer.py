@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from datadistill.artifacts import DistilledData
+from datadistill.cli import run_script
 from datadistill.experiments.attack_report import attack_report
 
 
@@ -76,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

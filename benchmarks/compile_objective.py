@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from datadistill.cli import run_script
 from datadistill.models import build_model, init_params
 from datadistill.objectives import task_objective
 from datadistill.unroll import Steps, meta_grad
@@ -132,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from datadistill.cli import run_script
+
 
 def _port() -> int:
     with socket.socket() as s:
@@ -115,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

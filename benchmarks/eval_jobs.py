@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import DistilledData
+from datadistill.cli import run_script
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 
 
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

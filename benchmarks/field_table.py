@@ -30,6 +30,7 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
+from datadistill.cli import run_script
 from datadistill.config import (
     AUGMENTATIONS,
     load_config,
@@ -276,4 +277,4 @@ def _report(rows: list[dict], json_path: str, recipe: FieldRecipe) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import datadistill
+from datadistill.cli import run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.experiments.pretrain import train_networks
@@ -120,4 +121,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

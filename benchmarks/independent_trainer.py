@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from datadistill import DistilledData, load_dataset, load_pretrained
+from datadistill.cli import run_script
 from datadistill.export import export_set
 
 
@@ -118,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

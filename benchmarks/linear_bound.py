@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from datadistill.cli import run_script
 from datadistill.experiments.linear import (
     DEFAULT_RATIOS,
     format_table,
@@ -110,4 +111,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

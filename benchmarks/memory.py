@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from datadistill.cli import run_script
+
 CHILD = r"""
 import json, resource, sys, time, torch
 from datadistill.models import build_model, init_params
@@ -196,4 +198,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import datadistill
 from datadistill.artifacts import write_json
+from datadistill.cli import run_script
 
 PRESETS = {"fixed100": "mnist_fixed", "fixed10": "mnist_fixed_10"}
 WARMUP = 2  # the reference driver's untimed first iterations, which it runs too
@@ -170,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from datadistill.cli import run_script
 from datadistill.models import build_model, init_params
 from datadistill.objectives import task_objective
 from datadistill.unroll import Steps, meta_grad
@@ -122,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 import datadistill
+from datadistill.cli import run_script
 from datadistill.data import load_dataset
 
 
@@ -123,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

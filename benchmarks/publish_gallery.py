@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from datadistill.cli import main as datadistill_cli
+from datadistill.cli import run_script
 from datadistill.gallery import publish
 
 
@@ -50,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

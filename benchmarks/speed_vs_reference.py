@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from datadistill.artifacts import write_json
+from datadistill.cli import run_script
 
 PRESETS = {"fixed100": ("mnist_fixed", 30), "fixed10": ("mnist_fixed_10", 60)}
 
@@ -139,4 +140,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import distill
+from datadistill.cli import run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -135,4 +136,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

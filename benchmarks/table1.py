@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from datadistill import evaluate
+from datadistill.cli import run_script
 from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
 from datadistill.experiments.baselines import (
     LEARNED,
@@ -257,4 +258,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

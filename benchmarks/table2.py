@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 import datadistill
+from datadistill.cli import run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.experiments.baselines import (
@@ -449,4 +450,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import datadistill
+from datadistill.cli import run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 
 
@@ -189,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import datadistill
+from datadistill.cli import run_script
 from datadistill.data import load_dataset
 from datadistill.models import INIT_SCHEMES, build_model, init_params, list_models
 
@@ -160,4 +161,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

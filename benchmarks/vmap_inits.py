@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from datadistill.cli import run_script
 from datadistill.minibatch_unroll import Recipe, batched_truncated_meta_grad, truncated_meta_grad
 from datadistill.models.convnet import ConvNet
 
@@ -135,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

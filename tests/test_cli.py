@@ -394,3 +394,24 @@ def test_a_bare_dataset_protocol_run_says_the_default_preset_is_for_replay(tmp_p
     assert main(["distill", "--protocol", "dataset", "--iterations", "1", "--out", str(out)]) == 1
     _one_line_error(capsys, "the 'digits' preset runs, and it is made for the replay protocol")
     assert not out.exists()
+
+
+def test_a_benchmark_script_reports_bad_input_as_the_command_does(tmp_path):
+    """benchmarks/*.py end with run_script(main): one line `script.py: error: …`, status 1, no traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "from datadistill.cli import run_script\n"
+        "def main():\n"
+        "    raise ValueError('--epochs must be a positive integer, got 0')\n"
+        "run_script(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr == "bench.py: error: --epochs must be a positive integer, got 0\n"
+    script.write_text("from datadistill.cli import run_script\nrun_script(lambda: None)\n")
+    assert subprocess.run([sys.executable, str(script)], check=False).returncode == 0

@@ -16,9 +16,9 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from datadistill._version import __version__
 from datadistill.config import (
@@ -520,9 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    try:
+
+    def work() -> int:
         _check_destinations(args)
         return COMMANDS[args.command](args)
+
+    try:
+        return _reporting_errors(f"datadistill {args.command}", work)
     except KeyboardInterrupt:
         resumable = hasattr(args, "resume")  # distill checkpoints as it goes
         tail = "; the last checkpoint is kept (continue with --resume)" if resumable else ""
@@ -533,10 +537,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             tail = "; no checkpoint was written yet: run the same command again to start over"
         print(f"interrupted{tail}", file=sys.stderr)
         return 130
+
+
+def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
+    """Run ``work``; bad input (our ValueError, FileNotFoundError, FileExistsError, RuntimeError) and a write
+    the system refused become one line ``name: error: …`` and status 1 (``DATADISTILL_DEBUG=1`` re-raises).
+    Returns ``work``'s status (None counts as 0)."""
+    try:
+        return work() or 0
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
-        print(f"datadistill {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return 1
     # A write the system refused after our checks (disk full, permissions changed meanwhile).
     except OSError as err:
@@ -544,11 +556,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         where = f" {err.filename}" if err.filename else ""
         print(
-            f"datadistill {args.command}: error: cannot access{where}: {err.strerror or err}; "
+            f"{name}: error: cannot access{where}: {err.strerror or err}; "
             "free space or choose another folder (see --out / --json)",
             file=sys.stderr,
         )
         return 1
+
+
+def run_script(main: Callable[[], Any]) -> NoReturn:
+    """How the scripts under ``benchmarks/`` end: run their ``main`` and exit, with bad input reported as the
+    ``datadistill`` command reports it (one line naming the problem, status 1), never a traceback."""
+    sys.exit(_reporting_errors(Path(sys.argv[0]).name, main))
 
 
 if __name__ == "__main__":  # pragma: no cover
