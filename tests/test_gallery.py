@@ -210,3 +210,12 @@ def test_a_name_that_is_not_text_or_is_a_folder_gets_the_right_pointer(tmp_path,
     (tmp_path / "myrun").mkdir()
     with pytest.raises(ValueError, match=r"for a run folder: DistilledData.load\(path\)"):
         load_pretrained("myrun")
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "Mnist", "", None])
+def test_publish_takes_a_name_never_a_path(name, tmp_path):
+    from datadistill.gallery import publish
+
+    with pytest.raises(ValueError, match="a released set's name is lower-case letters"):
+        publish(tmp_path / "run", name, gallery_dir=tmp_path / "gallery")
+    assert not any(tmp_path.iterdir())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,11 @@ def publish(
     """
     from datadistill.evaluate import evaluate
 
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise ValueError(
+            f"a released set's name is lower-case letters, digits, '.', '_' and '-' (e.g. mnist-10-per-class), "
+            f"got {name!r}"
+        )
     data = DistilledData.load(run)
     init = data.manifest.get("init")
     if init == "pretrained-random":
