@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.config import AttackConfig
 from datadistill.experiments.attack import attack_table, run_attack
 from datadistill.experiments.attack_heatmap import attack_heatmap
@@ -56,13 +56,17 @@ def _parse() -> argparse.Namespace:
         metavar="DATASET=DIR",
         help="reuse this pool for DATASET (default: runs/attack/pool-DATASET-lenet)",
     )
-    p.add_argument("--pool-count", type=int, default=20, help="networks if a pool is pre-trained")
+    p.add_argument(
+        "--pool-count", type=count_arg, default=20, help="networks if a pool is pre-trained"
+    )
     p.add_argument("--pool-heldout", type=int, default=8, help="… of which held out (victims)")
     p.add_argument("--model", default="lenet", help="victim architecture")
-    p.add_argument("--images-per-class", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
-    p.add_argument("--inits-per-iteration", type=int, help="pool nets per iteration (default 4)")
+    p.add_argument("--images-per-class", type=count_arg, default=10)
+    p.add_argument("--iterations", type=count_arg, default=300)
+    p.add_argument("--batch-size", type=count_arg, default=256, help="real images per meta-loss")
+    p.add_argument(
+        "--inits-per-iteration", type=count_arg, help="pool nets per iteration (default 4)"
+    )
     p.add_argument(
         "--init-noise",
         type=float,
@@ -90,7 +94,9 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=AttackConfig.lr)
     p.add_argument("--lr-init", type=float, default=AttackConfig.lr_init)
-    p.add_argument("--models", type=int, default=20, help="victims (capped at the held-out part)")
+    p.add_argument(
+        "--models", type=count_arg, default=20, help="victims (capped at the held-out part)"
+    )
     p.add_argument("--val-size", type=int, default=2000, help="validation images for baseline lrs")
     p.add_argument(
         "--max-minutes",
@@ -99,8 +105,8 @@ def _parse() -> argparse.Namespace:
         help="skip a pair (or the heat-map) that the time left cannot fit, judged by the last pair",
     )
     p.add_argument("--heatmap-digits", help="also draw the all-pairs heat-map on digits (MLP) here")
-    p.add_argument("--heatmap-iterations", type=int, default=20)
-    p.add_argument("--heatmap-classes", type=int, default=10, help="pair the first N classes")
+    p.add_argument("--heatmap-iterations", type=count_arg, default=20)
+    p.add_argument("--heatmap-classes", type=count_arg, default=10, help="pair the first N classes")
     p.add_argument("--device", default="cpu", help="cpu | cuda (distillation, tuning and victims)")
     p.add_argument("--out", type=Path, default=Path("runs/attack"))
     p.add_argument("--json", type=Path, default=Path("runs/attack/attack.json"))

@@ -25,17 +25,17 @@ from pathlib import Path
 import torch
 
 from datadistill.artifacts import DistilledData
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script, seed_arg
 from datadistill.experiments.attack_report import attack_report
 
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="distilled attack folder (distilled-KtoT)")
-    p.add_argument("--models", type=int, default=10, help="networks of each group")
+    p.add_argument("--models", type=count_arg, default=10, help="networks of each group")
     p.add_argument("--noise", type=float, nargs="*", default=[0.1, 0.3], help="pixel noise stds")
     p.add_argument("--shift", type=int, nargs="*", default=[1], help="shifts right, in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--json", type=Path)
     return p.parse_args()
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.models import build_model, init_params
 from datadistill.objectives import task_objective
 from datadistill.unroll import Steps, meta_grad
@@ -66,11 +66,15 @@ def _markdown_row(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 256])
-    parser.add_argument("--steps", type=int, default=10, help="distilled steps (× 3 epochs)")
-    parser.add_argument("--rounds", type=int, default=7, help="A/B rounds (medians over these)")
-    parser.add_argument("--repeats", type=int, default=5, help="meta-gradients per round and side")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batches", type=count_arg, nargs="+", default=[1024, 256])
+    parser.add_argument("--steps", type=count_arg, default=10, help="distilled steps (× 3 epochs)")
+    parser.add_argument(
+        "--rounds", type=count_arg, default=7, help="A/B rounds (medians over these)"
+    )
+    parser.add_argument(
+        "--repeats", type=count_arg, default=5, help="meta-gradients per round and side"
+    )
+    parser.add_argument("--threads", type=count_arg, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

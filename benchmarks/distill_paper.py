@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 from published import PAPER_PRESETS
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument(
         "--presets", nargs="+", default=["mnist_fixed_10", "mnist_fixed", "mnist_random"]
     )
-    parser.add_argument("--iterations", type=int, help="override the presets' iterations")
+    parser.add_argument("--iterations", type=count_arg, help="override the presets' iterations")
     parser.add_argument(
         "--minutes",
         type=float,
@@ -39,7 +39,7 @@ def main() -> None:
         "budget if the estimate was short",
     )
     parser.add_argument(
-        "--models", type=int, default=200, help="held-out inits for random-init presets"
+        "--models", type=count_arg, default=200, help="held-out inits for random-init presets"
     )
     parser.add_argument("--meta-grad", default="autograd", choices=["autograd", "reverse"])
     parser.add_argument("--device", default="cpu")

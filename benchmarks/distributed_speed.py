@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 
 
 def _port() -> int:
@@ -78,9 +78,9 @@ def _run(procs: int, inits: int, iterations: int, out: Path, dataset: str) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--inits", type=int, default=8, help="inits per iteration in total")
-    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--inits", type=count_arg, default=8, help="inits per iteration in total")
+    parser.add_argument("--procs", type=count_arg, nargs="+", default=[1, 2])
+    parser.add_argument("--iterations", type=count_arg, default=10)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--json", default="runs/distributed_speed.json")
     args = parser.parse_args()

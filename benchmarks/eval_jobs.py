@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import DistilledData
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 
 
@@ -32,12 +32,12 @@ def main() -> None:
     parser.add_argument("--set", default="src/datadistill/gallery/mnist-10-per-class")
     parser.add_argument("--model", default="convnet")
     parser.add_argument(
-        "--models", type=int, default=2, help="networks per timing (a multiple of --jobs)"
+        "--models", type=count_arg, default=2, help="networks per timing (a multiple of --jobs)"
     )
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=count_arg, default=20)
     parser.add_argument("--augment", default="none")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--jobs", type=count_arg, default=2)
+    parser.add_argument("--repeats", type=count_arg, default=2)
     parser.add_argument("--json", default="runs/eval_jobs.json")
     args = parser.parse_args()
     if args.jobs < 2 or args.models < 1 or args.repeats < 1 or args.epochs < 1:

@@ -30,7 +30,7 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.config import (
     AUGMENTATIONS,
     load_config,
@@ -73,11 +73,11 @@ def main() -> None:
         "--cells", nargs="+", default=["mnist:10", "mnist:1", "fashion-mnist:10", "fashion-mnist:1"]
     )
     parser.add_argument("--minutes", type=float, default=28.0, help="distillation budget per cell")
-    parser.add_argument("--models", type=int, default=5, help="evaluation networks per row")
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--models", type=count_arg, default=5, help="evaluation networks per row")
+    parser.add_argument("--epochs", type=count_arg, default=300)
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=count_arg,
         default=1,
         help="evaluation networks trained at once, one CPU process each (evaluate --jobs)",
     )
@@ -103,7 +103,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--nproc",
-        type=int,
+        type=count_arg,
         default=1,
         help="distil each cell with torchrun over N processes (one fresh init each per iteration, "
         "meta-gradients averaged): N = 2 puts both cores of a 2-core machine on one cell",

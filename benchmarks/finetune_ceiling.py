@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.experiments.pretrain import train_networks
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrained", required=True, help="pool folder from `datadistill pretrain`")
     p.add_argument("--target", default="usps", help="target data set")
     p.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3], help="peak Adam lrs")
-    p.add_argument("--epochs", type=int, nargs="+", default=[10, 30], help="fine-tuning epochs")
+    p.add_argument(
+        "--epochs", type=count_arg, nargs="+", default=[10, 30], help="fine-tuning epochs"
+    )
     p.add_argument(
         "--heldout", type=int, default=3, help="held-out pool nets fine-tuned besides net 0"
     )

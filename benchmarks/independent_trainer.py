@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from datadistill import DistilledData, load_dataset, load_pretrained
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.export import export_set
 
 
@@ -72,8 +72,8 @@ def train_and_test(arrays, test_x, test_y, seed: int, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("set", help="a gallery name or a run folder")
-    parser.add_argument("--networks", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--networks", type=count_arg, default=3)
+    parser.add_argument("--epochs", type=count_arg, default=300)
     parser.add_argument("--json", default="runs/independent.json")
     args = parser.parse_args()
     data = DistilledData.load(args.set) if Path(args.set).exists() else load_pretrained(args.set)

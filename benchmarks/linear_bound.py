@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script, seed_arg
 from datadistill.experiments.linear import (
     DEFAULT_RATIOS,
     format_table,
@@ -41,17 +41,17 @@ from datadistill.experiments.linear import (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS), help="M / D")
-    p.add_argument("--synthetic-dim", type=int, default=16, help="D of the synthetic problem")
-    p.add_argument("--mnist-dim", type=int, default=32, help="D of projected MNIST")
-    p.add_argument("--mnist-points", type=int, default=10_000, help="real MNIST rows used")
+    p.add_argument("--synthetic-dim", type=count_arg, default=16, help="D of the synthetic problem")
+    p.add_argument("--mnist-dim", type=count_arg, default=32, help="D of projected MNIST")
+    p.add_argument("--mnist-points", type=count_arg, default=10_000, help="real MNIST rows used")
     p.add_argument("--skip-mnist", action="store_true", help="synthetic only")
-    p.add_argument("--iterations", type=int, default=400, help="outer iterations per M")
-    p.add_argument("--inits", type=int, default=4, help="training inits per iteration")
-    p.add_argument("--eval-inits", type=int, default=2000, help="held-out inits per M")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=count_arg, default=400, help="outer iterations per M")
+    p.add_argument("--inits", type=count_arg, default=4, help="training inits per iteration")
+    p.add_argument("--eval-inits", type=count_arg, default=2000, help="held-out inits per M")
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA or the cache")
     # One thread: the matrices are at most 10,000 × 32, and intra-op threads only add overhead.
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--threads", type=count_arg, default=1, help="torch threads (default: 1)")
     p.add_argument("--json", type=Path, default=Path("runs/linear_bound.json"), metavar="OUT")
     p.add_argument("--plot", type=Path, default=Path("docs/linear_bound.png"), metavar="PNG")
     return p.parse_args(argv)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 
 CHILD = r"""
 import json, resource, sys, time, torch
@@ -136,14 +136,16 @@ def truncated(updates: list[int], window: int, iterations: int, json_path: str) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 10, 30, 100])
+    parser.add_argument("--steps", type=count_arg, nargs="+", default=[1, 10, 30, 100])
     parser.add_argument("--methods", nargs="+", default=["autograd", "reverse"])
-    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--iterations", type=count_arg, default=5)
     parser.add_argument("--json", default="runs/memory.json")
     parser.add_argument(
-        "--truncated", type=int, nargs="*", help="dataset protocol: these N instead"
+        "--truncated", type=count_arg, nargs="*", help="dataset protocol: these N instead"
     )
-    parser.add_argument("--window", type=int, default=50, help="with --truncated: the window W")
+    parser.add_argument(
+        "--window", type=count_arg, default=50, help="with --truncated: the window W"
+    )
     args = parser.parse_args()
     if args.truncated:
         truncated(args.truncated, args.window, args.iterations, args.json)

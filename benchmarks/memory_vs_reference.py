@@ -35,7 +35,7 @@ from pathlib import Path
 
 import datadistill
 from datadistill.artifacts import write_json
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 
 PRESETS = {"fixed100": "mnist_fixed", "fixed10": "mnist_fixed_10"}
 WARMUP = 2  # the reference driver's untimed first iterations, which it runs too
@@ -99,10 +99,10 @@ def main() -> None:
     parser.add_argument("--reference-cmd", required=True, help="see the module docstring")
     parser.add_argument("--settings", nargs="+", default=["fixed100"], choices=list(PRESETS))
     parser.add_argument(
-        "--iterations", type=int, default=30, help="N: the runs do 2 + N iterations"
+        "--iterations", type=count_arg, default=30, help="N: the runs do 2 + N iterations"
     )
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--threads", type=count_arg, default=1)
+    parser.add_argument("--repeats", type=count_arg, default=3, help="interleaved rounds")
     parser.add_argument(
         "--compare",
         action="append",

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.data import load_dataset
 
 
@@ -54,10 +54,10 @@ def export_usps(folder: Path) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per source (0, 1, …)")
+    parser.add_argument("--steps", type=count_arg, default=10)
+    parser.add_argument("--epochs", type=count_arg, default=3)
+    parser.add_argument("--iterations", type=count_arg, default=200)
+    parser.add_argument("--seeds", type=count_arg, default=1, help="seeds per source (0, 1, …)")
     parser.add_argument("--json", default="runs/own_data.json")
     args = parser.parse_args()
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from datadistill.artifacts import write_json
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 
 PRESETS = {"fixed100": ("mnist_fixed", 30), "fixed10": ("mnist_fixed_10", 60)}
 
@@ -88,11 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference-cmd", required=True, help="see the module docstring")
     parser.add_argument("--settings", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--threads", type=count_arg, default=2)
+    parser.add_argument("--repeats", type=count_arg, default=3, help="interleaved rounds")
     parser.add_argument("--json", help="write the measurements here (rewritten after every round)")
     parser.add_argument(
-        "--iterations", type=int, help="timed iterations per run (default: 30 fixed100, 60 fixed10)"
+        "--iterations",
+        type=count_arg,
+        help="timed iterations per run (default: 30 fixed100, 60 fixed10)",
     )
     args = parser.parse_args()
 

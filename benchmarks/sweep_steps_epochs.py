@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import distill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script, seed_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,11 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="default: the data set's (mlp for digits)")
     p.add_argument("--steps", default="1,2,5,10", help="comma-separated step counts")
     p.add_argument("--epochs", default="1,2,3,5", help="comma-separated epoch counts")
-    p.add_argument("--images-per-class", type=int, default=1)
-    p.add_argument("--iterations", type=int, default=200, help="outer iterations per run")
-    p.add_argument("--batch-size", type=int, default=256, help="real images per meta-loss")
+    p.add_argument("--images-per-class", type=count_arg, default=1)
+    p.add_argument("--iterations", type=count_arg, default=200, help="outer iterations per run")
+    p.add_argument("--batch-size", type=count_arg, default=256, help="real images per meta-loss")
     p.add_argument("--lr", type=float, default=0.05, help="Adam lr on pixels and lrs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)

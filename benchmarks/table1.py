@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from datadistill import evaluate
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script, seed_arg
 from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
 from datadistill.experiments.baselines import (
     LEARNED,
@@ -62,22 +62,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     p.add_argument("--model", default="lenet")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--images-per-class", type=int, default=1)
-    p.add_argument("--models", type=int, default=20, help="held-out inits for random init")
+    p.add_argument("--steps", type=count_arg, default=10)
+    p.add_argument("--epochs", type=count_arg, default=3)
+    p.add_argument("--images-per-class", type=count_arg, default=1)
+    p.add_argument("--models", type=count_arg, default=20, help="held-out inits for random init")
     p.add_argument("--distilled-fixed", default=None, metavar="RUN", help="fixed-init run folder")
     p.add_argument("--distilled-random", default=None, metavar="RUN", help="random-init run folder")
     p.add_argument(
         "--learn-lrs", action=argparse.BooleanOptionalAction, default=True, help="learned-lr rows"
     )
-    p.add_argument("--lrs-iterations", type=int, default=200, help="learned lrs, fixed init")
-    p.add_argument("--lrs-iterations-random", type=int, default=100, help="… random init")
-    p.add_argument("--lrs-inits", type=int, default=2, help="inits per iteration, random init")
-    p.add_argument("--lrs-batch-size", type=int, default=1024, help="real images per meta-loss")
-    p.add_argument("--candidates", type=int, default=20, help="random sets for optimised real")
-    p.add_argument("--full-epochs", type=int, default=2, help="full data: epochs of Adam")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lrs-iterations", type=count_arg, default=200, help="learned lrs, fixed init")
+    p.add_argument("--lrs-iterations-random", type=count_arg, default=100, help="… random init")
+    p.add_argument(
+        "--lrs-inits", type=count_arg, default=2, help="inits per iteration, random init"
+    )
+    p.add_argument(
+        "--lrs-batch-size", type=count_arg, default=1024, help="real images per meta-loss"
+    )
+    p.add_argument(
+        "--candidates", type=count_arg, default=20, help="random sets for optimised real"
+    )
+    p.add_argument("--full-epochs", type=count_arg, default=2, help="full data: epochs of Adam")
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)

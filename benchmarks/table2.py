@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.experiments.baselines import (
@@ -84,7 +84,9 @@ GEOMETRY_TEXT = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", nargs="+", default=["mnist:usps", "usps:mnist"], help="SOURCE:TARGET")
-    p.add_argument("--pool-train", type=int, default=20, help="pool networks for distillation")
+    p.add_argument(
+        "--pool-train", type=count_arg, default=20, help="pool networks for distillation"
+    )
     p.add_argument("--pool-heldout", type=int, default=10, help="held-out pool networks")
     p.add_argument(
         "--pretrain-epochs",
@@ -92,17 +94,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["mnist=10", "usps=30"],
         help="epochs per source data set (paper: 40 MNIST, 130 USPS at lr 2e-4; 10 / 30 measured best here)",
     )
-    p.add_argument("--iterations", type=int, default=300, help="distillation iterations per run")
-    p.add_argument("--inits-per-iteration", type=int, default=2, help="pretrained-random only")
-    p.add_argument("--finetune-models", type=int, default=5, help="held-out nets fine-tuned")
+    p.add_argument(
+        "--iterations", type=count_arg, default=300, help="distillation iterations per run"
+    )
+    p.add_argument(
+        "--inits-per-iteration", type=count_arg, default=2, help="pretrained-random only"
+    )
+    p.add_argument("--finetune-models", type=count_arg, default=5, help="held-out nets fine-tuned")
     p.add_argument(
         "--finetune-epochs",
         nargs="+",
         default=["mnist=1", "usps=10"],
         help="epochs of the full-target row per TARGET (USPS: 10 reach 96.4, 3 only 95.5)",
     )
-    p.add_argument("--tune-models", type=int, default=3, help="pool nets per lr when tuning")
-    p.add_argument("--candidates", type=int, default=10, help="random sets for optimized real")
+    p.add_argument("--tune-models", type=count_arg, default=3, help="pool nets per lr when tuning")
+    p.add_argument(
+        "--candidates", type=count_arg, default=10, help="random sets for optimized real"
+    )
     p.add_argument("--val-size", type=int, default=2000, help="TARGET train images for tuning")
     p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
     p.add_argument(

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 
 
@@ -118,9 +118,9 @@ def main() -> None:
         "--thresholds", nargs="+", type=float, default=[90.0, 95.0, 96.6], metavar="PCT"
     )
     parser.add_argument(
-        "--check-every", type=int, default=50, help="iterations between test-accuracy checks"
+        "--check-every", type=count_arg, default=50, help="iterations between test-accuracy checks"
     )
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--threads", type=count_arg, help="torch threads (default: torch's own)")
     parser.add_argument("--reference-cmd", help="a command to run side by side (see the top)")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="runs/time_to_accuracy", help="run folder")

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import datadistill
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script, seed_arg
 from datadistill.data import load_dataset
 from datadistill.models import INIT_SCHEMES, build_model, init_params, list_models
 
@@ -38,12 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default="mnist", help="data set name (default: mnist)")
     p.add_argument("--model", default="lenet", choices=list_models(), help="default: lenet")
     p.add_argument("--init", default="xavier", choices=INIT_SCHEMES, help="default: xavier")
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=count_arg, default=12, help="passes over the training set")
+    p.add_argument("--batch-size", type=count_arg, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="peak Adam lr, cosine-decayed to 0")
-    p.add_argument("--seed", type=int, default=0, help="seeds the init and the shuffling")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the init and the shuffling")
     p.add_argument("--data-dir", default=None, help="default: $DATADISTILL_DATA or the cache")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=count_arg, default=None, help="torch threads (default: torch's)"
+    )
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write results here")
     return p.parse_args(argv)
 

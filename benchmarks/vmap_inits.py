@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datadistill.cli import run_script
+from datadistill.cli import count_arg, run_script
 from datadistill.minibatch_unroll import Recipe, batched_truncated_meta_grad, truncated_meta_grad
 from datadistill.models.convnet import ConvNet
 
@@ -49,11 +49,11 @@ def _batched(model, inits, task) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inits", type=int, nargs="+", default=[2, 4], help="k values")
-    parser.add_argument("--width", type=int, nargs="+", default=[32], help="ConvNet-3 widths")
-    parser.add_argument("--updates", type=int, default=20)
-    parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inits", type=count_arg, nargs="+", default=[2, 4], help="k values")
+    parser.add_argument("--width", type=count_arg, nargs="+", default=[32], help="ConvNet-3 widths")
+    parser.add_argument("--updates", type=count_arg, default=20)
+    parser.add_argument("--images", type=count_arg, default=100)
+    parser.add_argument("--repeats", type=count_arg, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default="runs/vmap_inits.json")
     args = parser.parse_args()

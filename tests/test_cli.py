@@ -415,3 +415,17 @@ def test_a_benchmark_script_reports_bad_input_as_the_command_does(tmp_path):
     assert done.stderr == "bench.py: error: --epochs must be a positive integer, got 0\n"
     script.write_text("from datadistill.cli import run_script\nrun_script(lambda: None)\n")
     assert subprocess.run([sys.executable, str(script)], check=False).returncode == 0
+
+
+def test_the_scripts_argument_types_refuse_what_they_would_divide_by_or_overflow_on():
+    import argparse
+
+    from datadistill.cli import count_arg, seed_arg
+
+    assert count_arg("3") == 3 and seed_arg("0") == 0
+    for bad in ("0", "-2", "a", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number >= 1"):
+            count_arg(bad)
+    for bad in ("-1", "1000000000", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"expected a whole number in \[0, 1e9\)"):
+            seed_arg(bad)

@@ -563,6 +563,31 @@ def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
         return 1
 
 
+def count_arg(text: str) -> int:
+    """An argparse ``type`` for the scripts' counts (networks, iterations, epochs…): a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def seed_arg(text: str) -> int:
+    """An argparse ``type`` for the scripts' ``--seed``: a whole number in [0, 1e9), as every command takes."""
+    from datadistill.config.settings import check_seed
+
+    try:
+        value = int(text)
+        check_seed(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number in [0, 1e9), got {text!r}"
+        ) from None
+    return value
+
+
 def run_script(main: Callable[[], Any]) -> NoReturn:
     """How the scripts under ``benchmarks/`` end: run their ``main`` and exit, with bad input reported as the
     ``datadistill`` command reports it (one line naming the problem, status 1), never a traceback."""
