@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -542,9 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
     """Run ``work``; bad input (our ValueError, FileNotFoundError, FileExistsError, RuntimeError) and a write
     the system refused become one line ``name: error: …`` and status 1 (``DATADISTILL_DEBUG=1`` re-raises).
-    Returns ``work``'s status (None counts as 0)."""
+    Returns ``work``'s status: an int as it is, anything else (None, a script's result dict) as 0."""
     try:
-        return work() or 0
+        status = work()
+        return status if isinstance(status, int) else 0
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
@@ -555,9 +557,9 @@ def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
         where = f" {err.filename}" if err.filename else ""
+        fix = "free space or choose another folder" if err.errno == errno.ENOSPC else "choose another path"
         print(
-            f"{name}: error: cannot access{where}: {err.strerror or err}; "
-            "free space or choose another folder (see --out / --json)",
+            f"{name}: error: cannot access{where}: {err.strerror or err}; {fix} (see --out / --json)",
             file=sys.stderr,
         )
         return 1
