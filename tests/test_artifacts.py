@@ -21,6 +21,7 @@ from datadistill.artifacts import (
     DISTILLED_FILE,
     MANIFEST_FILE,
     InvalidArtifact,
+    check_figure_path,
     check_writable,
     remove_stale_temporaries,
     save_tensors,
@@ -316,6 +317,8 @@ def test_check_writable_names_the_path_and_the_flag(tmp_path):
     ):
         check_writable(run / "manifest.json", "--json")  # any command's --json, not only evaluate's
     check_writable(run / "eval.json", "--json")
+    with pytest.raises(FileExistsError, match="would overwrite the run's own curve.png"):
+        check_figure_path(run / "curve.png", "--thumbnails")  # the training curve, never redrawn
     shutil.rmtree(tmp_path / "new")
     assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["file", "locked"]
 

@@ -429,5 +429,7 @@ def test_the_scripts_argument_types_refuse_what_they_would_divide_by_or_overflow
         with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number >= 1"):
             count_arg(bad)
     for bad in ("-1", "1000000000", "x"):
-        with pytest.raises(argparse.ArgumentTypeError, match=r"expected a whole number in \[0, 1e9\)"):
+        with pytest.raises(
+            argparse.ArgumentTypeError, match=r"expected a whole number in \[0, 1e9\)"
+        ):
             seed_arg(bad)

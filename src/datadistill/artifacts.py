@@ -41,6 +41,7 @@ RUN_FILES = (
     CHECKPOINT_FILE,
     "checkpoint.prev.safetensors",
 )
+RUN_FIGURES = ("curve.png", "steps.png")  # drawn once by distill (show redraws only the steps)
 
 
 class InvalidArtifact(ValueError):
@@ -473,10 +474,10 @@ def check_writable(path: str | Path, flag: str, *, folder: bool = False) -> None
     if not folder and path.is_dir():
         raise FileExistsError(f"{path} is a folder; give {flag} a file path")
     holds_run = any((path.parent / name).is_file() for name in (DISTILLED_FILE, CHECKPOINT_FILE))
-    if not folder and path.name in RUN_FILES and holds_run:
+    if not folder and path.name in RUN_FILES + RUN_FIGURES and holds_run:
         raise FileExistsError(
             f"{flag} {path} would overwrite the run's own {path.name}; write it to another file, "
-            f"e.g. {flag} {path.parent / 'report.json'}"
+            f"e.g. {flag} {path.parent / ('report' + path.suffix)}"
         )
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:

@@ -557,7 +557,11 @@ def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
         if os.environ.get("DATADISTILL_DEBUG"):
             raise
         where = f" {err.filename}" if err.filename else ""
-        fix = "free space or choose another folder" if err.errno == errno.ENOSPC else "choose another path"
+        fix = (
+            "free space or choose another folder"
+            if err.errno == errno.ENOSPC
+            else "choose another path"
+        )
         print(
             f"{name}: error: cannot access{where}: {err.strerror or err}; {fix} (see --out / --json)",
             file=sys.stderr,
