@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.config import AttackConfig
 from datadistill.experiments.attack import attack_table, run_attack
 from datadistill.experiments.attack_heatmap import attack_heatmap
@@ -111,7 +111,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/attack"))
     p.add_argument("--json", type=Path, default=Path("runs/attack/attack.json"))
     p.add_argument("--md", type=Path, default=Path("runs/attack/attack.md"))
-    return p.parse_args()
+    return checked_args(p)
 
 
 def _markdown(report: dict[str, Any]) -> str:

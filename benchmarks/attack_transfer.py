@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from datadistill.artifacts import DistilledData
-from datadistill.cli import count_arg, run_script, seed_arg
+from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 from datadistill.experiments.attack_report import attack_report
 
 
@@ -37,7 +37,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--shift", type=int, nargs="*", default=[1], help="shifts right, in pixels")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--json", type=Path)
-    return p.parse_args()
+    return checked_args(p)
 
 
 def main() -> None:

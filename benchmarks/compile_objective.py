@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.models import build_model, init_params
 from datadistill.objectives import task_objective
 from datadistill.unroll import Steps, meta_grad
@@ -76,7 +76,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=count_arg, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = checked_args(parser)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     model = build_model("lenet", (1, 28, 28), 10)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 from published import PAPER_PRESETS
 
@@ -53,7 +53,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra DistillConfig overrides, e.g. lr=0.05 inits_per_iteration=8",
     )
-    args = parser.parse_args()
+    args = checked_args(parser)
     try:
         settings = parse_assignments(DistillConfig, args.set)
     except ValueError as error:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 
 
 def _port() -> int:
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=count_arg, default=10)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--json", default="runs/distributed_speed.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for procs in args.procs:

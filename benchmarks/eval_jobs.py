@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import DistilledData
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=count_arg, default=2)
     parser.add_argument("--repeats", type=count_arg, default=2)
     parser.add_argument("--json", default="runs/eval_jobs.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     if args.jobs < 2 or args.models < 1 or args.repeats < 1 or args.epochs < 1:
         parser.error("--jobs takes 2 or more; --models, --repeats and --epochs 1 or more")
 

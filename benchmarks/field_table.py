@@ -30,7 +30,7 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.config import (
     AUGMENTATIONS,
     load_config,
@@ -115,7 +115,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default="runs/field")
     parser.add_argument("--json", default="runs/field_table.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     if args.real_only and args.no_real:
         parser.error("--real-only and --no-real leave nothing to measure: drop one")
     if args.nproc < 1:

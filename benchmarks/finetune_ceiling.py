@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy
 from datadistill.experiments.pretrain import train_networks
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", type=Path, default=Path("runs/ceiling.json"))
-    args = p.parse_args(argv)
+    args = checked_args(p, argv)
 
     geometry = USPS_GEOMETRIES[args.usps_geometry] if args.target == "usps" else {}
     train = load_dataset(args.target, "train", data_dir=args.data_dir, **geometry)

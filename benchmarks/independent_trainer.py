@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from datadistill import DistilledData, load_dataset, load_pretrained
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.export import export_set
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--networks", type=count_arg, default=3)
     parser.add_argument("--epochs", type=count_arg, default=300)
     parser.add_argument("--json", default="runs/independent.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     data = DistilledData.load(args.set) if Path(args.set).exists() else load_pretrained(args.set)
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_set(data, Path(tmp) / "set.npz").path

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.cli import count_arg, run_script, seed_arg
+from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 from datadistill.experiments.linear import (
     DEFAULT_RATIOS,
     format_table,
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=count_arg, default=1, help="torch threads (default: 1)")
     p.add_argument("--json", type=Path, default=Path("runs/linear_bound.json"), metavar="OUT")
     p.add_argument("--plot", type=Path, default=Path("docs/linear_bound.png"), metavar="PNG")
-    return p.parse_args(argv)
+    return checked_args(p, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

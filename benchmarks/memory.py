@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 
 CHILD = r"""
 import json, resource, sys, time, torch
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--window", type=count_arg, default=50, help="with --truncated: the window W"
     )
-    args = parser.parse_args()
+    args = checked_args(parser)
     if args.truncated:
         truncated(args.truncated, args.window, args.iterations, args.json)
         return

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import datadistill
 from datadistill.artifacts import write_json
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 
 PRESETS = {"fixed100": "mnist_fixed", "fixed10": "mnist_fixed_10"}
 WARMUP = 2  # the reference driver's untimed first iterations, which it runs too
@@ -111,7 +111,7 @@ def main() -> None:
         help="also measure the datadistill in folder SRC (put on PYTHONPATH), e.g. before=/tmp/old/src",
     )
     parser.add_argument("--json", help="write the measurements here (rewritten after every round)")
-    args = parser.parse_args()
+    args = checked_args(parser)
     malformed = [item for item in args.compare if "=" not in item]
     if malformed:
         parser.error(f"--compare takes LABEL=SRC (e.g. before=/tmp/old/src), got {malformed[0]!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.models import build_model, init_params
 from datadistill.objectives import task_objective
 from datadistill.unroll import Steps, meta_grad
@@ -78,7 +78,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=count_arg, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = checked_args(parser)
     torch.set_num_threads(args.threads)
     rows = []
     for steps in args.steps:

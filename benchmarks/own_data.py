@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 import datadistill
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.data import load_dataset
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=count_arg, default=200)
     parser.add_argument("--seeds", type=count_arg, default=1, help="seeds per source (0, 1, …)")
     parser.add_argument("--json", default="runs/own_data.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
 
     settings = dict(
         model="lenet",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from datadistill.cli import checked_args, run_script
 from datadistill.cli import main as datadistill_cli
-from datadistill.cli import run_script
 from datadistill.gallery import publish
 
 
@@ -28,7 +28,7 @@ def main() -> None:
         metavar="NAME=FILE",
         help="dataset-protocol sets: take the accuracy from this `evaluate --json` file of the same set",
     )
-    args = parser.parse_args()
+    args = checked_args(parser)
     descriptions = dict(item.split("=", 1) for item in args.describe)
     measured = dict(item.split("=", 1) for item in args.accuracy_json)
     for entry in args.entries:

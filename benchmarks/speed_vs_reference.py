@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from datadistill.artifacts import write_json
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 
 PRESETS = {"fixed100": ("mnist_fixed", 30), "fixed10": ("mnist_fixed_10", 60)}
 
@@ -96,7 +96,7 @@ def main() -> None:
         type=count_arg,
         help="timed iterations per run (default: 30 fixed100, 60 fixed10)",
     )
-    args = parser.parse_args()
+    args = checked_args(parser)
 
     rows: dict[str, dict[str, list[float]]] = {
         s: {k: [] for k in ("ref", "ref_compute", "ours", "ours_compute", "ref_rss", "ours_rss")}

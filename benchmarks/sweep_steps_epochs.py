@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from datadistill import distill
-from datadistill.cli import count_arg, run_script, seed_arg
+from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--png", type=Path, default=Path("docs/sweep_steps_epochs.png"))
-    return p.parse_args(argv)
+    return checked_args(p, argv)
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:

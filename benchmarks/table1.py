@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from datadistill import evaluate
-from datadistill.cli import count_arg, run_script, seed_arg
+from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
 from datadistill.experiments.baselines import (
     LEARNED,
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--md", type=Path, default=None, help="default: docs/table1_<dataset>.md")
     p.add_argument("--png", type=Path, default=None, help="default: docs/table1_<dataset>.png")
-    return p.parse_args(argv)
+    return checked_args(p, argv)
 
 
 def _fmt(row: dict | None) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 import datadistill
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.data import load_dataset
 from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.experiments.baselines import (
@@ -127,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/table2"), help="pools and runs go here")
     p.add_argument("--json", type=Path, default=Path("runs/table2/table2.json"))
     p.add_argument("--md", type=Path, default=Path("runs/table2/table2.md"))
-    return p.parse_args(argv)
+    return checked_args(p, argv)
 
 
 def _per_dataset(items: list[str]) -> dict[str, int]:

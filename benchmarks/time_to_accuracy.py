@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 
 
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="runs/time_to_accuracy", help="run folder")
     parser.add_argument("--json", default="runs/time_to_accuracy.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
 

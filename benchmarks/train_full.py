@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import datadistill
-from datadistill.cli import count_arg, run_script, seed_arg
+from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 from datadistill.data import load_dataset
 from datadistill.models import INIT_SCHEMES, build_model, init_params, list_models
 
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=count_arg, default=None, help="torch threads (default: torch's)"
     )
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write results here")
-    return p.parse_args(argv)
+    return checked_args(p, argv)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datadistill.cli import count_arg, run_script
+from datadistill.cli import checked_args, count_arg, run_script
 from datadistill.minibatch_unroll import Recipe, batched_truncated_meta_grad, truncated_meta_grad
 from datadistill.models.convnet import ConvNet
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=count_arg, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default="runs/vmap_inits.json")
-    args = parser.parse_args()
+    args = checked_args(parser)
     if min(args.inits) < 1 or min(args.width) < 1 or args.repeats < 1 or args.updates < 1:
         parser.error("--inits, --width, --updates and --repeats take positive integers")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -433,3 +433,27 @@ def test_the_scripts_argument_types_refuse_what_they_would_divide_by_or_overflow
             argparse.ArgumentTypeError, match=r"expected a whole number in \[0, 1e9\)"
         ):
             seed_arg(bad)
+
+
+def test_a_scripts_outputs_are_checked_before_its_work(tiny_set, tmp_path):
+    import argparse
+
+    from datadistill.cli import checked_args
+
+    parser = argparse.ArgumentParser()
+    for flag in ("--json", "--md", "--png", "--out"):
+        parser.add_argument(flag)
+    assert checked_args(parser, ["--json", str(tmp_path / "r.json")]).json == str(
+        tmp_path / "r.json"
+    )
+    with pytest.raises(FileExistsError, match="would overwrite the run's own manifest.json"):
+        checked_args(parser, ["--json", str(tiny_set / "manifest.json")])
+    with pytest.raises(FileExistsError, match="is a folder; give --md a file path"):
+        checked_args(parser, ["--md", str(tmp_path)])
+    with pytest.raises(ValueError, match="--png .*a figure must end in one of"):
+        checked_args(parser, ["--png", str(tmp_path / "t.txt")])
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(
+        FileExistsError, match="is an existing file, not a folder; choose another --out"
+    ):
+        checked_args(parser, ["--out", str(tmp_path / "file")])

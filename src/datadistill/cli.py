@@ -569,6 +569,26 @@ def _reporting_errors(name: str, work: Callable[[], Any]) -> int:
         return 1
 
 
+def checked_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` for the scripts under ``benchmarks/``, with their outputs checked before any
+    work, as the command's are: ``--json``/``--md`` files and ``--png``/``--plot`` figures can be written and
+    are none of a run's own files, ``--out`` can be a folder (``check_writable``, ``check_figure_path``)."""
+    from datadistill.artifacts import check_figure_path, check_writable
+
+    args = parser.parse_args(argv)
+    for name in ("json", "md"):
+        if getattr(args, name, None) is not None:
+            check_writable(getattr(args, name), f"--{name}")
+    for name in ("png", "plot"):
+        if getattr(args, name, None) is not None:
+            check_figure_path(getattr(args, name), f"--{name}")
+    if getattr(args, "out", None) is not None:
+        check_writable(args.out, "--out", folder=True)
+    return args
+
+
 def count_arg(text: str) -> int:
     """An argparse ``type`` for the scripts' counts (networks, iterations, epochs…): a whole number >= 1."""
     try:
