@@ -14,7 +14,7 @@ import torch
 
 from datadistill.artifacts import load_tensors
 from datadistill.checkpoint import CHECKPOINT
-from datadistill.distributed import resolve_device
+from datadistill.distributed import init_world, resolve_device
 
 
 def torchrun(test):
@@ -199,3 +199,11 @@ def test_cuda_under_torchrun_is_the_ranks_own_gpu(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert resolve_device("cuda") == torch.device("cuda:1")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a GPU")
+def test_a_rank_asked_for_cuda_without_a_gpu_gets_the_fix_not_the_backends_error(monkeypatch):
+    # torchrun ... --device cuda on a CPU machine said "Distributed package doesn't have NCCL built in"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="no CUDA GPU is visible; use --device cpu"):
+        init_world("cuda")

@@ -70,6 +70,7 @@ def init_world(device: str = "cpu") -> World:
     if size == 1:
         return World()
     if not dist.is_initialized():
+        resolve_device(device)  # "no CUDA GPU is visible; use --device cpu", not "no NCCL built in"
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
         # Without it, gloo's worker threads can outlive the interpreter and abort the process at exit
