@@ -42,6 +42,10 @@ def main() -> None:
     args = checked_args(parser)
     if args.jobs < 2 or args.models < 1 or args.repeats < 1 or args.epochs < 1:
         parser.error("--jobs takes 2 or more; --models, --repeats and --epochs 1 or more")
+    if args.models % args.jobs:
+        parser.error(
+            f"--models {args.models} must be a multiple of --jobs {args.jobs}, so every process trains as many"
+        )
 
     data = DistilledData.load(args.set)
     recipe = FieldRecipe(epochs=args.epochs, augment=args.augment)

@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not all(r > 0 for r in args.ratios):  # M = round(r·D) would clamp them all to one point
+        raise ValueError(f"--ratios are values of M / D and must be positive, got {args.ratios}")
     torch.set_num_threads(args.threads)
     problems = [synthetic_problem(args.synthetic_dim, seed=args.seed)]
     if not args.skip_mnist:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import time
 from datetime import datetime, timezone
@@ -42,7 +43,7 @@ import torch
 
 import datadistill
 from datadistill.cli import checked_args, count_arg, run_script
-from datadistill.data import load_dataset
+from datadistill.data import get_dataset_spec, load_dataset
 from datadistill.evaluate import accuracy, evaluate_steps
 from datadistill.experiments.baselines import (
     arrange,
@@ -131,7 +132,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _per_dataset(items: list[str]) -> dict[str, int]:
+    if not all(
+        re.fullmatch(r"[a-z0-9-]+=[0-9]+", item) and int(item.split("=")[1]) > 0 for item in items
+    ):
+        raise ValueError(
+            f"--pretrain-epochs takes NAME=EPOCHS pairs, epochs >= 1 (e.g. mnist=10), got {items}"
+        )
     return {k: int(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def _check_pairs(args: argparse.Namespace) -> None:
+    """Every --pairs entry is SOURCE:TARGET of known data sets with pre-training epochs, before any pool."""
+    epochs = _per_dataset(args.pretrain_epochs)
+    for pair in args.pairs:
+        names = pair.split(":")
+        if len(names) != 2 or not all(names):
+            raise ValueError(f"--pairs takes SOURCE:TARGET (e.g. mnist:usps), got {pair!r}")
+        for name in names:
+            get_dataset_spec(name)  # an unknown name: one line listing the registered ones
+        if names[0] not in epochs:
+            raise ValueError(
+                f"--pretrain-epochs has no entry for {names[0]} (add {names[0]}=EPOCHS)"
+            )
 
 
 def _geometry(name: str, args: argparse.Namespace) -> dict[str, int | None]:
@@ -445,6 +467,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         results["pairs"] = previous["pairs"]
         results["resumed_from"] = previous["date"]
+    _check_pairs(args)
     started = time.perf_counter()
     for pair in args.pairs:
         source, target = pair.split(":")

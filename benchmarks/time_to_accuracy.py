@@ -126,6 +126,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/time_to_accuracy", help="run folder")
     parser.add_argument("--json", default="runs/time_to_accuracy.json")
     args = checked_args(parser)
+    if not all(0 < t <= 100 for t in args.thresholds):
+        raise ValueError(
+            f"--thresholds are test accuracies in percent, in (0, 100], got {args.thresholds}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
 
