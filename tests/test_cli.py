@@ -457,3 +457,10 @@ def test_a_scripts_outputs_are_checked_before_its_work(tiny_set, tmp_path):
         FileExistsError, match="is an existing file, not a folder; choose another --out"
     ):
         checked_args(parser, ["--out", str(tmp_path / "file")])
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "RUN", "--json", ""], ["export", "RUN", "--out", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(argv, tiny_set, capsys):
+    argv = [str(tiny_set) if a == "RUN" else a for a in argv]
+    assert main(argv) == 1
+    _one_line_error(capsys, "is empty: give it a path")

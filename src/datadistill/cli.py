@@ -496,6 +496,10 @@ def _check_destinations(args: argparse.Namespace) -> None:
     """Every command's --json file, --out folder and figure can be written: say so before any work is done."""
     from datadistill.artifacts import check_figure_path, check_writable
 
+    for name in ("json", "out", "export_to", "plot", "thumbnails", "heatmap"):
+        if getattr(args, name, None) == "":  # Path("") is the working directory
+            flag = "--out" if name == "export_to" else f"--{name}"
+            raise ValueError(f"{flag} is empty: give it a path")
     if getattr(args, "json", None) is not None:
         check_writable(args.json, "--json")
     if getattr(args, "out", None) is not None:
