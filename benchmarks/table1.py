@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from datadistill import evaluate
+from datadistill import DistilledData, evaluate
 from datadistill.cli import checked_args, count_arg, run_script, seed_arg
 from datadistill.config import IMAGE_BASELINES, KNN_BASELINES
 from datadistill.experiments.baselines import (
@@ -127,6 +127,11 @@ def measure(args: argparse.Namespace) -> dict:
     for init, run in (("fixed", args.distilled_fixed), ("random", args.distilled_random)):
         if run is None:
             continue
+        made_on = DistilledData.load(run).manifest["dataset"]
+        if made_on != args.dataset:
+            raise ValueError(
+                f"--distilled-{init} {run} is a set of {made_on}, not of --dataset {args.dataset}"
+            )
         started = time.perf_counter()
         res = evaluate(run, models=1 if init == "fixed" else args.models, data_dir=args.data_dir)
         d = res.to_dict()

@@ -464,3 +464,12 @@ def test_an_empty_path_is_refused_not_read_as_the_working_directory(argv, tiny_s
     argv = [str(tiny_set) if a == "RUN" else a for a in argv]
     assert main(argv) == 1
     _one_line_error(capsys, "is empty: give it a path")
+
+
+def test_show_says_how_many_images_a_formation_set_decodes_to(tiny_set, tmp_path, capsys):
+    data = DistilledData.load(tiny_set)
+    data.manifest["formation"] = 2
+    data.save(tmp_path / "f2")
+    assert main(["show", str(tmp_path / "f2")]) == 0
+    out = capsys.readouterr().out
+    assert '"formation": 2' in out and "formation 2: 20 stored images decode to 80" in out

@@ -343,6 +343,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     from datadistill.gallery import pull
 
+    if args.out is None:  # the default destination is checked as a given --out is
+        from datadistill.artifacts import check_writable
+
+        check_writable(Path("runs") / str(args.name), "--out", folder=True)
     out = pull(args.name, args.out or Path("runs") / args.name)
     print(f"copied {args.name} to {out}; try: datadistill evaluate {out}")
     return 0
@@ -423,6 +427,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                     "steps",
                     "epochs",
                     "images_shape",
+                    "formation",
                     "soft_labels",
                     "label_targets",
                     "objective",
@@ -435,6 +440,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(
             f"accuracy {acc['accuracy_mean']:.2f} ± {acc['accuracy_std']:.2f}% over "
             f"{acc.get('n_models', '?')}"
+        )
+    if data.formation > 1:
+        stored = data.images.shape[:2].numel()
+        print(
+            f"formation {data.formation}: {stored} stored images decode to {stored * data.formation**2}"
         )
     lrs = data.lrs
     print(f"lrs: min {lrs.min():.4g}, max {lrs.max():.4g}")
