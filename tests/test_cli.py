@@ -459,7 +459,9 @@ def test_a_scripts_outputs_are_checked_before_its_work(tiny_set, tmp_path):
         checked_args(parser, ["--out", str(tmp_path / "file")])
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "RUN", "--json", ""], ["export", "RUN", "--out", ""]])
+@pytest.mark.parametrize(
+    "argv", [["evaluate", "RUN", "--json", ""], ["export", "RUN", "--out", ""]]
+)
 def test_an_empty_path_is_refused_not_read_as_the_working_directory(argv, tiny_set, capsys):
     argv = [str(tiny_set) if a == "RUN" else a for a in argv]
     assert main(argv) == 1

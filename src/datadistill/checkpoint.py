@@ -112,9 +112,8 @@ class DistillState:
         return torch.autograd.grad(label_targets(labels, self.label_kind), labels, d_targets)[0]
 
 
-CheckpointContents = tuple[
-    dict[str, Tensor], dict[str, str]
-]  # (tensors, metadata) of one checkpoint
+# (tensors, metadata) of one checkpoint
+CheckpointContents = tuple[dict[str, Tensor], dict[str, str]]
 
 
 def save_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Path:

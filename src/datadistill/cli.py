@@ -343,11 +343,12 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     from datadistill.gallery import pull
 
+    out = args.out or Path("runs") / str(args.name)
     if args.out is None:  # the default destination is checked as a given --out is
         from datadistill.artifacts import check_writable
 
-        check_writable(Path("runs") / str(args.name), "--out", folder=True)
-    out = pull(args.name, args.out or Path("runs") / args.name)
+        check_writable(out, "--out", folder=True)
+    out = pull(args.name, out)
     print(f"copied {args.name} to {out}; try: datadistill evaluate {out}")
     return 0
 
@@ -502,21 +503,32 @@ COMMANDS = {
 }
 
 
+OUTPUT_FILES = ("json", "md")  # --json of every command and script; the scripts' Markdown --md
+OUTPUT_FIGURES = (
+    "plot",
+    "thumbnails",
+    "heatmap",
+    "png",
+)  # linear, gallery, attack; the scripts' --png
+
+
 def _check_destinations(args: argparse.Namespace) -> None:
-    """Every command's --json file, --out folder and figure can be written: say so before any work is done."""
+    """Every command's and script's output files, figures and --out folder can be written: say so before any
+    work is done (``check_writable``, ``check_figure_path``)."""
     from datadistill.artifacts import check_figure_path, check_writable
 
-    for name in ("json", "out", "export_to", "plot", "thumbnails", "heatmap"):
+    for name in ("out", "export_to", *OUTPUT_FILES, *OUTPUT_FIGURES):
         if getattr(args, name, None) == "":  # Path("") is the working directory
             flag = "--out" if name == "export_to" else f"--{name}"
             raise ValueError(f"{flag} is empty: give it a path")
-    if getattr(args, "json", None) is not None:
-        check_writable(args.json, "--json")
+    for name in OUTPUT_FILES:
+        if getattr(args, name, None) is not None:
+            check_writable(getattr(args, name), f"--{name}")
     if getattr(args, "out", None) is not None:
         check_writable(args.out, "--out", folder=True)
-    for figure in ("plot", "thumbnails", "heatmap"):  # linear, gallery, attack
-        if getattr(args, figure, None) is not None:
-            check_figure_path(getattr(args, figure), f"--{figure}")
+    for name in OUTPUT_FIGURES:
+        if getattr(args, name, None) is not None:
+            check_figure_path(getattr(args, name), f"--{name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -587,19 +599,10 @@ def checked_args(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
 ) -> argparse.Namespace:
     """``parser.parse_args(argv)`` for the scripts under ``benchmarks/``, with their outputs checked before any
-    work, as the command's are: ``--json``/``--md`` files and ``--png``/``--plot`` figures can be written and
-    are none of a run's own files, ``--out`` can be a folder (``check_writable``, ``check_figure_path``)."""
-    from datadistill.artifacts import check_figure_path, check_writable
-
+    work as the command's are (``_check_destinations``): ``--json``/``--md`` files and ``--png``/``--plot``
+    figures can be written and are none of a run's own files, ``--out`` can be a folder."""
     args = parser.parse_args(argv)
-    for name in ("json", "md"):
-        if getattr(args, name, None) is not None:
-            check_writable(getattr(args, name), f"--{name}")
-    for name in ("png", "plot"):
-        if getattr(args, name, None) is not None:
-            check_figure_path(getattr(args, name), f"--{name}")
-    if getattr(args, "out", None) is not None:
-        check_writable(args.out, "--out", folder=True)
+    _check_destinations(args)
     return args
 
 

@@ -169,9 +169,7 @@ def distill(
     if images is not None:
         if not isinstance(images, Tensor) or not images.is_floating_point():
             got = (
-                type(images).__name__
-                if not isinstance(images, Tensor)
-                else f"a {images.dtype} tensor"
+                f"a {images.dtype} tensor" if isinstance(images, Tensor) else type(images).__name__
             )
             raise ValueError(
                 "images= takes the starting pixels as a float torch.Tensor [steps, per_step, C, H, W] "
@@ -302,9 +300,8 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     lrs = None
     if run.start is not None:  # distill() refused images= beside it
         images, lrs = run.start.images.float(), run.start.lrs.float()
-    state = initial_state(
-        cfg, run.train, run.device, images, lrs
-    )  # refusals before any folder is made
+    # Built before the folder is made, so that its refusals (e.g. a set too large for memory) leave none.
+    state = initial_state(cfg, run.train, run.device, images, lrs)
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -459,9 +456,8 @@ def _drive(run: _Run, state: DistillState, progress: bool) -> dict[str, float]:
         try:
             record = outer_step(run, state, last_good=last_good)
         except KeyboardInterrupt:
-            if (
-                pending is not None and world.is_main
-            ):  # an interrupt is no divergence: keep that state
+            # An interrupt is no divergence: keep the checkpoint that was waiting for this step.
+            if pending is not None and world.is_main:
                 write_checkpoint(out, pending)
             raise
         step_seconds += time.perf_counter() - step_start

@@ -101,9 +101,8 @@ def positive_number(name: str, value: Any) -> None:
         raise ValueError(f"{flag(name)} must be a positive number, got {value!r}")
 
 
-MAX_SEED = (
-    1_000_000_000  # seeds derived from --seed (seed + i, seed · k + j) stay within torch's range
-)
+# Seeds derived from --seed (seed + i, seed · k + j) stay within torch's range.
+MAX_SEED = 1_000_000_000
 
 
 def check_seed(value: Any) -> None:

@@ -424,9 +424,8 @@ def run_linear(cfg: LinearConfig) -> tuple[LinearProblem, list[SweepRow]]:
         check_figure_path(cfg.plot, "--plot")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    if (
-        cfg.data == "synthetic"
-    ):  # 32·D points of D float64 values, and a few D x D matrices beside them
+    if cfg.data == "synthetic":
+        # 32·D points of D float64 values, and a few D x D matrices beside them
         check_fits_in_memory(
             (32 + 8) * cfg.dim**2 * 8,
             f"the synthetic problem of --dim {cfg.dim}",
