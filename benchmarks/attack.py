@@ -40,7 +40,23 @@ from datadistill.experiments.attack_report import attack_report
 
 
 def _pairs(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(v) for v in pair.split(":")) for pair in text.split(",")]  # type: ignore[misc]
+    """``K:T,K:T,…`` as (source, target) class pairs; each source must differ from its target."""
+    pairs = []
+    for pair in text.split(","):
+        try:
+            source, target = (int(v) for v in pair.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected SOURCE:TARGET class pairs such as 0:1,3:8, got {pair!r}"
+            ) from None
+        if source == target:
+            raise argparse.ArgumentTypeError(
+                f"{pair} attacks class {source} into itself: each pair needs two different classes"
+            )
+        if min(source, target) < 0:
+            raise argparse.ArgumentTypeError(f"{pair}: classes are numbered from 0")
+        pairs.append((source, target))
+    return pairs
 
 
 def _parse() -> argparse.Namespace:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import checked_args, count_arg, run_script
+from datadistill.cli import checked_args, count_arg, refuse_started_runs, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 from published import PAPER_PRESETS
 
@@ -58,6 +58,8 @@ def main() -> None:
         settings = parse_assignments(DistillConfig, args.set)
     except ValueError as error:
         parser.error(str(error))
+    probes = [f"{preset}-probe" for preset in args.presets] if args.minutes else []
+    refuse_started_runs(parser, [Path(args.out) / name for name in [*args.presets, *probes]])
 
     results = []
     json_path = Path(args.json)

@@ -30,7 +30,7 @@ import torch
 
 import datadistill
 from datadistill import DistillConfig, DistilledData, load_dataset
-from datadistill.cli import checked_args, count_arg, run_script
+from datadistill.cli import checked_args, count_arg, refuse_started_runs, run_script
 from datadistill.config import (
     AUGMENTATIONS,
     load_config,
@@ -140,6 +140,9 @@ def main() -> None:
         device = resolve_device(args.device)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
+    # a finished cell is evaluated again; one stopped mid-way is the user's to continue or remove
+    unfinished = [Path(args.out) / cell.replace(":", "-") for cell in args.cells]
+    refuse_started_runs(parser, [f for f in unfinished if not (f / "distilled.safetensors").exists()])
     if device.type == "cuda":
         if args.nproc > torch.cuda.device_count():
             parser.error(

@@ -137,7 +137,9 @@ def truncated(updates: list[int], window: int, iterations: int, json_path: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=count_arg, nargs="+", default=[1, 10, 30, 100])
-    parser.add_argument("--methods", nargs="+", default=["autograd", "reverse"])
+    parser.add_argument(
+        "--methods", nargs="+", choices=["autograd", "reverse"], default=["autograd", "reverse"]
+    )
     parser.add_argument("--iterations", type=count_arg, default=5)
     parser.add_argument("--json", default="runs/memory.json")
     parser.add_argument(

@@ -88,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pool-train", type=count_arg, default=20, help="pool networks for distillation"
     )
-    p.add_argument("--pool-heldout", type=int, default=10, help="held-out pool networks")
+    p.add_argument(
+        "--pool-heldout", type=count_arg, default=10, help="held-out pool networks (>= 1: they measure)"
+    )
     p.add_argument(
         "--pretrain-epochs",
         nargs="+",
@@ -112,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--candidates", type=count_arg, default=10, help="random sets for optimized real"
     )
-    p.add_argument("--val-size", type=int, default=2000, help="TARGET train images for tuning")
+    p.add_argument("--val-size", type=count_arg, default=2000, help="TARGET train images for tuning")
     p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
     p.add_argument(
         "--usps-geometry",

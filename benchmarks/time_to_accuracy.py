@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import datadistill
-from datadistill.cli import checked_args, count_arg, run_script
+from datadistill.cli import checked_args, count_arg, refuse_started_runs, run_script
 from datadistill.config import DistillConfig, load_config, parse_assignments
 
 
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/time_to_accuracy", help="run folder")
     parser.add_argument("--json", default="runs/time_to_accuracy.json")
     args = checked_args(parser)
+    refuse_started_runs(parser, [Path(args.out)])
     if not all(0 < t <= 100 for t in args.thresholds):
         raise ValueError(
             f"--thresholds are test accuracies in percent, in (0, 100], got {args.thresholds}"

@@ -299,3 +299,22 @@ def test_selected_attack_keeps_its_best_iterate_and_skips_the_held_back_nets(tmp
     history = json.loads((Path(result["run_dir"]) / "distilled-0to1" / "metrics.json").read_text())
     scores = [r["val_accuracy"] for r in history if "val_accuracy" in r]
     assert len(scores) == 20 and m["val_accuracy"] == max(scores)
+
+
+def test_the_benchmark_scripts_pairs_are_checked_where_they_are_given():
+    """benchmarks/attack.py's --pairs names itself, not the library's --source-class, when a pair is bad."""
+    import argparse
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "attack.py"
+    pairs = runpy.run_path(str(script))["_pairs"]
+    assert pairs("0:1,3:8") == [(0, 1), (3, 8)]
+    for text, message in [
+        ("3:3", "attacks class 3 into itself"),
+        ("3-4", "expected SOURCE:TARGET class pairs"),
+        ("1:2:3", "expected SOURCE:TARGET class pairs"),
+        ("-1:3", "classes are numbered from 0"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            pairs(text)

@@ -435,6 +435,21 @@ def test_the_scripts_argument_types_refuse_what_they_would_divide_by_or_overflow
             seed_arg(bad)
 
 
+def test_scripts_that_start_runs_afresh_name_a_folder_holding_one(tiny_set, tmp_path, capsys):
+    import argparse
+
+    from datadistill.cli import refuse_started_runs
+
+    parser = argparse.ArgumentParser(prog="bench.py")
+    refuse_started_runs(parser, [tmp_path / "absent", tmp_path])  # neither holds a run
+    with pytest.raises(SystemExit):
+        refuse_started_runs(parser, [tmp_path, tiny_set])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bench.py: error: {tiny_set} already holds a distillation run: remove it or choose another --out "
+        f"(continue it with `datadistill distill --resume --out {tiny_set}`)"
+    )
+
+
 def test_a_scripts_outputs_are_checked_before_its_work(tiny_set, tmp_path):
     import argparse
 

@@ -310,6 +310,13 @@ def _written_by_distill(path: Path) -> bool:
     return isinstance(written, dict) and bool(written) and set(written) <= settings
 
 
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a distillation run, finished or checkpointed."""
+    return any(
+        (folder / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, DISTILLED_FILE)
+    )
+
+
 def check_run_folder(out: Path, cfg: DistillConfig) -> None:
     """Refuse an ``--out`` that cannot hold this run, before anything is computed or written.
 
@@ -317,9 +324,7 @@ def check_run_folder(out: Path, cfg: DistillConfig) -> None:
     only written into with ``--force``; a file, or a folder that cannot be written, is never used.
     """
     check_writable(out, "--out", folder=True)
-    has_run = any(
-        (out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, DISTILLED_FILE)
-    )
+    has_run = holds_run(out)
     if cfg.resume:
         if not any((out / name).exists() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT)):
             raise FileNotFoundError(

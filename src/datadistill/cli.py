@@ -606,6 +606,19 @@ def checked_args(
     return args
 
 
+def refuse_started_runs(parser: argparse.ArgumentParser, folders: Sequence[Path]) -> None:
+    """For the scripts under ``benchmarks/`` that start distillations afresh: ``parser.error`` naming the
+    first of ``folders`` that already holds a run (scripts have no ``--resume``; the command has)."""
+    from datadistill.checkpoint import holds_run
+
+    for folder in folders:
+        if holds_run(folder):
+            parser.error(
+                f"{folder} already holds a distillation run: remove it or choose another --out "
+                f"(continue it with `datadistill distill --resume --out {folder}`)"
+            )
+
+
 def count_arg(text: str) -> int:
     """An argparse ``type`` for the scripts' counts (networks, iterations, epochs…): a whole number >= 1."""
     try:
