@@ -471,3 +471,30 @@ def test_evaluate_and_replay_say_what_they_take():
         replay("runs/x", net, dict(net.named_parameters()))
     with pytest.raises(ValueError, match="replay needs θ_0's parameters, got an empty dict"):
         replay(_tiny_set(), net, {})
+
+
+def test_a_measured_accuracy_is_dropped_once_the_tensors_it_was_measured_on_change(tmp_path, capsys):
+    """A released set's accuracy names the tensors it was measured on; edited pixels keep no stale claim."""
+    from datadistill import load_pretrained
+
+    released = load_pretrained("mnist-fixed-10")
+    measured = released.manifest["accuracy"]
+    assert measured["tensors_sha256"] == released.digest()
+
+    released.save(tmp_path / "copy")  # unchanged: the number still describes the set
+    assert DistilledData.load(tmp_path / "copy").manifest["accuracy"] == measured
+
+    released.images = released.images + 0.5
+    released.save(tmp_path / "edited")
+    assert "accuracy" not in DistilledData.load(tmp_path / "edited").manifest
+    assert main(["show", str(tmp_path / "edited")]) == 0
+    assert "\naccuracy " not in capsys.readouterr().out
+
+    # the same when the tensors file is replaced beside the released manifest
+    shutil.copy(tmp_path / "edited" / "distilled.safetensors", tmp_path / "copy")
+    assert "accuracy" not in DistilledData.load(tmp_path / "copy").manifest
+    # a set whose accuracy names no tensors (written before the digest was kept) keeps it
+    manifest = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    del manifest["accuracy"]["tensors_sha256"]
+    (tmp_path / "copy" / "manifest.json").write_text(json.dumps(manifest))
+    assert "accuracy_mean" in DistilledData.load(tmp_path / "copy").manifest["accuracy"]

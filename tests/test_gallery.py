@@ -97,10 +97,16 @@ def test_evaluate_and_show_take_a_released_set_by_name(tmp_path, capsys):
     assert main(["evaluate", "mnist-fixed-10", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["n_models"] == 1  # a fixed-init set replays its one init
     capsys.readouterr()
-    assert main(["show", "mnist-fixed-10"]) == 1  # never draws into the installed package
-    err = capsys.readouterr().err.strip()
-    assert err.endswith("is a released set inside the package: give --out FOLDER for its pictures")
-    assert len(err.splitlines()) == 1
+    from datadistill.gallery import GALLERY_DIR
+
+    in_package = GALLERY_DIR / "mnist-fixed-10"
+    relative = os.path.relpath(in_package)  # named by its path from here, as a clone's user would
+    for name in ("mnist-fixed-10", str(in_package), relative):
+        assert main(["show", name]) == 1  # never draws into the installed package
+        err = capsys.readouterr().err.strip()
+        assert err.endswith("is a released set inside the package: give --out FOLDER for its pictures")
+        assert len(err.splitlines()) == 1
+    assert not (in_package / "steps.png").exists()
     assert main(["show", "mnist-fixed-10", "--out", str(tmp_path / "pictures")]) == 0
     assert (tmp_path / "pictures" / "steps.png").is_file()
 

@@ -174,8 +174,12 @@ class DistilledData:
             fix="correct it before use",
         )
 
+    def digest(self) -> str:
+        """sha256 of the images, labels and step sizes (dtype, shape and bytes of each)."""
+        return _digest({"images": self.images, "labels": self.labels, "lrs": self.lrs})
+
     def _manifest_to_write(self) -> dict[str, Any]:
-        manifest = {"version": __version__, **self.manifest}
+        manifest = _without_stale_accuracy({"version": __version__, **self.manifest}, self.digest())
         manifest.update(
             steps=self.num_steps,
             epochs=self.epochs,
@@ -249,11 +253,21 @@ class DistilledData:
             )
         manifest = read_manifest(manifest_path)
         check_distilled(tensors, manifest, tensor_path=path, manifest_path=manifest_path)
+        manifest = _without_stale_accuracy(manifest, _digest(tensors))
         pretrained = manifest.get("pretrained")
         if pretrained and not Path(pretrained).is_absolute():
             # Released sets carry their pre-trained network beside them (``gallery.publish``).
             manifest["pretrained"] = str(folder / pretrained)
         return cls(tensors["images"], tensors["labels"], tensors["lrs"], manifest)
+
+
+def _without_stale_accuracy(manifest: dict[str, Any], digest: str) -> dict[str, Any]:
+    """``manifest`` less its ``accuracy`` when that was measured on other tensors than ``digest`` names (a
+    set edited after it was measured): the number is a claim about pixels that are no longer there."""
+    measured = manifest.get("accuracy")
+    if isinstance(measured, dict) and measured.get("tensors_sha256") not in (None, digest):
+        return {k: v for k, v in manifest.items() if k != "accuracy"}
+    return manifest
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -403,7 +403,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from datadistill.viz import save_step_grids
 
     folder = locate(args.run)
-    if args.out is None and folder.parent == GALLERY_DIR:
+    if args.out is None and folder.resolve().parent == GALLERY_DIR.resolve():  # by name or by path
         raise ValueError(
             f"{args.run} is a released set inside the package: give --out FOLDER for its pictures"
         )
