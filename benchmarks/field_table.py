@@ -142,7 +142,9 @@ def main() -> None:
         parser.error(str(error))
     # a finished cell is evaluated again; one stopped mid-way is the user's to continue or remove
     unfinished = [Path(args.out) / cell.replace(":", "-") for cell in args.cells]
-    refuse_started_runs(parser, [f for f in unfinished if not (f / "distilled.safetensors").exists()])
+    refuse_started_runs(
+        parser, [f for f in unfinished if not (f / "distilled.safetensors").exists()]
+    )
     if device.type == "cuda":
         if args.nproc > torch.cuda.device_count():
             parser.error(

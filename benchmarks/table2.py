@@ -89,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pool-train", type=count_arg, default=20, help="pool networks for distillation"
     )
     p.add_argument(
-        "--pool-heldout", type=count_arg, default=10, help="held-out pool networks (>= 1: they measure)"
+        "--pool-heldout",
+        type=count_arg,
+        default=10,
+        help="held-out pool networks (>= 1: they measure)",
     )
     p.add_argument(
         "--pretrain-epochs",
@@ -114,7 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--candidates", type=count_arg, default=10, help="random sets for optimized real"
     )
-    p.add_argument("--val-size", type=count_arg, default=2000, help="TARGET train images for tuning")
+    p.add_argument(
+        "--val-size", type=count_arg, default=2000, help="TARGET train images for tuning"
+    )
     p.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS))
     p.add_argument(
         "--usps-geometry",

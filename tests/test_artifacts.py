@@ -473,7 +473,9 @@ def test_evaluate_and_replay_say_what_they_take():
         replay(_tiny_set(), net, {})
 
 
-def test_a_measured_accuracy_is_dropped_once_the_tensors_it_was_measured_on_change(tmp_path, capsys):
+def test_a_measured_accuracy_is_dropped_once_the_tensors_it_was_measured_on_change(
+    tmp_path, capsys
+):
     """A released set's accuracy names the tensors it was measured on; edited pixels keep no stale claim."""
     from datadistill import load_pretrained
 

@@ -36,7 +36,9 @@ def test_bad_flag_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, fla
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_cell_stopped_mid_way_is_named_before_any_other_cell_distils(tmp_path, monkeypatch, capsys):
+def test_a_cell_stopped_mid_way_is_named_before_any_other_cell_distils(
+    tmp_path, monkeypatch, capsys
+):
     """The script has no --resume; a cell folder holding a checkpoint is the user's to continue or remove."""
     stopped = tmp_path / "runs" / "fashion-mnist-1"
     stopped.mkdir(parents=True)

@@ -104,7 +104,9 @@ def test_evaluate_and_show_take_a_released_set_by_name(tmp_path, capsys):
     for name in ("mnist-fixed-10", str(in_package), relative):
         assert main(["show", name]) == 1  # never draws into the installed package
         err = capsys.readouterr().err.strip()
-        assert err.endswith("is a released set inside the package: give --out FOLDER for its pictures")
+        assert err.endswith(
+            "is a released set inside the package: give --out FOLDER for its pictures"
+        )
         assert len(err.splitlines()) == 1
     assert not (in_package / "steps.png").exists()
     assert main(["show", "mnist-fixed-10", "--out", str(tmp_path / "pictures")]) == 0
