@@ -318,3 +318,18 @@ def test_the_benchmark_scripts_pairs_are_checked_where_they_are_given():
     ]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             pairs(text)
+
+
+def test_the_attack_reads_its_data_one_way_for_pool_distillation_and_baselines(tmp_path):
+    """--resize/--pad/--channels/--test-fraction reach the pool it pre-trains and the run it distils."""
+    from datadistill.config import AttackConfig
+    from datadistill.experiments.attack import _data_options, _distill_config
+
+    cfg = AttackConfig(
+        dataset="digits", pretrained=str(tmp_path / "pool"), source_class=0, target_class=1,
+        resize=12, pad=2, channels=1, test_fraction=0.3,
+    ).validate(10)  # fmt: skip
+    distill_cfg = _distill_config(cfg, tmp_path / "run", 10, 2, 1000)
+    options = {"resize": 12, "pad": 2, "channels": 1, "test_fraction": 0.3}
+    assert _data_options(cfg) == options
+    assert {k: getattr(distill_cfg, k) for k in options} == options

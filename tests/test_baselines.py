@@ -155,3 +155,16 @@ def test_field_protocol_trains_on_images_as_a_dataset(digits, tmp_path):
     assert result.protocol == DATASET_PROTOCOL == "dataset" and "| dataset |" in result.table()
     assert result.n_models == 2 and result.accuracy_mean > 60.0
     assert result.recipe.startswith("mlp: SGD m0.9 wd0, lr 0.01 /10 at epoch 25, batch 32")
+
+
+def test_baselines_read_data_as_distill_does_with_resize_and_pad(tmp_path, capsys):
+    """LeNet takes 12x12 and up: on the 8x8 digits the baselines refuse it and point to --resize, which
+    they now have (they had named a flag they lacked)."""
+    base = "baselines --dataset digits --model lenet --steps 1 --epochs 1 --only average-real --no-learn-lrs"
+    assert main(base.split()) == 1
+    assert "--resize" in capsys.readouterr().err
+    out = tmp_path / "b.json"
+    assert main([*base.split(), "--resize", "12", "--pad", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert (report["config"]["resize"], report["config"]["pad"]) == (12, 2)
+    assert 10.0 < report["rows"][0]["accuracy_mean"] <= 100.0

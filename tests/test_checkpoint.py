@@ -146,3 +146,54 @@ def test_label_gradient_chains_through_the_softmax():
     assert torch.allclose(state.label_grad(d_targets), expected)
     free = DistillState(torch.zeros(1), logits, torch.zeros(1), None, 0, [], "free")
     assert torch.equal(free.label_grad(d_targets), d_targets)
+
+
+def test_a_checkpoint_refuses_to_go_on_from_other_data(tmp_path):
+    state = _state(0)
+    state.data_sha256 = "a" * 64
+    save_checkpoint(tmp_path, state, DistillConfig(**TINY))
+    same = _state(1)
+    same.data_sha256 = "a" * 64
+    load_checkpoint(tmp_path, same, DistillConfig(**TINY))
+    other = _state(1)
+    other.data_sha256 = "b" * 64
+    with pytest.raises(
+        ValueError,
+        match=r"the data digits changed since .* \(sha256 aaaa.* recorded, bbbb.* found\)",
+    ):
+        load_checkpoint(tmp_path, other, DistillConfig(**TINY))
+
+
+def test_resume_of_a_run_on_a_users_data_refuses_it_once_the_files_change(tmp_path, capsys):
+    import numpy as np
+
+    from datadistill.cli import main
+
+    gen = np.random.default_rng(0)
+    arrays = {
+        "x_train": gen.integers(0, 256, (30, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(30) % 3,
+        "x_test": gen.integers(0, 256, (9, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(9) % 3,
+    }
+    data, out = tmp_path / "mine.npz", tmp_path / "run"
+    np.savez(data, **arrays)
+    flags = ["--model", "mlp", "--steps", "1", "--epochs", "1", "--eval-models", "1"]
+    assert main(["distill", "--dataset", str(data), *flags, "--iterations", "2",
+                 "--checkpoint-every", "1", "--out", str(out)]) == 0  # fmt: skip
+    arrays["x_train"][0] = 255 - arrays["x_train"][0]  # one image edited
+    np.savez(data, **arrays)
+    capsys.readouterr()
+    assert main(["distill", "--resume", "--out", str(out), "--iterations", "4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "changed since" in err and "restore it to resume" in err and len(err.splitlines()) == 1
+    assert (
+        json.loads((out / "manifest.json").read_text())["iterations"] == 2
+    )  # the run is as it was
+
+
+def test_giving_on_resume_the_value_a_default_stood_for_is_no_change(tmp_path):
+    saved = to_dict(DistillConfig(**TINY))  # test_fraction None: 0.2 of each class held out
+    assert check_compatible(saved, DistillConfig(**TINY, test_fraction=0.2), tmp_path) == {}
+    with pytest.raises(ValueError, match=r"test_fraction: None -> 0.3"):
+        check_compatible(saved, DistillConfig(**TINY, test_fraction=0.3), tmp_path)

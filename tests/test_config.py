@@ -313,3 +313,37 @@ def test_python_callers_get_the_same_one_line_refusals(settings, message, tmp_pa
 def test_a_path_setting_may_be_a_path_and_is_kept_as_text(tmp_path):
     cfg = DistillConfig(out=tmp_path / "run").validate()
     assert cfg.out == str(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"resize": 0}, "--resize must be a positive integer"),
+        ({"pad": -1}, "--pad must be a whole number of pixels >= 0"),
+        ({"channels": 0}, "--channels must be a positive integer"),
+        ({"test_fraction": 1.5}, "--test-fraction must be a number between 0 and 1"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", ["DistillConfig", "BaselinesConfig", "PretrainConfig", "AttackConfig"]
+)
+def test_every_command_that_reads_data_takes_the_same_data_options(command, setting, message):
+    """A user's data may need --resize/--pad/--channels/--test-fraction wherever it can be read (baselines
+    and attack named flags they lacked); each is checked in the same words by every command."""
+    import datadistill.config as config
+
+    required = {
+        "PretrainConfig": {"dataset": "digits", "model": "mlp", "out": "pool", "count": 2},
+        "AttackConfig": {
+            "dataset": "digits",
+            "pretrained": "pool",
+            "source_class": 0,
+            "target_class": 1,
+        },
+    }.get(command, {})
+    cls = getattr(config, command)
+    load_config(
+        cls, None, {**required, "resize": 12, "pad": 2, "channels": 1, "test_fraction": 0.3}
+    )
+    with pytest.raises(ValueError, match=message):
+        load_config(cls, None, {**required, **setting})

@@ -147,6 +147,11 @@ def test_cli_distill_evaluate_show_on_a_folder(folder: Path, tmp_path: Path, cap
     assert result["accuracy_mean"] == pytest.approx(manifest["accuracy"]["accuracy_mean"])
     assert main(["show", str(run)]) == 0
     assert "data_source" in capsys.readouterr().out
+    for inside in (folder, folder / "pictures"):  # they would be read as data (a class, or refused)
+        line = _error_line(capsys, ["show", str(run), "--out", str(inside)])
+        assert line.endswith(f"is inside the data folder {folder.resolve()}: files written there "
+                             "would be read as data by the next run on it; choose an --out outside it")  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["test", "train"]
 
     # moved: a one-line error naming the path, the hash and --data-dir; found again with --data-dir
     moved = tmp_path / "elsewhere"

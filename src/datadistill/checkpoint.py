@@ -33,7 +33,7 @@ from datadistill.artifacts import (
 )
 from datadistill.config import DistillConfig, to_dict
 from datadistill.config.presets import read_yaml
-from datadistill.data.sources import looks_like_path
+from datadistill.data.sources import DEFAULT_TEST_FRACTION, looks_like_path
 from datadistill.models.user import factory_root, make_importable
 from datadistill.types import Steps
 
@@ -87,6 +87,8 @@ class DistillState:
     # --init-images FOLDER: the iterations the set it went on from had (its own and all before them), kept
     # here so that --resume needs only the checkpoint, not the folder
     iterations_before: int | None = None
+    # a user's data: the sha256 of what the run distils from, so that --resume refuses changed data
+    data_sha256: str | None = None
 
     def steps(self) -> Steps:
         return Steps(
@@ -142,6 +144,7 @@ def checkpoint_contents(state: DistillState, cfg: DistillConfig) -> CheckpointCo
         "history": json.dumps(state.history),
         "schedule_progress": repr(state.progress),
         "resume_history": json.dumps(state.resume_history),
+        **({"data_sha256": state.data_sha256} if state.data_sha256 else {}),
         "version": __version__,
     }
     roots = {spec: factory_root(spec) for spec in (cfg.model, *cfg.extra_models)}
@@ -183,6 +186,7 @@ def load_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
             tqdm.write(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
             continue
         changes = check_compatible(json.loads(meta["config"]), cfg, path)
+        _check_same_data(meta.get("data_sha256"), state.data_sha256, cfg, path)
         done = int(meta["iteration"])
         if cfg.iterations < done:  # the schedule would run backwards and config.yaml would disagree
             raise ValueError(
@@ -198,6 +202,19 @@ def load_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
     raise FileNotFoundError(
         f"nothing to resume in {folder}: no {CHECKPOINT} there; run without --resume to start it"
     )
+
+
+def _check_same_data(
+    recorded: str | None, found: str | None, cfg: DistillConfig, path: Path
+) -> None:
+    """Refuse to go on from ``path`` with other data than it was distilled from (a user's data set whose
+    files changed): the images learnt so far and the data's labels would no longer belong together."""
+    if recorded is not None and found != recorded:
+        raise ValueError(
+            f"the data {cfg.dataset} changed since {path} was written (sha256 {recorded[:16]}… "
+            f"recorded, {str(found)[:16]}… found): restore it to resume, or start a new run in "
+            "another --out"
+        )
 
 
 def anchor_paths(cfg: DistillConfig) -> DistillConfig:
@@ -226,9 +243,15 @@ def import_recorded_models(folder: Path, cfg: DistillConfig) -> None:
         return
 
 
+# settings whose None means a value: giving that value on --resume changes nothing
+_NONE_MEANS = {"test_fraction": DEFAULT_TEST_FRACTION}
+
+
 def _same_setting(key: str, then: Any, now: Any) -> bool:
     if key in PATH_SETTINGS and isinstance(then, str) and isinstance(now, str):
         return Path(then).expanduser().resolve() == Path(now).expanduser().resolve()
+    if key in _NONE_MEANS:
+        then, now = (_NONE_MEANS[key] if v is None else v for v in (then, now))
     return then == now
 
 
@@ -285,18 +308,23 @@ def describe_changes(record: dict[str, Any]) -> str:
 
 
 def _refuse_out_in_data(out: Path, cfg: DistillConfig) -> None:
-    """A run written into its own image folder would be read back as data (a run folder beside class
-    folders is one more class), so ``--out`` never lies in or at ``--dataset``'s folder, ``--force`` or not."""
-    if not looks_like_path(cfg.dataset):
+    refuse_inside_data(out, cfg.dataset, "--out")
+
+
+def refuse_inside_data(out: Path, dataset: str | None, flag: str) -> None:
+    """A run (or its pictures) written into an image folder would be read back as data (a folder or file
+    beside class folders is one more class, or refused), so ``out`` never lies in or at ``dataset``'s
+    folder, ``--force`` or not."""
+    if not dataset or not looks_like_path(dataset):
         return
-    data = Path(cfg.dataset).expanduser()
+    data = Path(dataset).expanduser()
     if not data.is_dir():
         return
-    folder, run = data.resolve(), out.expanduser().resolve()
+    folder, run = data.resolve(), Path(out).expanduser().resolve()
     if run == folder or folder in run.parents:
         raise ValueError(
-            f"--out {out} is inside the data folder {cfg.dataset}: the run's files would be read as data "
-            "by the next run on it; choose an --out outside it"
+            f"{flag} {out} is inside the data folder {dataset}: files written there would be read as "
+            f"data by the next run on it; choose an {flag} outside it"
         )
 
 

@@ -399,6 +399,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
 
     from datadistill.artifacts import DistilledData, check_writable
+    from datadistill.checkpoint import refuse_inside_data
     from datadistill.gallery import GALLERY_DIR, locate
     from datadistill.viz import save_step_grids
 
@@ -411,6 +412,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     m = data.manifest
     pictures = args.out or args.run
     check_writable(pictures, "--out FOLDER (where show draws the pictures)", folder=True)
+    refuse_inside_data(Path(pictures), (m.get("data_source") or {}).get("path"), "--out")
     names = m.get("class_names") or [str(c) for c in range(m["num_classes"])]
     paths = save_step_grids(data.pixels(), data.targets(), data.lrs, names, pictures)
     acc = m.get("accuracy") or {}

@@ -302,6 +302,7 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
         images, lrs = run.start.images.float(), run.start.lrs.float()
     # Built before the folder is made, so that its refusals (e.g. a set too large for memory) leave none.
     state = initial_state(cfg, run.train, run.device, images, lrs)
+    state.data_sha256 = (run.train.source or {}).get("sha256")
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from datadistill.config.settings import (
     EVAL_NETWORKS,
     PROTOCOLS,
     _setting,
+    check_data_options,
     check_device,
     check_fields,
     check_init_noise,
@@ -106,6 +107,11 @@ class BaselinesConfig:
     test_fraction: float | None = _setting(
         None, "your data without a test split: share of each class held out (default 0.2)"
     )
+    resize: int | None = _setting(None, "resize images to NxN (e.g. 28 for USPS)")
+    pad: int | None = _setting(
+        None, "then pad each side with N background pixels (USPS: --resize 20 --pad 4)"
+    )
+    channels: int | None = _setting(None, "convert images to this many channels (1 or 3)")
     init: str = _setting("fixed", "default: fixed", choices=("fixed", "random"))
     init_scheme: str = _setting("xavier", "weight init of fixed/random inits", hidden=True)
     steps: int = _setting(10, "GD steps S (default: 10)")
@@ -147,6 +153,7 @@ class BaselinesConfig:
     def validate(self) -> BaselinesConfig:
         """Raise ValueError, naming the setting and what is allowed, for nonsense values."""
         check_fields(self)
+        check_data_options(self)
         check_device(self.device)
         check_seed(self.seed)
         for name in (
@@ -204,6 +211,14 @@ class AttackConfig:
     """
 
     dataset: str = _setting("mnist", "data set (default mnist)")
+    resize: int | None = _setting(None, "resize images to NxN (e.g. 28 for USPS)")
+    pad: int | None = _setting(
+        None, "then pad each side with N background pixels (USPS: --resize 20 --pad 4)"
+    )
+    channels: int | None = _setting(None, "convert images to this many channels (1 or 3)")
+    test_fraction: float | None = _setting(
+        None, "your data without a test split: share of each class held out (default 0.2)"
+    )
     model: str | None = _setting(
         None, "registered model or module:factory (default: the data set's, lenet for MNIST)"
     )
@@ -289,6 +304,7 @@ class AttackConfig:
         """
         check_fields(self)
         check_pair(self.source_class, self.target_class, num_classes, self.dataset)
+        check_data_options(self)
         check_device(self.device)
         check_seed(self.seed)
         if self.init not in ATTACK_INITS:
@@ -369,6 +385,9 @@ class PretrainConfig:
         None, "then pad each side with N background pixels (USPS: --resize 20 --pad 4)"
     )
     channels: int | None = _setting(None, "convert images to this many channels (1 or 3)")
+    test_fraction: float | None = _setting(
+        None, "your data without a test split: share of each class held out (default 0.2)"
+    )
     out: str | None = _setting(None, "pool folder to create", required=True)
     data_dir: str | None = _setting(
         None, "real data folder (default: $DATADISTILL_DATA, else the cache)"
@@ -391,6 +410,7 @@ class PretrainConfig:
         Fills ``heldout`` left at None with ``count // 10``.
         """
         check_fields(self)
+        check_data_options(self)
         for name in ("dataset", "model", "out"):
             if getattr(self, name) is None:
                 raise ValueError(

@@ -16,6 +16,7 @@ from datadistill.config.settings import (
     SCHEDULES,
     VMAP_AUGMENT_CONFLICT,
     _setting,
+    check_data_options,
     check_device,
     check_fields,
     check_init_noise,
@@ -235,12 +236,7 @@ class DistillConfig:
                 "to distil arrays or a torch Dataset pass train=(x, y) and test=(x, y) instead"
             )
         check_fields(self)
-        if self.test_fraction is not None and not (
-            is_finite_number(self.test_fraction) and 0 < self.test_fraction < 1
-        ):
-            raise ValueError(
-                f"--test-fraction must be a number between 0 and 1 (e.g. 0.2), got {self.test_fraction!r}"
-            )
+        check_data_options(self)
         self._validate_numbers()
         self._validate_choices()
         self._validate_extra_models()
@@ -278,8 +274,6 @@ class DistillConfig:
             "eval_models",
             "decay_every",
             "images_per_step",
-            "resize",
-            "channels",
             "window",
             "inner_batch",
         ):
@@ -292,13 +286,6 @@ class DistillConfig:
         ):
             raise ValueError(
                 f"--val-size must be a whole number of training images >= 0, got {self.val_size!r}"
-            )
-        if self.pad is not None and (
-            isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0
-        ):
-            raise ValueError(
-                f"--pad must be a whole number of pixels >= 0, got {self.pad!r}; to make images "
-                "smaller lower --resize instead (e.g. --resize 20 --pad 4 gives 28x28)"
             )
         for name in ("lr", "lr_init"):
             positive_number(name, getattr(self, name))

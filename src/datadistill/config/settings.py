@@ -125,6 +125,25 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def check_data_options(cfg: Any) -> None:
+    """The data options a command shares (those of ``cfg``'s fields among ``resize``, ``pad``,
+    ``channels``, ``test_fraction``): each None or in its range, refused with the flag and the range."""
+    for name in ("resize", "channels"):
+        if getattr(cfg, name, None) is not None:
+            positive_int(name, getattr(cfg, name))
+    pad = getattr(cfg, "pad", None)
+    if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or pad < 0):
+        raise ValueError(
+            f"--pad must be a whole number of pixels >= 0, got {pad!r}; to make images "
+            "smaller lower --resize instead (e.g. --resize 20 --pad 4 gives 28x28)"
+        )
+    fraction = getattr(cfg, "test_fraction", None)
+    if fraction is not None and not (is_finite_number(fraction) and 0 < fraction < 1):
+        raise ValueError(
+            f"--test-fraction must be a number between 0 and 1 (e.g. 0.2), got {fraction!r}"
+        )
+
+
 def check_init_noise(value: Any) -> None:
     """Raise ValueError unless ``--init-noise`` is a finite number ≥ 0 (shared by distill and attack)."""
     if not (is_finite_number(value) and value >= 0):

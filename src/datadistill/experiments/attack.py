@@ -78,10 +78,18 @@ def ensure_pool(cfg: AttackConfig, folder: Path) -> dict[str, Any]:
             epochs=cfg.pool_epochs,
             out=str(folder),
             data_dir=cfg.data_dir,
+            **_data_options(cfg),
             seed=cfg.seed,
             device=cfg.device,
             progress=cfg.progress,
         )
+    )
+
+
+def _data_options(cfg: AttackConfig) -> dict[str, Any]:
+    """How the attack's data is read, the same for the pool, the distillation and the baselines."""
+    return dict(
+        resize=cfg.resize, pad=cfg.pad, channels=cfg.channels, test_fraction=cfg.test_fraction
     )
 
 
@@ -153,7 +161,7 @@ def distill_attack(
                 f"{out} already holds another distilled set; choose another --out or delete it"
             )
         return data
-    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
+    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, **_data_options(cfg))
     images = start_images(
         train, cfg.images_per_class, cfg.source_class, cfg.target_class, cfg.start, cfg.seed
     )
@@ -197,6 +205,7 @@ def _distill_config(
         eval_every=max(iterations // (40 if cfg.select else 4), 1),
         checkpoint_every=max(iterations, 1),
         data_dir=cfg.data_dir,
+        **_data_options(cfg),
         device=cfg.device,
         out=str(out),
     )
@@ -204,7 +213,7 @@ def _distill_config(
 
 def resolve(cfg: AttackConfig) -> tuple[AttackConfig, Path, ImageDataset]:
     """Validate ``cfg`` against the data set and fill the run and pool folders."""
-    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
+    train = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, **_data_options(cfg))
     cfg.validate(train.num_classes)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out or f"runs/attack-{Path(cfg.dataset).name}-{stamp}")

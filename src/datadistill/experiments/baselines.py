@@ -405,7 +405,13 @@ def _setup(
     cfg = BaselinesConfig(**values).validate()
     device = resolve_device(cfg.device)
     if python_data is None:
-        load = dict(data_dir=cfg.data_dir, test_fraction=cfg.test_fraction)
+        load = dict(
+            data_dir=cfg.data_dir,
+            test_fraction=cfg.test_fraction,
+            resize=cfg.resize,
+            pad=cfg.pad,
+            channels=cfg.channels,
+        )
         train = load_dataset(cfg.dataset, "train", **load)
         test = load_dataset(cfg.dataset, "test", **load)
     setting = make_setting(
@@ -415,6 +421,9 @@ def _setup(
         init_scheme=cfg.init_scheme,
         seed=cfg.seed,
         data_dir=cfg.data_dir,
+        resize=cfg.resize,
+        pad=cfg.pad,
+        channels=cfg.channels,
         image_shape=train.image_shape,
         num_classes=train.num_classes,
         source=train.source,

@@ -93,6 +93,8 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         pad: then add this many background pixels on each side (USPS: ``resize=20, pad=4`` puts its
             digits in MNIST's 20×20 box within 28×28).
         channels: convert images to this many channels (e.g. 3 for MNIST next to SVHN).
+        test_fraction: your data without a test split: the share of each class held out for testing
+            (default 0.2); give the one you distil with, so that no network trains on its test images.
         seed: seed of network 0.
         device: ``cpu`` or ``cuda``.
         batch_size: images per network per step.
@@ -116,7 +118,13 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides: Any) -> dict[str, A
         )
     dev = resolve_device(cfg.device)
 
-    load = dict(data_dir=cfg.data_dir, resize=cfg.resize, pad=cfg.pad, channels=cfg.channels)
+    load = dict(
+        data_dir=cfg.data_dir,
+        resize=cfg.resize,
+        pad=cfg.pad,
+        channels=cfg.channels,
+        test_fraction=cfg.test_fraction,
+    )
     train = load_dataset(cfg.dataset, "train", **load)
     test = load_dataset(cfg.dataset, "test", **load)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,6 +200,7 @@ def _pool_manifest(
         "resize": cfg.resize,
         "pad": cfg.pad,
         "channels": cfg.channels,
+        "test_fraction": cfg.test_fraction,
         "mean": list(train.mean),
         "std": list(train.std),
         "normalisation": "per channel with the source data set's own train mean/std",
