@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from PIL import Image
 
 from datadistill.data import (
     DatasetSpec,
@@ -485,3 +486,258 @@ def test_real_mnist_three_channels():
     ds = _real("mnist", "test", channels=3)
     assert ds.images.shape == (10000, 3, 28, 28) and ds.mean == (0.1307,) * 3
     assert torch.equal(ds.images[:, 1], _real("mnist", "test").images[:, 0])
+
+
+# ----------------------------------------------------------------------------- your own data
+
+
+def _own_folder(root: Path, classes=("a", "b"), per_class=5, mode="L", suffix="png") -> Path:
+    """``root/<class>/<i>.<suffix>``: 8x8 images, class k around gray level 40 + 60·k (8-bit scale)."""
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((8, 8), 40 + 60 * k + i, np.uint8)
+            pixels[0, 0] = 0  # no constant image
+            Image.fromarray(pixels).convert(mode).save(root / name / f"{i}.{suffix}")
+    return root
+
+
+def _arrays(n_per_class=(6, 6, 6)) -> tuple[np.ndarray, np.ndarray]:
+    y = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    x = (np.random.default_rng(0).random((len(y), 8, 8)) * 255).astype(np.uint8)
+    return x, y
+
+
+@pytest.mark.parametrize("train, test", [("Train", "Test"), ("TRAIN", "test")])
+def test_split_folders_are_matched_in_any_case(tmp_path, train, test):
+    # Train/ and Test/ were read as two classes named after the splits
+    _own_folder(tmp_path / "d" / train)
+    _own_folder(tmp_path / "d" / test, per_class=2)
+    ds = load_dataset(str(tmp_path / "d"), "test")
+    assert ds.class_names == ("a", "b") and ds.labels.tolist() == [0, 0, 1, 1]
+    # and half a split is refused in any case too, as train/ beside val/ is
+    _own_folder(tmp_path / "h" / "Train")
+    _own_folder(tmp_path / "h" / "Val")
+    with pytest.raises(ValueError, match="has Train/<class>/ folders but no test/ .beside Val/"):
+        load_dataset(str(tmp_path / "h"))
+
+
+def test_folder_pixels_are_scaled_by_bit_depth_not_by_value(tmp_path):
+    root = tmp_path / "f"
+    for k, name in enumerate(("a_dark", "b_bright")):  # float TIFFs in [0, 1]: were divided by 255
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            pixels = np.full((8, 8), 0.25 + 0.5 * k, np.float32)
+            pixels[0, 0] = i / 10
+            Image.fromarray(pixels).save(root / name / f"{i}.tiff")  # mode F
+    ds = load_dataset(str(root))
+    pixels = ds.denormalize(ds.images)[:, 0, 1, 1]
+    assert pixels[ds.labels == 0] == pytest.approx(0.25, abs=1e-5)
+    assert pixels[ds.labels == 1] == pytest.approx(0.75, abs=1e-5)
+
+    # 16-bit PNGs of 12-bit data: divided by 65535 whatever each image's maximum, so the order holds
+    root = tmp_path / "p16"
+    for name, level in (("low", 100), ("high", 3000)):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8), level + i, np.uint16)).save(root / name / f"{i}.png")
+    ds = load_dataset(str(root))
+    pixels = ds.denormalize(ds.images)[:, 0, 0, 0]
+    assert ds.class_names == ("high", "low")
+    assert pixels[ds.labels == 1].max() < pixels[ds.labels == 0].min()
+    assert pixels[ds.labels == 0].min() == pytest.approx(3000 / 65535, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "pixels, mode, match",
+    [
+        (
+            np.full((8, 8), 200, np.int32),
+            "I",
+            "32-bit integer pixels .* convert the images to 16-bit",
+        ),
+        (np.full((8, 8), 3.0, np.float32), "F", r"range over \[3, 3\].* must lie in \[0, 1\]"),
+    ],
+)
+def test_folder_images_without_a_known_scale_are_refused(tmp_path, pixels, mode, match):
+    root = _own_folder(tmp_path / "d")
+    image = Image.fromarray(pixels)
+    assert image.mode == mode
+    image.save(root / "a" / "odd.tiff")
+    with pytest.raises(ValueError, match=match) as err:
+        load_dataset(str(root))
+    assert "odd.tiff" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gray_palette_images_have_one_channel(tmp_path):
+    assert load_dataset(str(_own_folder(tmp_path / "p", mode="P"))).image_shape == (1, 8, 8)
+    assert load_dataset(str(_own_folder(tmp_path / "g", suffix="gif"))).image_shape == (1, 8, 8)
+    colour = _own_folder(tmp_path / "c", mode="P")
+    Image.new("RGB", (8, 8), (255, 0, 0)).convert("P").save(colour / "a" / "red.png")
+    assert load_dataset(str(colour)).image_shape == (3, 8, 8)
+
+
+def test_split_refuses_a_class_left_without_test_images(tmp_path):
+    # the class got no test image, silently: the accuracy printed left it out
+    root = _own_folder(tmp_path / "d", classes=("a", "b", "c"))
+    for path in sorted((root / "c").iterdir())[1:]:
+        path.unlink()
+    with pytest.raises(
+        ValueError, match="class c has 1 image.*add images of it, or give a separate"
+    ):
+        load_dataset(str(root))
+    x, y = _arrays((6, 6, 2))
+    np.savez(tmp_path / "a.npz", x_train=x, y_train=y, class_names=np.array(["ant", "bee", "cat"]))
+    with pytest.raises(ValueError, match="class cat has 2 image"):
+        load_dataset(str(tmp_path / "a.npz"))
+    assert len(load_dataset(str(tmp_path / "a.npz"), test_fraction=0.3, split="test")) == 5
+
+
+def test_half_precision_tensors_are_read_and_sparse_ones_refused(tmp_path):
+    from datadistill.data.sources import from_python
+
+    x, y = _arrays()
+    x = torch.from_numpy(x).float() / 255
+    y = torch.from_numpy(y)
+    plain = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+    torch.save(plain, tmp_path / "f32.pt")
+    torch.save({**plain, "x_train": x.bfloat16(), "x_test": x.bfloat16()}, tmp_path / "bf16.pt")
+    from safetensors.torch import save_file
+
+    halves = {"x_train": x.half(), "y_train": y, "x_test": x.half(), "y_test": y.clone()}
+    save_file(halves, tmp_path / "f16.safetensors")
+    for name in ("bf16.pt", "f16.safetensors"):
+        half = load_dataset(str(tmp_path / name))
+        assert half.images.dtype == torch.float32 and len(half) == len(y)
+    train, _ = from_python((x.bfloat16(), y), (x.half(), y))
+    assert train.images.dtype == torch.float32
+
+    torch.save({**plain, "x_train": x.to_sparse()}, tmp_path / "sparse.pt")
+    with pytest.raises(
+        ValueError, match=r"sparse.pt: x_train: a sparse_coo tensor; give a dense one"
+    ):
+        load_dataset(str(tmp_path / "sparse.pt"))
+
+
+def test_pt_files_that_are_not_plain_tensors_get_one_clean_line(tmp_path):
+    x, y = _arrays()
+    torch.save({"x_train": x, "y_train": y}, tmp_path / "numpy.pt")  # NumPy arrays, not tensors
+    (tmp_path / "junk.pt").write_bytes(b"hello")
+    for name, expected in [
+        (
+            "numpy.pt",
+            "holds NumPy arrays, which a safe torch.load refuses; convert them with "
+            "torch.from_numpy",
+        ),
+        ("junk.pt", "not a file torch.save wrote (neither a zip archive nor a pickle)"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            load_dataset(str(tmp_path / name))
+        message = str(err.value)
+        assert message.startswith(str(tmp_path / name)) and expected in message
+        assert "\n" not in message and "\x1b" not in message and "two options" not in message
+
+
+def _deep_ints(tmp: Path) -> Path:
+    x, y = _arrays()
+    x[0, 0, 0] = 255  # 12-bit data: 0…4080
+    np.savez(tmp / "d.npz", x_train=x.astype(np.uint16) * 16, y_train=y, x_test=x, y_test=y)
+    return tmp / "d.npz"
+
+
+def _nan(tmp: Path) -> Path:
+    x, y = _arrays()
+    x = x / 255.0
+    x[3, 2, 2] = np.nan
+    np.savez(tmp / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    return tmp / "d.npz"
+
+
+def _flat_x(tmp: Path) -> Path:
+    x, y = _arrays()
+    np.savez(tmp / "d.npz", x_train=x.reshape(-1), y_train=y, x_test=x, y_test=y)
+    return tmp / "d.npz"
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (
+            _deep_ints,
+            "x_train: integer pixels range over 0…4080, but integer pixels are read as 8-bit "
+            "(0…255); give floats in [0, 1] (e.g. x / 65535",
+        ),
+        (
+            _nan,
+            "x_train: pixels hold NaN or inf values (1 of them, the first in image 3); replace them",
+        ),
+        (_flat_x, "x_train/y_train: images of shape (1152,) (1-D); give x as [N, H, W]"),
+    ],
+)
+def test_bad_arrays_get_a_message_with_the_fix(tmp_path, make, expected):
+    path = make(tmp_path)
+    with pytest.raises(ValueError) as err:
+        load_dataset(str(path))
+    assert str(err.value).startswith(str(path)) and expected in str(err.value)
+
+
+def test_channels_refusal_names_the_flag(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"--channels \(channels=\) must be 1 \(gray\) or 3 \(RGB\)"
+    ):
+        load_dataset(str(_own_folder(tmp_path / "d")), channels=2)
+
+
+def test_an_empty_class_folder_is_one_error_with_the_fix_that_works(tmp_path):
+    # an empty train/d without test/d was first sent to add test images, then found empty
+    root = tmp_path / "d"
+    _own_folder(root / "train", classes=("a", "b"))
+    _own_folder(root / "test", classes=("a", "b"), per_class=2)
+    (root / "train" / "d").mkdir()
+    with pytest.raises(
+        ValueError, match="train/d: class folder holds no images; add images or remove"
+    ):
+        load_dataset(str(root))
+    (root / "train" / "d").rmdir()
+    assert load_dataset(str(root), "test").class_names == ("a", "b")
+    (root / "test" / "b" / "0.png").unlink()
+    (root / "test" / "b" / "1.png").unlink()
+    with pytest.raises(
+        ValueError, match="test/b: class folder holds no images, so the test accuracy"
+    ):
+        load_dataset(str(root))
+
+
+def test_a_relative_path_is_never_replaced_by_one_in_data_dir(tmp_path, monkeypatch):
+    # --dataset ./nowhere/mine.npz --data-dir dd trained on dd/mine.npz, silently
+    x, y = _arrays()
+    (tmp_path / "dd").mkdir()
+    np.savez(tmp_path / "dd" / "mine.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    monkeypatch.chdir(tmp_path)
+    for given in ("./nowhere/mine.npz", "mine.npz"):
+        with pytest.raises(FileNotFoundError, match=f"data '{given}' not found .*dd/mine.npz"):
+            load_dataset(given, data_dir="dd")
+    # a run's recorded (absolute) path that moved is still found in data_dir
+    moved = load_dataset(str(tmp_path / "gone" / "mine.npz"), data_dir="dd")
+    assert moved.source["path"] == str(tmp_path / "dd" / "mine.npz")
+
+
+def test_pil_images_from_python_are_scaled_as_in_a_folder():
+    # a torch Dataset of float PIL images went through convert("L"), which clipped [0, 1] to 0 and 1
+    from datadistill.data.sources import from_python
+
+    class Floats(torch.utils.data.Dataset):
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            pixels = np.full((8, 8), 0.25 + 0.5 * (i % 2), np.float32)
+            pixels[0, 0] = i / 40
+            if i % 4 == 0:  # an 8-bit image among the float ones
+                return Image.fromarray(np.round(pixels * 255).astype(np.uint8)), i % 2
+            return Image.fromarray(pixels), i % 2
+
+    train, _ = from_python(Floats(), None)
+    pixels = train.denormalize(train.images)[:, 0, 1, 1]
+    assert pixels[train.labels == 0] == pytest.approx(0.25, abs=0.5 / 255)
+    assert pixels[train.labels == 1] == pytest.approx(0.75, abs=0.5 / 255)

@@ -347,3 +347,237 @@ def test_build_model_refuses_what_it_would_truncate_or_crash_on(args, kwargs, me
     import numpy as np
 
     assert build_model("mlp", torch.Size([1, 8, 8]), np.int64(10)).num_classes == 10
+
+
+# --- your own network (module:factory): pinned by its shapes, imported from where it was, checked once ---
+
+NET_SOURCE = (
+    "from torch import nn\n\n"
+    "def make_net(in_shape, num_classes):\n"
+    "    c, h, w = in_shape\n"
+    "    return nn.Sequential(nn.Conv2d(c, {width}, 3, padding=1), nn.ReLU(), nn.Flatten(),\n"
+    "                         nn.Linear({width} * h * w, num_classes))\n"
+)
+
+
+def _fresh_interpreter_in(monkeypatch: pytest.MonkeyPatch, cwd, *modules: str) -> None:
+    """As a new ``datadistill`` process started in ``cwd``: no user folder on sys.path, no user module."""
+    import sys
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(cwd))])
+    for name in modules:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_a_run_rebuilds_its_own_factory_and_refuses_it_once_edited(tmp_path, monkeypatch, capsys):
+    """A run records the shapes of its ``module:factory`` network. ``evaluate RUN`` imports the factory from
+    the folder it was distilled from, before a same-named module in the working directory, and refuses the
+    factory once a layer's width was edited, naming what changed (it had printed another accuracy)."""
+    import json
+
+    import numpy as np
+
+    from datadistill import distill, evaluate
+    from datadistill.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 4)
+    x = (
+        rng.integers(0, 60, (12, 8, 8)) + 150 * (np.arange(8)[:, None] // 3 == y[:, None, None])
+    ) / 255
+    np.savez(tmp_path / "d.npz", x_train=x.astype(np.float32), y_train=y)
+    home, other = tmp_path / "home", tmp_path / "other"
+    for folder, width in ((home, 4), (other, 6)):
+        folder.mkdir()
+        (folder / "own_nets_a2.py").write_text(NET_SOURCE.format(width=width))
+    _fresh_interpreter_in(monkeypatch, home, "own_nets_a2")
+    argv = ["distill", "--dataset", "../d.npz", "--model", "own_nets_a2:make_net", "--out", "run"]
+    assert (
+        main([*argv, "--steps", "1", "--epochs", "1", "--iterations", "2", "--eval-models", "1"])
+        == 0
+    )
+    manifest = json.loads((home / "run" / "manifest.json").read_text())
+    assert manifest["model_root"] == str(home)
+    assert manifest["model_signature"] == {
+        "0.bias": [4],
+        "0.weight": [4, 1, 3, 3],
+        "3.bias": [3],
+        "3.weight": [3, 256],
+    }
+    recorded = manifest["accuracy"]["accuracy_mean"]
+    capsys.readouterr()
+
+    _fresh_interpreter_in(monkeypatch, other, "own_nets_a2")  # other/own_nets_a2.py is 6 wide
+    assert main(["evaluate", str(home / "run")]) == 0
+    assert f"{recorded:.2f}" in capsys.readouterr().out
+
+    (home / "own_nets_a2.py").write_text(NET_SOURCE.format(width=5))
+    _fresh_interpreter_in(monkeypatch, other, "own_nets_a2")
+    with pytest.raises(ValueError) as err:
+        evaluate(home / "run", progress=False)
+    line = str(err.value)
+    assert "network own_nets_a2:make_net" in line and "\n" not in line
+    assert (
+        "0.weight [4, 1, 3, 3] -> [5, 1, 3, 3]" in line and "3.weight [3, 256] -> [3, 320]" in line
+    )
+    assert line.endswith("restore the factory as it was, or pass the network explicitly "
+                         "(evaluate(run, model=...))")  # fmt: skip
+    # a manifest without the record (an older run) still rebuilds whatever the factory is now
+    del manifest["model_signature"]
+    (home / "run" / "manifest.json").write_text(json.dumps(manifest))
+    assert evaluate(home / "run", progress=False).n_models == 1
+    # a registered model records no signature
+    data = distill(dataset=str(tmp_path / "d.npz"), model="mlp", steps=1, epochs=1, iterations=1,
+                   eval_every=1, out=str(tmp_path / "mlp"), progress=False)  # fmt: skip
+    assert data.manifest["model_signature"] is None
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        # a file path: the module path to write instead, derived from it
+        (
+            "./own_pkg_c3/good.py:make_net",
+            r"is a file path.*write own_pkg_c3\.good:make_net, run from "
+            r"the folder holding own_pkg_c3/ \(",
+        ),
+        ("own_pkg_c3/good:make_net", r"write own_pkg_c3\.good:make_net"),
+        # the module is there, one of its imports is not: that import is the problem
+        (
+            "own_pkg_c3.importerr:make_net",
+            r"importing own_pkg_c3\.importerr failed \(.*importerr\.py, "
+            r"line 2\): ModuleNotFoundError: No module named "
+            r"'not_a_real_module_xyz'; install",
+        ),
+        (
+            "own_pkg_c3.runs_error:make_net",
+            r"importing own_pkg_c3\.runs_error failed .*ZeroDivisionError",
+        ),
+        # a module that is not there: the file Python looked for
+        (
+            "own_pkg_c3.nope:f",
+            r"cannot import 'own_pkg_c3\.nope'.*folder holding own_pkg_c3/nope\.py",
+        ),
+        # the user's random.py loses to the standard library's: say so, and rename
+        (
+            "random:make_net",
+            r"'random' is taken by an installed or standard module \(.*random\.py\).*"
+            r"rename your random\.py",
+        ),
+        ("own_pkg_c3.good:absent", r"module 'own_pkg_c3\.good' \(.*good\.py\) has no 'absent'$"),
+    ],
+)
+def test_a_factory_that_does_not_import_is_one_line_naming_the_cause(
+    spec, message, tmp_path, monkeypatch
+) -> None:
+    import sys
+
+    from datadistill.models.user import resolve_model
+
+    package = tmp_path / "own_pkg_c3"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "good.py").write_text(NET_SOURCE.format(width=2))
+    (package / "importerr.py").write_text("from torch import nn\nimport not_a_real_module_xyz\n")
+    (package / "runs_error.py").write_text("x = 1 / 0\n")
+    (tmp_path / "random.py").write_text(NET_SOURCE.format(width=2))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("own_pkg_c3")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ValueError, match=message) as err:
+        resolve_model(spec, (1, 8, 8), 3)
+    assert "\n" not in str(err.value)
+
+
+class _Scaled(nn.Module):
+    """A linear classifier of ``x · scale`` with ``scale`` a constant buffer (not running statistics)."""
+
+    def __init__(self, in_shape, num_classes, dtype=torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.full(in_shape, 2.0, dtype=dtype))
+        self.fc = nn.Linear(math.prod(in_shape), num_classes)
+
+    def forward(self, x):
+        return self.fc((x * self.scale).flatten(1))
+
+
+def _frozen(in_shape, num_classes):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), 4), nn.Linear(4, num_classes))
+    net[1].weight.requires_grad_(False)
+    return net
+
+
+class _NaN(nn.Module):
+    def __init__(self, in_shape, num_classes) -> None:
+        super().__init__()
+        self.fc = nn.Linear(math.prod(in_shape), num_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).log()  # NaN for every negative logit
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (
+            lambda s, k: nn.Sequential(nn.Flatten(), nn.Linear(math.prod(s), k)).double(),
+            r"holds float64 tensors \(1\.weight, 1\.bias\), but the images it trains on are float32: "
+            r"leave it in float32",
+        ),
+        (lambda s, k: _Scaled(s, k, torch.float64), r"holds float64 tensors \(scale\)"),
+        (
+            lambda s, k: nn.Sequential(
+                nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, k)
+            ),
+            r"keeps running statistics \(1\.running_mean, 1\.running_var, 1\.num_batches_tracked\)"
+            r".*track_running_stats=False\)$",
+        ),
+        (
+            _frozen,
+            r"has frozen parameters \(1\.weight: requires_grad=False\), but every parameter is drawn "
+            r"fresh for each init and trained: keep a fixed tensor as a buffer",
+        ),
+        (
+            _NaN,
+            r"returns non-finite logits \(nan, …\) on a batch of standard-normal images, before",
+        ),
+    ],
+)
+def test_a_network_the_functional_loop_cannot_train_is_refused_once(factory, message) -> None:
+    from datadistill.models.user import resolve_model
+
+    with pytest.raises(ValueError, match=message):
+        resolve_model(factory, (1, 8, 8), 3)
+
+
+def test_constant_buffers_and_batch_statistics_are_not_running_statistics(tmp_path) -> None:
+    """A constant buffer is used as it is (it had been refused as BatchNorm); BatchNorm without running
+    statistics keeps no buffer at all. Both distil."""
+    from datadistill import distill
+    from datadistill.models.user import resolve_model
+
+    net, _ = resolve_model(_Scaled, (1, 8, 8), 3)
+    x = _batch((1, 8, 8))
+    params = init_params(net, "xavier", _gen(0))
+    expected = x.flatten(1) * 2.0 @ params["fc.weight"].T + params["fc.bias"]
+    torch.testing.assert_close(functional_call(net, params, (x,)), expected)
+    stacked = {n: torch.stack([p, p]) for n, p in params.items()}
+    batched = vmap(lambda p: functional_call(net, p, (x,)))(stacked)  # [2, 4, 3]
+    torch.testing.assert_close(batched[1], expected)
+    resolve_model(
+        lambda s, k: nn.Sequential(
+            nn.Conv2d(1, 2, 3),
+            nn.BatchNorm2d(2, track_running_stats=False),
+            nn.Flatten(),
+            nn.Linear(72, k),
+        ),
+        (1, 8, 8),
+        3,
+    )
+    g = torch.Generator().manual_seed(0)
+    train = (torch.rand(12, 1, 8, 8, generator=g), torch.arange(12) % 3)
+    data = distill(train=train, test=train, model=_Scaled, steps=1, epochs=1, iterations=2,
+                   eval_every=2, out=str(tmp_path / "run"), progress=False)  # fmt: skip
+    assert data.manifest["model"].endswith("_Scaled")

@@ -123,16 +123,19 @@ def make_setting(
     num_classes: int,
     source: dict[str, Any] | None = None,
     test_fraction: float | None = None,
+    model_signature: dict[str, list[int]] | None = None,
 ) -> Setting:
     """Build the network and init distribution for a data set of the given (converted) image shape.
 
     ``model`` is a registered name, ``module:factory``, a factory callable or an ``nn.Module`` (see
-    :mod:`datadistill.models.user`); None picks :func:`default_model`.
+    :mod:`datadistill.models.user`); None picks :func:`default_model`. ``model_signature``, a run's record
+    of its network's shapes, refuses a network built otherwise now (an edited factory).
     """
-    from datadistill.models.user import resolve_model
+    from datadistill.models.user import check_signature, resolve_model
 
     chosen = model if model is not None else default_model(dataset, tuple(image_shape))
     net, spec = resolve_model(chosen, tuple(image_shape), num_classes)
+    check_signature(net, spec, model_signature)
     pool: list[Params] = []
     heldout: list[Params] = []
     if init.startswith("pretrained"):
@@ -188,4 +191,6 @@ def setting_from_manifest(
         image_shape=tuple(shape),
         num_classes=manifest["num_classes"],
         source=source,
+        # the network as distilled: checked when rebuilt from the run's own factory, not one passed in
+        model_signature=manifest.get("model_signature") if model is None else None,
     )

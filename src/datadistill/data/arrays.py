@@ -59,20 +59,41 @@ def check_test_fraction(test_fraction: float | None) -> None:
         )
 
 
-def _as_numpy(value: Any) -> np.ndarray:
+def _as_numpy(value: Any, where: str = "data") -> np.ndarray:
+    """A NumPy array of ``value``; half-precision tensors become float32, which NumPy can hold."""
     if isinstance(value, Tensor):
-        return value.detach().cpu().numpy()
+        if value.layout != torch.strided:
+            raise ValueError(
+                f"{where}: a {str(value.layout).removeprefix('torch.')} tensor; give a dense one "
+                "(x.to_dense())"
+            )
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.float()  # exact: float32 holds every half-precision value
+        try:
+            return value.numpy()
+        except TypeError:  # a dtype NumPy lacks (e.g. torch.uint16 on older NumPy bridges)
+            raise ValueError(
+                f"{where}: a tensor of type {str(value.dtype).removeprefix('torch.')}; give uint8 "
+                "or float32 tensors"
+            ) from None
     return np.asarray(value)
 
 
 def _check_lengths(x, y, where: str) -> None:
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    if len(shape) not in (3, 4):  # checked first: a flattened x would be blamed on its labels
+        raise ValueError(
+            f"{where}: images of shape {shape} ({len(shape)}-D); give x as [N, H, W], [N, C, H, W] "
+            "or [N, H, W, C]"
+        )
     if len(x) != len(y):
         raise ValueError(f"{where}: {len(x)} images but {len(y)} labels; give one label per image")
 
 
 def _pixels(x: Any, where: str) -> Tensor:
     """``[N, C, H, W]`` float32 in [0, 1] from uint8/integer 0…255 or float [0, 1] pixels in any layout."""
-    array = _as_numpy(x)
+    array = _as_numpy(x, where)
     given, layout = array.shape, "N, C, H, W"  # as the user gave them, for the messages
     if array.ndim == 3:
         array = array[:, None]
@@ -96,13 +117,20 @@ def _pixels(x: Any, where: str) -> Tensor:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
             raise ValueError(
-                f"{where}: integer pixels range over {low}…{high}; they must lie in 0…255"
+                f"{where}: integer pixels range over {low}…{high}, but integer pixels are read as "
+                "8-bit (0…255); give floats in [0, 1] (e.g. x / 65535 for 16-bit, x / 4095 for 12-bit "
+                "data) or uint8"
             )
         return torch.from_numpy(np.ascontiguousarray(array).astype(np.float32)) / 255.0
     if np.issubdtype(array.dtype, np.floating):
         tensor = torch.from_numpy(np.ascontiguousarray(array).astype(np.float32))
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{where}: pixels hold NaN or inf values")
+        finite = torch.isfinite(tensor)
+        if not finite.all():
+            first = int((~finite).flatten(1).any(1).nonzero()[0])
+            raise ValueError(
+                f"{where}: pixels hold NaN or inf values ({int((~finite).sum())} of them, the first in "
+                f"image {first}); replace them (e.g. numpy.nan_to_num) or drop those images"
+            )
         low, high = float(tensor.min()), float(tensor.max())
         if low < -1e-3 or high > 1 + 1e-3:
             raise ValueError(
@@ -114,7 +142,7 @@ def _pixels(x: Any, where: str) -> Tensor:
 
 
 def _labels(y: Any, where: str, num_classes: int | None = None) -> Tensor:
-    array = _as_numpy(y)
+    array = _as_numpy(y, where)
     if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
         raise ValueError(
             f"{where}: labels of shape {array.shape} and type {array.dtype}; give a 1-D integer "
@@ -133,24 +161,40 @@ def _labels(y: Any, where: str, num_classes: int | None = None) -> Tensor:
     return labels
 
 
-def _split(x, y, fraction: float, where: str):
-    """Per-class split: ``round(fraction · n_c)`` images of class c to test (at least one stays in train)."""
-    x, y = torch.as_tensor(_as_numpy(x)), torch.as_tensor(_as_numpy(y))
+def _split(x, y, fraction: float, where: str, names: Any = None):
+    """Per-class split: ``round(fraction · n_c)`` images of class c to test (at least one stays in train).
+
+    A class that would get no test image is refused (named from ``names`` when given), as a test split
+    missing a class is: the test accuracy would leave it out.
+    """
+    x, y = torch.as_tensor(_as_numpy(x, where)), torch.as_tensor(_as_numpy(y, where))
+    if len(y) == 0:
+        return x, y, x, y  # _from_arrays says the training split holds no images
     gen = torch.Generator().manual_seed(SPLIT_SEED)
     train_idx, test_idx = [], []
     for c in torch.unique(y).tolist():
         members = (y == c).nonzero().squeeze(1)
         members = members[torch.randperm(len(members), generator=gen)]
         n_test = min(round(fraction * len(members)), len(members) - 1)
+        if n_test == 0:
+            label = _name_of(c, names)
+            raise ValueError(
+                f"{where}: class {label} has {len(members)} image(s), too few to hold out a test "
+                f"image with --test-fraction {fraction}, so the test accuracy would leave it out; add "
+                "images of it, or give a separate test split (test/<class>/ folders, x_test/y_test)"
+            )
         test_idx.append(members[:n_test])
         train_idx.append(members[n_test:])
     test_idx, train_idx = torch.cat(test_idx).sort().values, torch.cat(train_idx).sort().values
-    if len(test_idx) == 0:
-        raise ValueError(
-            f"{where}: {len(y)} images are too few to hold out a test set with --test-fraction "
-            f"{fraction}; add images, raise --test-fraction, or give a separate test split"
-        )
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+
+
+def _name_of(label: Any, names: Any) -> Any:
+    """The class name of ``label`` for messages, when ``names`` is a usable list of them."""
+    listed = names.tolist() if isinstance(names, np.ndarray) and names.dtype.kind in "US" else names
+    if isinstance(listed, list | tuple) and isinstance(label, int) and 0 <= label < len(listed):
+        return listed[label]
+    return label
 
 
 def _from_arrays(

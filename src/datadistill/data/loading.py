@@ -39,6 +39,15 @@ def _check_stats(images: Tensor, mean: Sequence[float], std: Sequence[float]) ->
         )
 
 
+def check_channels(channels: int | None) -> None:
+    """Raise ValueError unless ``channels`` is None (keep the data's own), 1 or 3."""
+    if channels not in (None, 1, 3) or isinstance(channels, bool):
+        raise ValueError(
+            f"--channels (channels=) must be 1 (gray) or 3 (RGB), or left out to keep the data's own "
+            f"count; got {channels!r}"
+        )
+
+
 def normalize_pixels(images01: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """Standardise pixels per channel: ``x' = (x - mean_c) / std_c``.
 
@@ -340,8 +349,7 @@ def load_dataset(
         raise ValueError(f"unknown split {split!r} for {name!r}; choose from {spec.splits}")
     size = _parse_size(resize)
     _check_pad(pad)
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    check_channels(channels)
 
     folder = resolve_data_dir(data_dir) / spec.subdir
     used = _ensure_split_files(spec, folder, split, download=download)

@@ -13,7 +13,6 @@ from torch import Tensor
 from datadistill.data.arrays import (
     ARRAY_KEYS,
     DEFAULT_TEST_FRACTION,
-    GRAY_MODES,
     _as_numpy,
     _check_lengths,
     _from_arrays,
@@ -23,12 +22,14 @@ from datadistill.data.arrays import (
     check_test_fraction,
     finish_split,
 )
+from datadistill.data.folders import _pil_to_tensor
 from datadistill.data.loading import (
     ImageDataset,
     _check_pad,
     _convert_channels,
     _parse_size,
     _resize,
+    check_channels,
 )
 
 
@@ -57,6 +58,7 @@ def from_python(
     """
     size = _parse_size(resize)
     _check_pad(pad)
+    check_channels(channels)
     check_test_fraction(test_fraction)
     train_x, train_y = _from_object(train, "train=")
     if test is None:
@@ -69,7 +71,8 @@ def from_python(
     arrays = {"x_train": train_x, "y_train": train_y, "x_test": test_x, "y_test": test_y}
     digest = hashlib.sha256()
     for key in ARRAY_KEYS:
-        digest.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
+        where = f"{'train=' if key.endswith('train') else 'test='} {key[0]}"
+        digest.update(key.encode() + np.ascontiguousarray(_as_numpy(arrays[key], where)).tobytes())
     source = {"path": None, "format": "python", "sha256": digest.hexdigest(), "test_fraction": None}
     decoded = _from_arrays(arrays, None, name, source, size)
     return tuple(finish_split(decoded, s, name, size, pad, channels) for s in ("train", "test"))
@@ -121,15 +124,13 @@ def _from_object(data: Any, where: str) -> tuple[Any, Any]:
                     f"{where}: dataset item {i} is a {type(item).__name__}; items must be (image, label)"
                 )
             image, label = item[0], item[1]
-            if not isinstance(image, Tensor | np.ndarray):
-                image = np.asarray(
-                    image.convert("RGB") if image.mode not in GRAY_MODES else image.convert("L")
-                )
-            images.append(_as_numpy(image))
+            if _is_pil(image):
+                image = _pil_array(image, f"{where} item {i}")
+            images.append(_as_numpy(image, f"{where} item {i}"))
             labels.append(int(label))
         if not images:
             raise ValueError(f"{where}: the dataset is empty")
-        return np.stack(images), np.asarray(labels, dtype=np.int64)
+        return _stack(images), np.asarray(labels, dtype=np.int64)
     raise ValueError(
         f"{where} got a {type(data).__name__}; give (images, labels) tensors or arrays, or a "
         "torch.utils.data.Dataset of (image, label) items"
@@ -153,12 +154,33 @@ def _from_hugging_face(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
             "with dataset.rename_column"
         )
     images, labels = [], []
-    for row in data:
+    for i, row in enumerate(data):
         image = row[image_col]
-        if hasattr(image, "mode"):  # a PIL image
-            image = image.convert("L" if image.mode in GRAY_MODES else "RGB")
-        images.append(_as_numpy(image))
+        if _is_pil(image):
+            image = _pil_array(image, f"{where} row {i}")
+        images.append(_as_numpy(image, f"{where} row {i}"))
         labels.append(int(row[label_col]))
     if not images:
         raise ValueError(f"{where} the Hugging Face dataset is empty")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return _stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _is_pil(image: Any) -> bool:
+    # duck-typed, so Pillow is only needed by whoever made the images (a tensor has a .mode() method)
+    return not isinstance(image, Tensor | np.ndarray) and hasattr(image, "mode")
+
+
+def _pil_array(image: Any, where: str) -> np.ndarray:
+    """``[H, W]`` (gray) or ``[H, W, 3]`` pixels of a PIL image, read as an image folder's are."""
+    pixels = _pil_to_tensor(image, where)  # [C, H, W]
+    return pixels[0].numpy() if len(pixels) == 1 else pixels.permute(1, 2, 0).numpy()
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    """One array of the items' images: if 8-bit and deeper images (floats in [0, 1]) meet, all become
+    floats in [0, 1], and if gray and RGB ones meet, all become RGB (as in an image folder)."""
+    if len({a.dtype for a in images}) > 1:
+        images = [a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a for a in images]
+    if len({a.ndim for a in images}) > 1:
+        images = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in images]
+    return np.stack(images)

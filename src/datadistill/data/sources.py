@@ -3,26 +3,31 @@
 Every form ends as the same :class:`~datadistill.data.loading.ImageDataset` a registered name gives, so
 distillation, evaluation and the baselines cannot tell them apart. The rules, in one place:
 
-- **Image folder** (torchvision's ``ImageFolder`` layout): ``root/train/<class>/*`` and ``root/test/<class>/*``,
-  or one tree ``root/<class>/*`` split per class into train and test by ``test_fraction`` (default 0.2) with
-  a fixed seed (:data:`SPLIT_SEED`, so runs with different ``--seed`` share one test set); ``train/<class>/``
-  without ``test/`` (e.g. beside ``val/``) is refused, not read as classes. Class names are the
-  folder names, sorted; label k is the k-th name. Any file Pillow reads is an image; hidden files (``.*``) are
-  skipped and any other file is an error. Images that are all gray (Pillow modes 1, L, LA, I, I;16, F) give
-  one channel, otherwise three (RGB; alpha dropped).
+- **Image folder** (torchvision's ``ImageFolder`` layout): ``root/train/<class>/*`` and ``root/test/<class>/*``
+  (split folder names in any case: ``Train/``, ``TEST/``), or one tree ``root/<class>/*`` split per class
+  into train and test by ``test_fraction`` (default 0.2) with a fixed seed (:data:`SPLIT_SEED`, so runs with
+  different ``--seed`` share one test set); ``train/<class>/`` without ``test/`` (e.g. beside ``val/``) is
+  refused, not read as classes, and so is a class the split would leave without test images. Class names
+  are the folder names, sorted; label k is the k-th name. Any file Pillow reads is an image; hidden files
+  (``.*``) are skipped and any other file is an error. Images that are all gray (Pillow modes 1, L, LA, I,
+  I;16, F, and palette images whose colours are all grays) give one channel, otherwise three (RGB; alpha
+  dropped). Pixels are scaled by the file's bit depth, the same for every image: 8-bit / 255, 16-bit /
+  65535, float (mode F) kept as it is and refused outside [0, 1]; 32-bit integer images are refused.
 - **Arrays** (``.npz``, ``.pt``, ``.safetensors``, or ``(x, y)`` in Python): ``x_train``, ``y_train``,
   ``x_test``, ``y_test`` (without the test pair, the training data is split by ``test_fraction``), optional
   ``class_names``. ``x`` is ``[N, H, W]`` (gray), or ``[N, C, H, W]`` when its second axis is 1 or 3 and its
   last is not, otherwise ``[N, H, W, C]``; C is 1 or 3. Pixels are uint8 (or any integer type) in 0…255, or
-  floats in [0, 1]. ``y`` holds integer labels 0…K−1, every class present in the training split.
+  floats in [0, 1] (half-precision ones are read as float32); tensors must be dense. ``y`` holds integer
+  labels 0…K−1, every class present in the training split.
   ``.pt`` files are read with ``torch.load(weights_only=True)``, so no code in them runs.
 - Pixels are converted (``channels``), resized (``resize``, bilinear, antialiased), padded (``pad``) and
   normalised per channel with the mean and std of the training split (measured after conversion and resize,
   before padding, as for the registered sets).
 - **Provenance:** ``ImageDataset.source`` holds the resolved path, the format and a SHA-256 of the content
   (of the file, or of a folder's image files with their relative paths), which runs record in their manifest.
-  A path that does not exist is looked for, by its last component, in ``data_dir`` (``--data-dir``): that is
-  how a run whose data moved is pointed at its new place.
+  An absolute path that does not exist (runs record absolute paths) is looked for, by its last component,
+  in ``data_dir`` (``--data-dir``): that is how a run whose data moved is pointed at its new place. A
+  relative path is read as given, never replaced by a file of the same name in ``data_dir``.
 
 This module finds a source and reads array files; ``folders`` reads image folders, ``python_data`` data held in
 Python, and ``arrays`` turns arrays of any of them into an ``ImageDataset``.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +64,7 @@ from datadistill.data.loading import (
     ImageDataset,
     _check_pad,
     _parse_size,
+    check_channels,
 )
 from datadistill.data.python_data import from_python, test_split_from_python
 
@@ -84,13 +91,17 @@ def looks_like_path(name: Any) -> bool:
 def resolve_source(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """The absolute path of a data source: ``path`` itself, else ``data_dir / <its last component>``.
 
+    Only an absolute ``path`` (as runs record their data) is looked for in ``data_dir``: a relative one
+    is what the user typed, and reading a file of the same name elsewhere would train on data they
+    did not name.
+
     Raises:
-        FileNotFoundError: neither exists; the message names both places and the fix.
+        FileNotFoundError: not found; the message names the places looked in and the fix.
     """
     given = Path(path).expanduser()
     if given.exists():
         return given.resolve()
-    if data_dir is not None:
+    if data_dir is not None and Path(path).is_absolute():
         moved = Path(data_dir).expanduser() / given.name
         if moved.exists():
             return moved.resolve()
@@ -98,9 +109,15 @@ def resolve_source(path: str | os.PathLike, data_dir: str | os.PathLike | None =
             f"data {str(path)!r} not found, nor {str(moved)!r}: give the path of an image folder or "
             f".npz/.pt/.safetensors file, or a --data-dir that holds {given.name!r}"
         )
+    nearby = Path(data_dir).expanduser() / given.name if data_dir is not None else None
+    if nearby is not None and nearby.exists():
+        raise FileNotFoundError(
+            f"data {str(path)!r} not found (a path is read as given, not looked for in --data-dir); "
+            f"to use {str(nearby)!r}, pass that path"
+        )
     raise FileNotFoundError(
         f"data {str(path)!r} not found: give the path of an image folder or a .npz/.pt/.safetensors "
-        f"file (or a --data-dir that holds {given.name!r})"
+        "file"
     )
 
 
@@ -132,8 +149,7 @@ def load_source(
         raise ValueError(f"unknown split {split!r} for {str(path)!r}; choose 'train' or 'test'")
     size = _parse_size(resize)
     _check_pad(pad)
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    check_channels(channels)
     check_test_fraction(test_fraction)
     where = resolve_source(path, data_dir)
     key = (str(where), _signature(where), size, test_fraction)
@@ -188,9 +204,11 @@ def _decode(where: Path, size: tuple[int, int] | None, test_fraction: float | No
                 f"{where} has its own x_test/y_test; drop --test-fraction (it splits sources without one)"
             )
     else:
-        x, y = _as_numpy(arrays["x_train"]), _as_numpy(arrays["y_train"])
+        x = _as_numpy(arrays["x_train"], f"{where}: x_train")
+        y = _as_numpy(arrays["y_train"], f"{where}: y_train")
         _check_lengths(x, y, f"{where}: x_train/y_train")
-        x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction or DEFAULT_TEST_FRACTION, str(where))
+        fraction = test_fraction or DEFAULT_TEST_FRACTION
+        x_tr, y_tr, x_te, y_te = _split(x, y, fraction, str(where), names)
         arrays.update(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     source = {
         "path": str(where),
@@ -236,11 +254,7 @@ def _read_arrays(where: Path, suffix: str) -> dict[str, Any]:
     try:
         loaded = torch.load(where, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - the unpickler raises many types; all mean "not plain tensors"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{where}: cannot be loaded as plain tensors (it may hold pickled code or objects: {first}); "
-            "save a dict of tensors: torch.save({'x_train': x, 'y_train': y, 'x_test': xt, 'y_test': yt}, path)"
-        ) from None
+        raise ValueError(_pt_error(where, err)) from None
     if not isinstance(loaded, dict) or not all(
         isinstance(v, Tensor) for k, v in loaded.items() if k != "class_names"
     ):
@@ -249,6 +263,32 @@ def _read_arrays(where: Path, suffix: str) -> dict[str, Any]:
             "torch.save({'x_train': x, 'y_train': y, 'x_test': xt, 'y_test': yt}, path)"
         )
     return dict(loaded)
+
+
+def _pt_error(where: Path, err: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused ``where``: torch's own text spans
+    lines, carries terminal colour codes and advises loading unsafely."""
+    save = "save a dict of tensors: torch.save({'x_train': x, 'y_train': y, 'x_test': xt, 'y_test': yt}, path)"
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if refused and refused.group(1).startswith("numpy"):
+        return (
+            f"{where}: holds NumPy arrays, which a safe torch.load refuses; convert them with "
+            "torch.from_numpy(x) before torch.save, or save the arrays as .npz with numpy.savez"
+        )
+    if refused:
+        return (
+            f"{where}: cannot be loaded as plain tensors: it holds pickled Python objects "
+            f"({refused.group(1)}), which are never unpickled; {save}"
+        )
+    with where.open("rb") as f:
+        head = f.read(2)
+    if (
+        not zipfile.is_zipfile(where) and head[:1] != b"\x80"
+    ):  # neither torch.save's zip nor a pickle
+        return f"{where}: not a file torch.save wrote (neither a zip archive nor a pickle); {save}"
+    first = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
+    cause = f"{type(err).__name__}: {first[0]}" if first else type(err).__name__
+    return f"{where}: cannot be loaded as plain tensors ({cause}); {save}"
 
 
 def describe_source(source: dict[str, Any] | None) -> str:
