@@ -741,3 +741,14 @@ def test_pil_images_from_python_are_scaled_as_in_a_folder():
     pixels = train.denormalize(train.images)[:, 0, 1, 1]
     assert pixels[train.labels == 0] == pytest.approx(0.25, abs=0.5 / 255)
     assert pixels[train.labels == 1] == pytest.approx(0.75, abs=0.5 / 255)
+
+
+def test_python_test_split_converts_rgb_to_the_runs_gray_channel_as_channels_does():
+    from datadistill.data.python_data import test_split_from_python
+
+    like = {"num_classes": 2, "mean": [0.5], "std": [0.25], "class_names": ["a", "b"]}
+    rgb = torch.zeros(4, 3, 8, 8)
+    rgb[:, 1] = 1.0  # pure green: luma 0.587
+    split = test_split_from_python((rgb, torch.tensor([0, 1, 0, 1])), like=like)
+    assert split.images.shape == (4, 1, 8, 8)
+    torch.testing.assert_close(split.images, torch.full((4, 1, 8, 8), (0.587 - 0.5) / 0.25))

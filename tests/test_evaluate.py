@@ -393,3 +393,12 @@ def test_a_manifest_that_does_not_describe_its_set_is_refused_not_scored(tmp_pat
         datadistill.evaluate(
             base, model=build_model("lenet", (1, 28, 28), 10), models=1, progress=False
         )
+
+
+def test_test_images_of_another_shape_than_the_set_get_one_line_naming_both():
+    from datadistill.evaluate import evaluate_as_dataset
+
+    data = datadistill.load_pretrained("mnist-10-per-class")
+    test = (torch.rand(20, 1, 20, 20), torch.arange(20) % 10)
+    with pytest.raises(ValueError, match=r"1x20x20 images .* set's are 1x28x28"):
+        evaluate_as_dataset(data, test=test, models=1, epochs=1)

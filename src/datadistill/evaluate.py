@@ -72,9 +72,17 @@ def _test_split(setting: Setting, manifest: dict[str, Any], test: Any) -> ImageD
         return split
     from datadistill.data.sources import test_split_from_python
 
-    return test_split_from_python(
+    split = test_split_from_python(
         test, like=manifest, resize=setting.resize, pad=setting.pad, channels=setting.channels
     )
+    want = tuple(manifest["images_shape"][2:])
+    if tuple(split.image_shape) != want:
+        shown = "x".join(map(str, split.image_shape))
+        raise ValueError(
+            f"test= holds {shown} images (channels x height x width) but the set's are "
+            f"{'x'.join(map(str, want))}: pass test images of the set's shape (resize or convert them first)"
+        )
+    return split
 
 
 def _check_json(json_path: str | Path | None) -> None:

@@ -92,7 +92,10 @@ def test_split_from_python(
         pixels = _resize(pixels, size)
     mean, std = tuple(like["mean"]), tuple(like["std"])
     del channels  # the run's channel count is that of its mean
-    pixels = _convert_channels(pixels, mean, std, len(mean))[0]
+    # converted as --channels converts (1 -> 3 repeats, 3 -> 1 takes the luma); the statistics passed are
+    # placeholders of the input's channel count, since the run's own mean and std normalise below
+    placeholder = (0.0,) * pixels.shape[1]
+    pixels = _convert_channels(pixels, placeholder, placeholder, len(mean))[0]
     if pad:
         pixels = F.pad(pixels, (pad, pad, pad, pad), value=0.0)
     view = lambda v: torch.tensor(v).view(-1, 1, 1)  # noqa: E731
