@@ -68,11 +68,15 @@ def from_python(
         if test_fraction is not None:
             raise ValueError("test_fraction splits train= when no test= is given; drop one of them")
         test_x, test_y = _from_object(test, "test=")
-    arrays = {"x_train": train_x, "y_train": train_y, "x_test": test_x, "y_test": test_y}
+    given = {"x_train": train_x, "y_train": train_y, "x_test": test_x, "y_test": test_y}
+    # converted once, here: the hash and the decoding below read the same NumPy arrays
+    arrays = {
+        key: _as_numpy(value, f"{'train=' if key.endswith('train') else 'test='} {key[0]}")
+        for key, value in given.items()
+    }
     digest = hashlib.sha256()
     for key in ARRAY_KEYS:
-        where = f"{'train=' if key.endswith('train') else 'test='} {key[0]}"
-        digest.update(key.encode() + np.ascontiguousarray(_as_numpy(arrays[key], where)).tobytes())
+        digest.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
     source = {"path": None, "format": "python", "sha256": digest.hexdigest(), "test_fraction": None}
     decoded = _from_arrays(arrays, None, name, source, size)
     return tuple(finish_split(decoded, s, name, size, pad, channels) for s in ("train", "test"))
