@@ -320,7 +320,8 @@ def test_a_path_setting_may_be_a_path_and_is_kept_as_text(tmp_path):
     [
         ({"resize": 0}, "--resize must be a positive integer"),
         ({"pad": -1}, "--pad must be a whole number of pixels >= 0"),
-        ({"channels": 0}, "--channels must be a positive integer"),
+        ({"channels": 0}, r"--channels \(channels=\) must be 1 \(gray\) or 3 \(RGB\)"),
+        ({"channels": 2}, r"--channels \(channels=\) must be 1 \(gray\) or 3 \(RGB\)"),
         ({"test_fraction": 1.5}, "--test-fraction must be a number between 0 and 1"),
     ],
 )

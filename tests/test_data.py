@@ -752,3 +752,13 @@ def test_python_test_split_converts_rgb_to_the_runs_gray_channel_as_channels_doe
     split = test_split_from_python((rgb, torch.tensor([0, 1, 0, 1])), like=like)
     assert split.images.shape == (4, 1, 8, 8)
     torch.testing.assert_close(split.images, torch.full((4, 1, 8, 8), (0.587 - 0.5) / 0.25))
+
+
+def test_training_and_testing_folders_are_the_splits_and_two_names_for_one_are_refused(tmp_path):
+    _own_folder(tmp_path / "d" / "training")
+    _own_folder(tmp_path / "d" / "Testing", per_class=2)
+    ds = load_dataset(str(tmp_path / "d"), "test")
+    assert ds.class_names == ("a", "b") and ds.labels.tolist() == [0, 0, 1, 1]
+    _own_folder(tmp_path / "d" / "train")
+    with pytest.raises(ValueError, match=r"train/ and training/ both name the train split"):
+        load_dataset(str(tmp_path / "d"))

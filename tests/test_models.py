@@ -581,3 +581,86 @@ def test_constant_buffers_and_batch_statistics_are_not_running_statistics(tmp_pa
     data = distill(train=train, test=train, model=_Scaled, steps=1, epochs=1, iterations=2,
                    eval_every=2, out=str(tmp_path / "run"), progress=False)  # fmt: skip
     assert data.manifest["model"].endswith("_Scaled")
+
+
+def _dropout_net(in_shape, num_classes):
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(math.prod(in_shape), 16),
+        nn.ReLU(),
+        nn.Dropout(0.9),
+        nn.Linear(16, num_classes),
+    )
+
+
+def test_a_users_dropout_is_off_in_test_passes_and_each_vmapped_init_draws_its_own_masks(tmp_path):
+    """A network with dropout: its test accuracy and the meta-loss on real data were measured with dropout
+    on (a different number on every call), and vmapped inits failed with vmap's randomness error."""
+    from datadistill import distill
+    from datadistill.evaluate import accuracy
+    from datadistill.models.base import tested_logits
+    from datadistill.models.user import resolve_model
+
+    handed_in = _dropout_net((1, 8, 8), 3).eval()
+    net, _ = resolve_model(handed_in, (1, 8, 8), 3)
+    assert net.training  # trained from fresh inits: dropout on in training passes
+    params = init_params(net, "default", _gen(0))
+    x = _batch((1, 8, 8), n=64)
+    y = torch.arange(64) % 3
+    expected = functional_call(net.eval(), params, (x,))
+    net.train()
+    torch.testing.assert_close(tested_logits(net, params, x), expected)
+    assert net.training  # the mode is restored
+    assert accuracy(net, params, x, y) == accuracy(net, params, x, y)
+    assert not torch.equal(functional_call(net, params, (x,)), expected)  # training passes drop
+
+    g = torch.Generator().manual_seed(0)
+    train = (torch.rand(30, 1, 8, 8, generator=g), torch.arange(30) % 3)
+    data = distill(train=train, test=train, model=_dropout_net, protocol="dataset",
+                   images_per_class=2, unroll=3, inits_per_iteration=2, vmap_inits=True,
+                   iterations=2, eval_every=2, eval_models=1, out=str(tmp_path / "run"),
+                   progress=False)  # fmt: skip
+    assert torch.isfinite(data.images).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_users_constant_buffer_follows_the_run_to_the_gpu(tmp_path) -> None:
+    from datadistill import distill, evaluate
+
+    g = torch.Generator().manual_seed(0)
+    train = (torch.rand(12, 1, 8, 8, generator=g), torch.arange(12) % 3)
+    data = distill(train=train, test=train, model=_Scaled, steps=1, epochs=1, iterations=2,
+                   eval_every=2, device="cuda", out=str(tmp_path / "run"), progress=False)  # fmt: skip
+    assert evaluate(data, model=_Scaled, test=train, device="cuda", progress=False).n_models == 1
+
+
+def test_resume_refuses_a_factory_edited_since_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """--resume rebuilt the network from its factory as it is now: an edited one went on distilling the
+    images for another network than the run records."""
+    import json
+
+    import numpy as np
+
+    from datadistill.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 4)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((12, 8, 8)).astype(np.float32), y_train=y)
+    (tmp_path / "own_nets_r5.py").write_text(NET_SOURCE.format(width=4))
+    _fresh_interpreter_in(monkeypatch, tmp_path, "own_nets_r5")
+    flags = ["--dataset", "d.npz", "--model", "own_nets_r5:make_net", "--steps", "1", "--epochs", "1",
+             "--eval-models", "1", "--checkpoint-every", "1", "--out", "run"]  # fmt: skip
+    assert main(["distill", *flags, "--iterations", "2"]) == 0
+    (tmp_path / "own_nets_r5.py").write_text(NET_SOURCE.format(width=5))
+    _fresh_interpreter_in(monkeypatch, tmp_path, "own_nets_r5")
+    capsys.readouterr()
+    assert main(["distill", "--resume", "--out", "run", "--iterations", "4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "network own_nets_r5:make_net" in err and "0.weight [4, 1, 3, 3] -> [5, 1, 3, 3]" in err
+    assert "restore the factory as it was to resume" in err and "another --out" in err
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["iterations"] == 2
+    (tmp_path / "own_nets_r5.py").write_text(NET_SOURCE.format(width=4))  # restored: it goes on
+    _fresh_interpreter_in(monkeypatch, tmp_path, "own_nets_r5")
+    assert main(["distill", "--resume", "--out", "run", "--iterations", "4"]) == 0
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["iterations"] == 4

@@ -34,7 +34,7 @@ from datadistill.artifacts import (
 from datadistill.config import DistillConfig, to_dict
 from datadistill.config.presets import read_yaml
 from datadistill.data.sources import DEFAULT_TEST_FRACTION, looks_like_path
-from datadistill.models.user import factory_root, make_importable
+from datadistill.models.user import factory_root, make_importable, refuse_changed_signature
 from datadistill.types import Steps
 
 CHECKPOINT = CHECKPOINT_FILE
@@ -89,6 +89,8 @@ class DistillState:
     iterations_before: int | None = None
     # a user's data: the sha256 of what the run distils from, so that --resume refuses changed data
     data_sha256: str | None = None
+    # {spec: network_signature} of the module:factory networks, so that --resume refuses an edited factory
+    model_signatures: dict[str, dict[str, list[int]]] = dataclasses.field(default_factory=dict)
 
     def steps(self) -> Steps:
         return Steps(
@@ -145,6 +147,11 @@ def checkpoint_contents(state: DistillState, cfg: DistillConfig) -> CheckpointCo
         "schedule_progress": repr(state.progress),
         "resume_history": json.dumps(state.resume_history),
         **({"data_sha256": state.data_sha256} if state.data_sha256 else {}),
+        **(
+            {"model_signatures": json.dumps(state.model_signatures)}
+            if state.model_signatures
+            else {}
+        ),
         "version": __version__,
     }
     roots = {spec: factory_root(spec) for spec in (cfg.model, *cfg.extra_models)}
@@ -187,6 +194,7 @@ def load_checkpoint(folder: Path, state: DistillState, cfg: DistillConfig) -> Pa
             continue
         changes = check_compatible(json.loads(meta["config"]), cfg, path)
         _check_same_data(meta.get("data_sha256"), state.data_sha256, cfg, path)
+        _check_same_networks(json.loads(meta.get("model_signatures", "{}")), state, path)
         done = int(meta["iteration"])
         if cfg.iterations < done:  # the schedule would run backwards and config.yaml would disagree
             raise ValueError(
@@ -215,6 +223,19 @@ def _check_same_data(
             f"recorded, {str(found)[:16]}… found): restore it to resume, or start a new run in "
             "another --out"
         )
+
+
+def _check_same_networks(recorded: dict[str, Any], state: DistillState, path: Path) -> None:
+    """Refuse to go on from ``path`` with a ``module:factory`` network edited since it was written: the
+    images learnt so far would go on being distilled for another network than the run records."""
+    for spec, signature in recorded.items():
+        if spec in state.model_signatures:
+            refuse_changed_signature(
+                spec,
+                signature,
+                state.model_signatures[spec],
+                f"restore the factory as it was to resume {path}, or start a new run in another --out",
+            )
 
 
 def anchor_paths(cfg: DistillConfig) -> DistillConfig:

@@ -71,7 +71,7 @@ from datadistill.initial_state import (
 )
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe
-from datadistill.models.user import resolve_model
+from datadistill.models.user import is_factory_spec, network_signature, resolve_model
 from datadistill.objectives import make_objective
 from datadistill.outer_grads import check_real_batch, draw_inits, meta_grads, real_batch
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
@@ -250,6 +250,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     if model_arg is not None and not isinstance(model_arg, str):
         cfg = dataclasses.replace(cfg, model=setting.model_spec)
     _check_classes(cfg, train.num_classes)
+    setting.model.to(device)  # a user network's constant buffers (parameters come from the inits)
     validation, inits = make_validation(cfg, setting.inits, held_out, device)  # may refuse
     out = _resolve_out(cfg, train.name, setting.model_spec)
     check_run_folder(out, cfg)
@@ -262,7 +263,7 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
             "--vmap-inits batches the autograd meta-gradient; use --meta-grad autograd"
         )
     recipe = inner_recipe(cfg)
-    extra = tuple(_extra_network(spec, cfg, train) for spec in cfg.extra_models)  # may refuse
+    extra = tuple(_extra_network(spec, cfg, train, device) for spec in cfg.extra_models)
     if setting.model_spec in {net.spec for net in extra}:  # as named, or the data set's default
         raise ValueError(
             f"--extra-models names {setting.model_spec} twice (the network distilled for, --model or "
@@ -288,8 +289,12 @@ def _setup(cfg: DistillConfig, model_arg: Any, train: Any, test: Any) -> _Run:
     )
 
 
-def _extra_network(spec: str, cfg: DistillConfig, train: ImageDataset) -> _ExtraNetwork:
+def _extra_network(
+    spec: str, cfg: DistillConfig, train: ImageDataset, device: torch.device
+) -> _ExtraNetwork:
+    """``--extra-models`` network ``spec`` (may refuse it), its buffers on ``device``."""
     net, spec = resolve_model(spec, tuple(train.image_shape), train.num_classes)
+    net.to(device)
     return _ExtraNetwork(spec, net, InitDistribution("random", net, cfg.init_scheme, cfg.seed))
 
 
@@ -303,6 +308,10 @@ def _start(run: _Run, images: Tensor | None) -> DistillState:
     # Built before the folder is made, so that its refusals (e.g. a set too large for memory) leave none.
     state = initial_state(cfg, run.train, run.device, images, lrs)
     state.data_sha256 = (run.train.source or {}).get("sha256")
+    networks = [(run.setting.model_spec, run.model), *((e.spec, e.model) for e in run.extra)]
+    state.model_signatures = {
+        spec: network_signature(net) for spec, net in networks if is_factory_spec(spec)
+    }
     world.barrier()  # every rank has checked the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)

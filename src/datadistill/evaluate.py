@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from datadistill.artifacts import (
@@ -38,7 +37,7 @@ from datadistill.distributed import resolve_device
 from datadistill.formation import decode_set, decode_steps
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe, batch_order, train
-from datadistill.models.base import InputTooSmall
+from datadistill.models.base import InputTooSmall, tested_logits
 from datadistill.models.user import PYTHON_PREFIX, ModelLike
 from datadistill.seeds import generator as seeded_generator
 from datadistill.setting import Setting, setting_from_manifest
@@ -234,7 +233,7 @@ def accuracy(
     read = images.take if isinstance(images, ImageDataset) else images.__getitem__
     correct = 0
     for i in range(0, len(images), batch_size):
-        logits = functional_call(model, params, (read(slice(i, i + batch_size)),))
+        logits = tested_logits(model, params, read(slice(i, i + batch_size)))
         correct += int((logits.argmax(dim=1) == labels[i : i + batch_size]).sum())
     return 100.0 * correct / max(len(images), 1)
 
@@ -327,6 +326,8 @@ def evaluate(
             f"train a {model} on its images use evaluate_as_dataset(data, model={model!r})"
         )
     setting = setting_from_manifest(manifest, data_dir=data_dir, model=model)
+    dev = resolve_device(device)
+    setting.model.to(dev)  # a user network's constant buffers (parameters come from the inits)
     n = _model_count(models, setting.inits)
     available = setting.inits.max_evaluation_models()
     if available is not None and n > available:
@@ -337,7 +338,6 @@ def evaluate(
             )
         raise ValueError(f"--models {n} exceeds the {available} held-out networks of the pool")
     test = _test_split(setting, manifest, test)
-    dev = resolve_device(device)
     recipe = distilled_recipe(manifest)
     after, before = evaluate_steps(
         setting.model,
@@ -452,6 +452,7 @@ def evaluate_as_dataset(
             f"{err.arch} needs inputs of at least {err.min_hw}x{err.min_hw} pixels but this set's "
             f"images are {h}x{w}: evaluate it with another --model (mlp, linear, or module:factory)"
         ) from None
+    setting.model.to(dev)  # a user network's constant buffers (parameters come from the inits)
     n = models or FIELD_MODELS
     if adaptation:
         n = _model_count(models, setting.inits)

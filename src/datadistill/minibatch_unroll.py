@@ -371,10 +371,12 @@ def batched_truncated_meta_grad(
     stacked = {name: torch.stack([p[name].detach() for p in params0]) for name in params0[0]}
     slots = init_state(stacked, recipe).slots  # zeros, stacked like the parameters
     if begin > 0:
-        stacked, slots = torch.func.vmap(prefix)(stacked, slots)
+        stacked, slots = torch.func.vmap(prefix, randomness="different")(stacked, slots)
     argnums = (0, 1, 2) if soft else (0, 1)
     per_init = torch.func.vmap(
-        torch.func.grad_and_value(meta_loss, argnums=argnums), in_dims=(None, None, None, 0, 0)
+        torch.func.grad_and_value(meta_loss, argnums=argnums),
+        in_dims=(None, None, None, 0, 0),
+        randomness="different",  # a user's dropout: each init draws its own masks
     )
     grads, losses = per_init(flat_x, eta, flat_y, stacked, slots)
     summed = [g.sum(0) for g in grads]

@@ -1,6 +1,7 @@
 """Meta-losses: what the trained network θ_T should be good at (Wang et al. 2018, §3.1 and §3.5).
 
-Each factory returns an ``Objective``: ``(model, θ_T) -> scalar``, evaluated on a batch of real data.
+Each factory returns an ``Objective``: ``(model, θ_T) -> scalar``, evaluated on a batch of real data with the
+network as it is tested (eval mode: a user's dropout is off), since θ_T is judged by its test accuracy.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from datadistill.models.base import tested_logits
 from datadistill.types import Objective, Params
 
 OBJECTIVES = ("task", "poison")
@@ -24,7 +25,7 @@ def task_objective(real_images: Tensor, real_labels: Tensor) -> Objective:
     """
 
     def objective(model: nn.Module, params: Params) -> Tensor:
-        return F.cross_entropy(functional_call(model, params, (real_images,)), real_labels)
+        return F.cross_entropy(tested_logits(model, params, real_images), real_labels)
 
     return objective
 
@@ -54,7 +55,7 @@ def poison_objective(
     weights = torch.where(real_labels == source_class, source_weight, 1.0).to(real_images.dtype)
 
     def objective(model: nn.Module, params: Params) -> Tensor:
-        logits = functional_call(model, params, (real_images,))
+        logits = tested_logits(model, params, real_images)
         per_image = F.cross_entropy(logits, targets, reduction="none")
         return (weights * per_image).sum() / weights.sum()
 

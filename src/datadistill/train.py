@@ -138,7 +138,9 @@ def _fit_stacked(
     def loss_one(params: Params, x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (x,)), y)
 
-    losses_of = vmap(loss_one)  # (params [G, ...], x [G, b, C, H, W], y [G, b]) -> [G]
+    losses_of = vmap(
+        loss_one, randomness="different"
+    )  # (params [G, ...], x [G, b, C, H, W], y [G, b]) -> [G]
     n = len(labels)
     total = epochs * math.ceil(n / batch_size)
     step = 0

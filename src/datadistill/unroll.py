@@ -236,7 +236,9 @@ def batched_meta_grad(
 
     argnums = (0, 1, 2) if learn_labels else (0, 1)
     per_init = torch.func.vmap(
-        torch.func.grad_and_value(meta_loss, argnums=argnums), in_dims=(None, None, None, 0)
+        torch.func.grad_and_value(meta_loss, argnums=argnums),
+        in_dims=(None, None, None, 0),
+        randomness="different",  # a user's dropout: each init draws its own masks
     )
     grads, losses = per_init(
         steps.images.detach(), steps.lrs.detach(), steps.labels.detach(), stacked

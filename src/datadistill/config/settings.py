@@ -14,6 +14,8 @@ import types
 import typing
 from typing import Any
 
+from datadistill.data.loading import check_channels
+
 
 def comma_separated(text: str) -> tuple[str, ...]:
     """``"a, b,,c"`` -> ``("a", "b", "c")``: how list settings are written on the command line."""
@@ -128,9 +130,9 @@ def is_finite_number(value: Any) -> bool:
 def check_data_options(cfg: Any) -> None:
     """The data options a command shares (those of ``cfg``'s fields among ``resize``, ``pad``,
     ``channels``, ``test_fraction``): each None or in its range, refused with the flag and the range."""
-    for name in ("resize", "channels"):
-        if getattr(cfg, name, None) is not None:
-            positive_int(name, getattr(cfg, name))
+    if getattr(cfg, "resize", None) is not None:
+        positive_int("resize", cfg.resize)
+    check_channels(getattr(cfg, "channels", None))
     pad = getattr(cfg, "pad", None)
     if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or pad < 0):
         raise ValueError(

@@ -22,7 +22,8 @@ from datadistill.data.loading import (
     check_converted_size,
 )
 
-SPLITS = ("train", "test")  # split folder names, matched in any case
+# split folder names, matched in any case; val/ is not a test split (it is refused beside train/ alone)
+SPLIT_NAMES = {"train": ("train", "training"), "test": ("test", "testing")}
 DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # Pillow modes of more than 8 bits per pixel
 
 
@@ -100,12 +101,13 @@ def _decode_folder(
 
 
 def _split_folders(root: Path) -> dict[str, Path | None]:
-    """``root``'s ``train/`` and ``test/`` folders, their names matched in any case (``Train/``, ``TEST/``):
-    read as one tree, split folders would become the classes."""
-    found: dict[str, list[Path]] = {split: [] for split in SPLITS}
+    """``root``'s ``train/`` and ``test/`` folders (or ``training/``, ``testing/``), their names matched in
+    any case (``Train/``, ``TEST/``): read as one tree, split folders would become the classes."""
+    found: dict[str, list[Path]] = {split: [] for split in SPLIT_NAMES}
     for path in root.iterdir():
-        if path.is_dir() and path.name.lower() in found:
-            found[path.name.lower()].append(path)
+        for split, names in SPLIT_NAMES.items():
+            if path.is_dir() and path.name.lower() in names:
+                found[split].append(path)
     for split, folders in found.items():
         if len(folders) > 1:
             listed = " and ".join(sorted(f"{f.name}/" for f in folders))

@@ -4,7 +4,7 @@ Every form ends as the same :class:`~datadistill.data.loading.ImageDataset` a re
 distillation, evaluation and the baselines cannot tell them apart. The rules, in one place:
 
 - **Image folder** (torchvision's ``ImageFolder`` layout): ``root/train/<class>/*`` and ``root/test/<class>/*``
-  (split folder names in any case: ``Train/``, ``TEST/``), or one tree ``root/<class>/*`` split per class
+  (split folder names in any case: ``Train/``, ``TEST/``; ``training/`` and ``testing/`` too), or one tree ``root/<class>/*`` split per class
   into train and test by ``test_fraction`` (default 0.2) with a fixed seed (:data:`SPLIT_SEED`, so runs with
   different ``--seed`` share one test set); ``train/<class>/`` without ``test/`` (e.g. beside ``val/``) is
   refused, not read as classes, and so is a class the split would leave without test images. Class names

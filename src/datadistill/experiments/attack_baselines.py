@@ -150,6 +150,7 @@ def run_baselines(
     setting = setting_from_manifest(manifest, data_dir=cfg.data_dir)
     model, inits = setting.model, setting.inits
     dev = resolve_device(cfg.device)
+    setting.model.to(dev)  # a user network's constant buffers (parameters come from the inits)
     train, test = setting.load("train"), setting.load("test")
     fit, val = split_train(len(train), cfg.val_size, torch.Generator().manual_seed(cfg.seed))
     val_x, val_y = train.images[val].to(dev), train.labels[val].to(dev)

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from datadistill.artifacts import DistilledData
 from datadistill.config import EVAL_NETWORKS, positive_int
 from datadistill.distributed import resolve_device
 from datadistill.evaluate import replay_finite
+from datadistill.models.base import tested_logits
 from datadistill.setting import setting_from_manifest
 from datadistill.unroll import Params, Steps
 
@@ -70,7 +70,7 @@ def poison_metrics(
 def predict(model: nn.Module, params: Params, images: Tensor, batch_size: int = 2000) -> Tensor:
     """``[N]`` predicted classes of ``images [N, C, H, W]`` by ``model`` with ``params``."""
     out = [
-        functional_call(model, params, (images[i : i + batch_size],)).argmax(dim=1)
+        tested_logits(model, params, images[i : i + batch_size]).argmax(dim=1)
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=images.device)
@@ -193,6 +193,7 @@ def attack_report(
         )
     test = setting.load("test")
     dev = resolve_device(device)
+    setting.model.to(dev)  # a user network's constant buffers (parameters come from the inits)
     result = evaluate_attack(
         setting.model,
         data.steps(),

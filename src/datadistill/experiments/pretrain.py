@@ -140,6 +140,7 @@ def _train_pool(
 ) -> list[dict[str, Any]]:
     """Train and save the ``cfg.count`` networks, ``cfg.group_size`` at a time; one record per network."""
     net, _ = resolve_model(cfg.model, tuple(train.image_shape), train.num_classes)
+    net.to(dev)  # a user network's constant buffers (parameters come from the inits)
     train_x, train_y = train.images.to(dev), train.labels.to(dev)
     test_x, test_y = test.images.to(dev), test.labels.to(dev)
     seeds = [cfg.seed + i for i in range(cfg.count)]

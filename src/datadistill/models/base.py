@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from torch import Tensor, nn
+from torch.func import functional_call
 
-__all__ = ["ImageClassifier", "InputTooSmall"]
+__all__ = ["ImageClassifier", "InputTooSmall", "tested_logits"]
 
 
 class InputTooSmall(ValueError):
@@ -38,6 +39,20 @@ def _as_shape(in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
             f"in_shape must be (channels, height, width) with positive whole sizes, got {in_shape!r}"
         )
     return tuple(int(s) for s in sizes)  # type: ignore[return-value]
+
+
+def tested_logits(model: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Logits ``[N, K]`` of ``model`` with ``params`` on ``x [N, C, H, W]`` as a trained network is tested:
+    in eval mode, so that a user's dropout is off (training passes run in the module's own mode, train).
+
+    The built-in models have no layer that differs between the modes; the module's mode is restored after.
+    """
+    was_training = model.training
+    model.train(False)
+    try:
+        return functional_call(model, params, (x,))
+    finally:
+        model.train(was_training)
 
 
 class ImageClassifier(nn.Module):

@@ -85,7 +85,7 @@ def resolve_model(
         net = model
         spec = PYTHON_PREFIX + type(model).__name__
         check_functional(net, in_shape, num_classes, spec)
-        return net, spec
+        return net.train(), spec
     elif callable(model):
         factory, spec = model, _spec_of(model)
     else:
@@ -105,7 +105,7 @@ def resolve_model(
             f"model factory {spec} returned a {type(net).__name__}; it must return an nn.Module"
         )
     check_functional(net, in_shape, num_classes, spec)
-    return net, spec
+    return net.train(), spec  # trained from fresh inits: in training mode whatever it was handed in
 
 
 def check_functional(net: nn.Module, in_shape, num_classes: int, spec: str) -> None:
@@ -182,9 +182,14 @@ def network_signature(net: nn.Module) -> dict[str, list[int]]:
     return {name: list(t.shape) for name, t in sorted(tensors, key=lambda nt: nt[0])}
 
 
-def check_signature(net: nn.Module, spec: str, recorded: dict[str, list[int]] | None) -> None:
+def check_signature(
+    net: nn.Module,
+    spec: str,
+    recorded: dict[str, list[int]] | None,
+    fix: str = "restore the factory as it was, or pass the network explicitly (evaluate(run, model=...))",
+) -> None:
     """Refuse a network rebuilt from ``spec`` whose :func:`network_signature` is not the ``recorded`` one
-    (None: not recorded, as by older runs and registered models)."""
+    (None: not recorded, as by older runs and registered models); ``fix`` ends the message."""
     if recorded is None:
         return
     if not isinstance(recorded, dict) or not all(isinstance(v, list) for v in recorded.values()):
@@ -192,7 +197,14 @@ def check_signature(net: nn.Module, spec: str, recorded: dict[str, list[int]] | 
             f"the run's manifest.json has a model_signature that is not {{name: shape}} "
             f"({type(recorded).__name__}): restore the file, or remove the key to skip the check"
         )
-    now = network_signature(net)
+    refuse_changed_signature(spec, recorded, network_signature(net), fix)
+
+
+def refuse_changed_signature(
+    spec: str, recorded: dict[str, list[int]], now: dict[str, list[int]], fix: str
+) -> None:
+    """One line naming the first changed shapes of network ``spec`` when its signature ``now`` is not
+    the ``recorded`` one; ``fix`` ends it."""
     changed = [
         f"{name} {recorded.get(name, 'absent')} -> {now.get(name, 'absent')}"
         for name in sorted(set(recorded) | set(now))
@@ -204,8 +216,7 @@ def check_signature(net: nn.Module, spec: str, recorded: dict[str, list[int]] | 
         raise ValueError(
             f"network {spec}{where} is not the one this run was distilled with: "
             f"{'; '.join(changed[:3])}{f'; … ({len(changed)} in all)' if len(changed) > 3 else ''}: "
-            "restore the factory as it was, or pass the network explicitly "
-            "(evaluate(run, model=...))"
+            f"{fix}"
         )
 
 
