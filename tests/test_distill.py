@@ -1183,3 +1183,23 @@ def test_a_set_too_large_for_memory_is_refused_naming_the_flag(tmp_path, monkeyp
             **TINY, images_per_class=1000, iterations=1, out=str(tmp_path / "r"), progress=False
         )
     assert not (tmp_path / "r").exists()  # refused before the run folder was made
+
+
+def _dropout_mlp(in_shape, num_classes):
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(math.prod(in_shape), 16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(16, num_classes),
+    )
+
+
+def test_a_users_dropout_draws_from_the_run_seed_and_resumes_bit_for_bit(tmp_path):
+    """A network's own random draws (dropout masks) came from torch's global generator: a resumed run, or
+    one started after other draws, went another way."""
+    cfg = {**FIELD_TINY, "model": _dropout_mlp, "vmap_inits": True}
+    straight, _ = _resume_matches_straight(cfg, tmp_path, 6)
+    torch.rand(7)  # the caller's own draws do not move the run
+    again = distill(**cfg, iterations=6, out=str(tmp_path / "c"), progress=False)
+    assert torch.equal(again.images, straight.images)

@@ -402,3 +402,29 @@ def test_test_images_of_another_shape_than_the_set_get_one_line_naming_both():
     test = (torch.rand(20, 1, 20, 20), torch.arange(20) % 10)
     with pytest.raises(ValueError, match=r"1x20x20 images .* set's are 1x28x28"):
         evaluate_as_dataset(data, test=test, models=1, epochs=1)
+
+
+def _dropout_mlp(in_shape, num_classes):
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 32),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(32, num_classes),
+    )
+
+
+def test_a_users_dropout_trains_the_same_networks_whatever_the_jobs_and_prior_draws():
+    """Dropout masks came from the global generator: another --jobs, or draws made before, changed the
+    networks (the test passes, in eval mode, are deterministic)."""
+    from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
+
+    recipe = FieldRecipe(epochs=20, lr=0.1)  # enough training for the masks to move test predictions
+    kwargs = dict(model=_dropout_mlp, models=2, recipe=recipe, progress=False)
+    alone = evaluate_as_dataset(_ten_digits(), **kwargs)
+    torch.rand(5)
+    assert evaluate_as_dataset(_ten_digits(), **kwargs).accuracies == alone.accuracies
+    two = evaluate_as_dataset(_ten_digits(), **kwargs, jobs=2)
+    assert two.accuracies == pytest.approx(
+        alone.accuracies, abs=0.3
+    )  # as for the built-in networks

@@ -40,6 +40,7 @@ from datadistill.minibatch_unroll import Recipe, batch_order, train
 from datadistill.models.base import InputTooSmall, tested_logits
 from datadistill.models.user import PYTHON_PREFIX, ModelLike
 from datadistill.seeds import generator as seeded_generator
+from datadistill.seeds import global_rng
 from datadistill.setting import Setting, setting_from_manifest
 from datadistill.train import FieldRecipe, train_as_dataset
 from datadistill.unroll import Params, Steps, unroll
@@ -272,13 +273,14 @@ def evaluate_steps(
         disable=not progress,
         leave=False,
     )
-    for params in bar:
+    for i, params in enumerate(bar, start):
         params = {k: v.to(device) for k, v in params.items()}
         before.append(accuracy(model, params, test_images, test_labels))
-        if train is None:
-            trained = unroll(model, params, steps, create_graph=False)[-1]
-        else:
-            trained = train(params, steps)
+        with global_rng("evaluation network", i, device=device):  # a user's dropout
+            if train is None:
+                trained = unroll(model, params, steps, create_graph=False)[-1]
+            else:
+                trained = train(params, steps)
         after.append(accuracy(model, trained, test_images, test_labels))
         bar.set_postfix(acc=f"{statistics.fmean(after):.2f}")
     return after, before
@@ -517,15 +519,17 @@ class _FieldTraining:
         """Test accuracy (%) of network i before and after training from θ_0 = ``params``."""
         before = accuracy(self.model, params, self.test_images, self.test_labels)
         generator = torch.Generator().manual_seed(i)  # network i's shuffling and augmentation
-        trained = train_as_dataset(
-            self.model,
-            self.images,
-            self.labels,
-            params,
-            self.recipe,
-            generator=generator,
-            on_epoch=on_epoch,
-        )
+        # a user's dropout draws from the global generator: seeded by i, so --jobs changes nothing
+        with global_rng("field network", i, device=self.images.device):
+            trained = train_as_dataset(
+                self.model,
+                self.images,
+                self.labels,
+                params,
+                self.recipe,
+                generator=generator,
+                on_epoch=on_epoch,
+            )
         return before, accuracy(self.model, trained, self.test_images, self.test_labels)
 
 

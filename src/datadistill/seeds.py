@@ -7,6 +7,8 @@ bit-for-bit from a checkpoint and N processes × k inits reproduce 1 process × 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -24,3 +26,22 @@ def derived_seed(*parts: int | str) -> int:
 def generator(*parts: int | str) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``derived_seed(*parts)``."""
     return torch.Generator().manual_seed(derived_seed(*parts))
+
+
+@contextmanager
+def global_rng(*parts: int | str, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's global generator (and ``device``'s CUDA one) seeded with
+    ``derived_seed(*parts)``, the caller's states restored after.
+
+    The draws a user's network makes itself, such as dropout masks, come from the global generators; seeded
+    here they are a function of ``parts`` alone, so a run resumes bit-for-bit and ``--jobs`` does not change
+    an evaluation.
+    """
+    seed = derived_seed(*parts)
+    cuda = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for dev in cuda:
+            with torch.cuda.device(dev):
+                torch.cuda.manual_seed(seed)
+        yield

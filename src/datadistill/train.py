@@ -30,6 +30,7 @@ from datadistill.config import (
     positive_int,
 )
 from datadistill.seeds import generator as _derived_generator
+from datadistill.seeds import global_rng
 from datadistill.types import Params, flatten_set
 from datadistill.unroll import inner_loss
 
@@ -102,14 +103,16 @@ def train_networks(
     fit = dict(epochs=epochs, batch_size=batch_size, lr=lr, betas=betas)
     if method == "vmap":
         report = None if on_step is None else lambda t: on_step(t * len(inits), total)
-        return _fit_stacked(model, inits, images, labels, seeds, on_step=report, **fit)
+        with global_rng("trained networks", *seeds, device=images.device):  # a user's dropout
+            return _fit_stacked(model, inits, images, labels, seeds, on_step=report, **fit)
     trained = []
     for g, (init, seed) in enumerate(zip(inits, seeds, strict=True)):
         report = None if on_step is None else lambda t, g=g: on_step(g * per_net + t, total)
         gen = _shuffle_generator(seed)
-        trained.append(
-            train_adam(model, init, images, labels, generator=gen, on_step=report, **fit)
-        )
+        with global_rng("trained network", seed, device=images.device):
+            trained.append(
+                train_adam(model, init, images, labels, generator=gen, on_step=report, **fit)
+            )
     return trained
 
 
