@@ -419,7 +419,7 @@ def test_a_users_dropout_trains_the_same_networks_whatever_the_jobs_and_prior_dr
     networks (the test passes, in eval mode, are deterministic)."""
     from datadistill.evaluate import FieldRecipe, evaluate_as_dataset
 
-    recipe = FieldRecipe(epochs=20, lr=0.1)  # enough training for the masks to move test predictions
+    recipe = FieldRecipe(epochs=20, lr=0.1)  # enough training for the masks to move predictions
     kwargs = dict(model=_dropout_mlp, models=2, recipe=recipe, progress=False)
     alone = evaluate_as_dataset(_ten_digits(), **kwargs)
     torch.rand(5)

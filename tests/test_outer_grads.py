@@ -89,3 +89,39 @@ def test_an_init_is_the_same_whichever_rank_draws_it():
     assert not torch.equal(first[0], first[1])
     other = draw_inits(inits, cfg, 7, range(1), device, "lenet")  # an --extra-models stream
     assert not torch.equal(next(iter(other[0].values())), first[0])
+
+
+@pytest.mark.parametrize("protocol", ["replay", "dataset"])
+def test_a_users_dropout_masks_belong_to_the_init_not_to_the_rank(protocol):
+    """An init's meta-gradient through a dropout network is the same whichever rank takes it (so N processes
+    × k inits distil what one process with N · k does), and differs between inits."""
+    from datadistill.minibatch_unroll import Recipe
+    from datadistill.objectives import task_objective
+    from datadistill.outer_grads import meta_grads
+
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+        torch.nn.Linear(16, 3),
+    )  # fmt: skip
+    inits = InitDistribution("random", model, "default", 0)
+    cfg = DistillConfig(dataset="digits", protocol=protocol, steps=1, epochs=1, unroll=3)
+    params = draw_inits(inits, cfg, 5, range(2), torch.device("cpu"))
+    steps = Steps(torch.randn(1, 6, 1, 8, 8, generator=g), torch.arange(6).view(1, 6) % 3,
+                  torch.tensor([0.1]))  # fmt: skip
+    objective = task_objective(torch.randn(9, 1, 8, 8, generator=g), torch.arange(9) % 3)
+    recipe = Recipe(updates=3, optimizer="sgd") if protocol == "dataset" else None
+
+    def grads(params0, first):
+        return meta_grads(model, params0, steps, objective, cfg, recipe=recipe, vmap_inits=False,
+                          iteration=5, first=first)  # fmt: skip
+
+    both = grads(params, 0)
+    torch.rand(3)  # draws made in between change nothing
+    second = grads(params[1:], 1)[0]
+    torch.testing.assert_close(second.images, both[1].images, rtol=0, atol=0)
+    torch.testing.assert_close(second.loss, both[1].loss, rtol=0, atol=0)
+    same_init_other_index = grads(params[1:], 0)[0]
+    assert not torch.equal(
+        same_init_other_index.images, both[1].images
+    )  # the masks are the index's

@@ -75,7 +75,6 @@ from datadistill.models.user import is_factory_spec, network_signature, resolve_
 from datadistill.objectives import make_objective
 from datadistill.outer_grads import check_real_batch, draw_inits, meta_grads, real_batch
 from datadistill.schedule import outer_lr, schedule_progress, time_fraction
-from datadistill.seeds import global_rng
 from datadistill.selection import Validation, make_validation, split_validation
 from datadistill.setting import Setting, make_setting
 from datadistill.unroll import MetaGrads, Steps
@@ -366,10 +365,9 @@ def outer_step(run: _Run, state: DistillState, *, last_good: Path | None = None)
     steps = state.steps()
     # Sum the meta-gradients of this rank's inits (global indices rank·k … rank·k + k − 1) of every
     # network, then over ranks: the mean over k · ranks · networks inits.
-    with global_rng(cfg.seed, it, "network draws", world.rank, device=device):  # a user's dropout
-        grads = _rank_meta_grads(run, run.model, run.inits, steps, objective, it)
-        for net in run.extra:
-            grads += _rank_meta_grads(run, net.model, net.inits, steps, objective, it, net.spec)
+    grads = _rank_meta_grads(run, run.model, run.inits, steps, objective, it)
+    for net in run.extra:
+        grads += _rank_meta_grads(run, net.model, net.inits, steps, objective, it, net.spec)
     sums = [sum(parts) for parts in zip(*(g.tensors() for g in grads), strict=True)]
     inits = k * world.size * (1 + len(run.extra))
     loss, d_images, d_lrs, *d_labels = (t / inits for t in world.all_reduce_sum(sums))

@@ -14,6 +14,7 @@ Adam step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from datadistill.formation import decode_steps
 from datadistill.inits import InitDistribution
 from datadistill.minibatch_unroll import Recipe, batched_truncated_meta_grad, truncated_meta_grad
 from datadistill.seeds import generator as _generator
+from datadistill.seeds import global_rng
 from datadistill.types import Objective
 from datadistill.unroll import MetaGrads, Params, Steps, batched_meta_grad, meta_grad
 
@@ -116,15 +118,28 @@ def meta_grads(
         first: the global index of ``params0[0]`` (a rank's draws differ from another's).
         stream: a name that keeps an extra network's draws apart (``--extra-models``).
     """
+    device = next(iter(params0[0].values())).device
+
+    def own_draws(j: int) -> AbstractContextManager[None]:
+        """Init ``first + j``'s stream for what a user's network draws itself (dropout masks); batched
+        inits share the first's, as they share its window and minibatch order."""
+        return global_rng(cfg.seed, iteration, "network draws", *stream, first + j, device=device)
+
     if recipe is not None:
         return _minibatch_meta_grads(
-            model, params0, steps, objective, cfg, recipe, vmap_inits, iteration, first, stream
-        )
+            model, params0, steps, objective, cfg, recipe, vmap_inits, iteration, first, stream,
+            own_draws,
+        )  # fmt: skip
 
     def replayed(s: Steps) -> list[MetaGrads]:
         if vmap_inits:
-            return [batched_meta_grad(model, list(params0), s, objective)]
-        return [meta_grad(model, p, s, objective, method=cfg.meta_grad) for p in params0]
+            with own_draws(0):
+                return [batched_meta_grad(model, list(params0), s, objective)]
+        grads = []
+        for j, p in enumerate(params0):
+            with own_draws(j):
+                grads.append(meta_grad(model, p, s, objective, method=cfg.meta_grad))
+        return grads
 
     if cfg.formation > 1:
         return through_decode(steps, cfg.formation, replayed)
@@ -163,28 +178,33 @@ def _minibatch_meta_grads(
     iteration: int,
     first: int,
     stream: tuple[str, ...],
+    own_draws: Callable[[int], AbstractContextManager[None]],
 ) -> list[MetaGrads]:
     """The dataset protocol: minibatch training on the set, back-propagated through a random truncated
     window; init j's window, minibatches and augmentations come from the stream (seed, t, "inner", j)."""
     task = (steps.images, steps.labels, steps.lrs, recipe, objective)
     if vmap_inits:  # one window and minibatch order for this rank's inits: the first's stream
-        batched = batched_truncated_meta_grad(
-            model,
-            list(params0),
-            *task,
-            window=cfg.window,
-            generator=_generator(cfg.seed, iteration, "inner", *stream, first),
-            formation=cfg.formation,
-        )
+        with own_draws(0):
+            batched = batched_truncated_meta_grad(
+                model,
+                list(params0),
+                *task,
+                window=cfg.window,
+                generator=_generator(cfg.seed, iteration, "inner", *stream, first),
+                formation=cfg.formation,
+            )
         return [batched]
-    return [
-        truncated_meta_grad(
-            model,
-            p,
-            *task,
-            window=cfg.window,
-            generator=_generator(cfg.seed, iteration, "inner", *stream, first + j),
-            formation=cfg.formation,
-        )
-        for j, p in enumerate(params0)
-    ]
+    grads = []
+    for j, p in enumerate(params0):
+        with own_draws(j):
+            grads.append(
+                truncated_meta_grad(
+                    model,
+                    p,
+                    *task,
+                    window=cfg.window,
+                    generator=_generator(cfg.seed, iteration, "inner", *stream, first + j),
+                    formation=cfg.formation,
+                )
+            )
+    return grads
