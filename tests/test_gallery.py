@@ -27,6 +27,7 @@ def test_the_gallery_holds_the_promised_sets():
         "mnist-1-per-class",
         "fashion-mnist-10-per-class",
         "fashion-mnist-1-per-class",
+        "mnist-10-per-class-cross-arch",
     ):
         assert name in ENTRIES
 
