@@ -10,7 +10,7 @@ from datadistill.config import DistillConfig
 from datadistill.data import ImageDataset
 from datadistill.evaluate import EvalResult
 from datadistill.minibatch_unroll import Recipe
-from datadistill.models.user import factory_root, is_factory_spec, network_signature
+from datadistill.models.user import factory_root
 from datadistill.setting import Setting
 
 
@@ -70,9 +70,7 @@ def run_manifest(
         # the folder the model's factory module was imported from (module:factory specs only)
         "model_root": factory_root(setting.model_spec),
         # {name: shape} of its parameters and buffers, so evaluate refuses an edited factory (factories only)
-        "model_signature": network_signature(setting.model)
-        if is_factory_spec(setting.model_spec)
-        else None,
+        "model_signature": state.model_signatures.get(setting.model_spec),
         "init": cfg.init,
         "init_scheme": cfg.init_scheme,
         "init_seed": cfg.seed,

@@ -141,9 +141,8 @@ def _fit_stacked(
     def loss_one(params: Params, x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, params, (x,)), y)
 
-    losses_of = vmap(
-        loss_one, randomness="different"
-    )  # (params [G, ...], x [G, b, C, H, W], y [G, b]) -> [G]
+    # (params [G, ...], x [G, b, C, H, W], y [G, b]) -> [G]; a user's dropout: each network its own masks
+    losses_of = vmap(loss_one, randomness="different")
     n = len(labels)
     total = epochs * math.ceil(n / batch_size)
     step = 0

@@ -104,9 +104,9 @@ def _split_folders(root: Path) -> dict[str, Path | None]:
     """``root``'s ``train/`` and ``test/`` folders (or ``training/``, ``testing/``), their names matched in
     any case (``Train/``, ``TEST/``): read as one tree, split folders would become the classes."""
     found: dict[str, list[Path]] = {split: [] for split in SPLIT_NAMES}
-    for path in root.iterdir():
+    for path in (p for p in root.iterdir() if p.is_dir()):
         for split, names in SPLIT_NAMES.items():
-            if path.is_dir() and path.name.lower() in names:
+            if path.name.lower() in names:
                 found[split].append(path)
     for split, folders in found.items():
         if len(folders) > 1:

@@ -4,15 +4,16 @@ Every form ends as the same :class:`~datadistill.data.loading.ImageDataset` a re
 distillation, evaluation and the baselines cannot tell them apart. The rules, in one place:
 
 - **Image folder** (torchvision's ``ImageFolder`` layout): ``root/train/<class>/*`` and ``root/test/<class>/*``
-  (split folder names in any case: ``Train/``, ``TEST/``; ``training/`` and ``testing/`` too), or one tree ``root/<class>/*`` split per class
-  into train and test by ``test_fraction`` (default 0.2) with a fixed seed (:data:`SPLIT_SEED`, so runs with
-  different ``--seed`` share one test set); ``train/<class>/`` without ``test/`` (e.g. beside ``val/``) is
-  refused, not read as classes, and so is a class the split would leave without test images. Class names
-  are the folder names, sorted; label k is the k-th name. Any file Pillow reads is an image; hidden files
-  (``.*``) are skipped and any other file is an error. Images that are all gray (Pillow modes 1, L, LA, I,
-  I;16, F, and palette images whose colours are all grays) give one channel, otherwise three (RGB; alpha
-  dropped). Pixels are scaled by the file's bit depth, the same for every image: 8-bit / 255, 16-bit /
-  65535, float (mode F) kept as it is and refused outside [0, 1]; 32-bit integer images are refused.
+  (split folder names in any case: ``Train/``, ``TEST/``; ``training/`` and ``testing/`` too), or one tree
+  ``root/<class>/*`` split per class into train and test by ``test_fraction`` (default 0.2) with a fixed
+  seed (:data:`SPLIT_SEED`, so runs with different ``--seed`` share one test set); ``train/<class>/``
+  without ``test/`` (e.g. beside ``val/``) is refused, not read as classes, and so is a class the split
+  would leave without test images. Class names are the folder names, sorted; label k is the k-th name. Any
+  file Pillow reads is an image; hidden files (``.*``) are skipped and any other file is an error. Images
+  that are all gray (Pillow modes 1, L, LA, I, I;16, F, and palette images whose colours are all grays)
+  give one channel, otherwise three (RGB; alpha dropped). Pixels are scaled by the file's bit depth, the
+  same for every image: 8-bit / 255, 16-bit / 65535, float (mode F) kept as it is and refused outside
+  [0, 1]; 32-bit integer images are refused.
 - **Arrays** (``.npz``, ``.pt``, ``.safetensors``, or ``(x, y)`` in Python): ``x_train``, ``y_train``,
   ``x_test``, ``y_test`` (without the test pair, the training data is split by ``test_fraction``), optional
   ``class_names``. ``x`` is ``[N, H, W]`` (gray), or ``[N, C, H, W]`` when its second axis is 1 or 3 and its
